@@ -1,0 +1,163 @@
+"""Condensed sets: the reference file formats and multi-formation decoding (spec mdc §8.2, §11.3–§12;
+yoco §1).
+
+A condensed set is ``[data, targets]``: float pixels in [0, 1] (not normalised, not clamped),
+``[nclass·ipc, C, H, W]``, class-major. With factor f every stored image is a mosaic of f×f tiles;
+decoding cuts the tiles and upsamples them back to H×W. Within a class the decoded order is
+**crop-major**: all images' crop (0,0), then all images' crop (0,1), ... so the first x·f² decoded
+images of a class (subset IPC-x) are exactly what multi-formation initialised from real images
+0 … x·f²−1 (spec mdc §8.1 "mix").
+"""
+import glob
+import os
+import re
+
+import torch
+import torch.nn.functional as F
+
+from utils.config import UserError, atomic_save
+
+
+def decode_zoom(img, y, factor):
+    """Decode a batch of mosaics (spec mdc §8.2): pad by 0.5, ceil tiles, crop-major, bilinear up."""
+    if factor <= 1:
+        return img, y
+    n, c, h, w = img.shape
+    rem = h % factor
+    if rem:
+        img = F.pad(img, (0, factor - rem, 0, factor - rem), value=0.5)
+    s = img.shape[-1] // factor
+    # [n, c, f, s, f, s] -> [f, f, n, c, s, s]: crop (i, j) of every image, row-major crops
+    tiles = img.reshape(n, c, factor, s, factor, s).permute(2, 4, 0, 1, 3, 5).reshape(-1, c, s, s)
+    out = F.interpolate(tiles, size=(h, w), mode="bilinear", align_corners=False)
+    return out, y.repeat(factor * factor)
+
+
+def decode_bound(img, y, factor, bound=128):
+    """``bound`` decoding (spec mdc §8.2): the first images with the largest factor while the
+    budget allows, the rest with smaller factors, total decoded count ≤ max(bound, len(img))."""
+    out, outy, start, left = [], [], 0, len(img)
+    for f in range(factor, 0, -1):
+        if left == 0:
+            break
+        used = sum(len(o) for o in out)
+        room = bound - used - left  # keep one slot for every image not yet decoded
+        n = left if f == 1 else max(0, min(left, room // (f * f - 1)))
+        if n:
+            d, dy = decode_zoom(img[start:start + n], y[start:start + n], f)
+            out.append(d)
+            outy.append(dy)
+            start, left = start + n, left - n
+    return torch.cat(out), torch.cat(outy)
+
+
+def decode_class(img, y, factor, decode_type="single", bound=128):
+    """Decode one class block with the reference's decode types (single / multi / bound)."""
+    if decode_type == "multi":
+        parts = [decode_zoom(img, y, f) for f in range(1, factor + 1)]
+        return torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
+    if decode_type == "bound":
+        return decode_bound(img, y, factor, bound)
+    return decode_zoom(img, y, factor)
+
+
+def decode(data, targets, factor, decode_type="single", nclass=None, bound=128):
+    """Decode a whole class-major set, class by class (spec mdc §11.3). Returns (images, labels)."""
+    if factor <= 1 and decode_type != "multi":
+        return data, targets
+    nclass = nclass or int(targets.max()) + 1
+    ipc = len(data) // nclass
+    xs, ys = [], []
+    for c in range(nclass):
+        x, y = decode_class(data[c * ipc:(c + 1) * ipc], targets[c * ipc:(c + 1) * ipc], factor, decode_type, bound)
+        xs.append(x)
+        ys.append(y)
+    return torch.cat(xs), torch.cat(ys)
+
+
+def class_prefix(images, labels, nclass, per_class, keep):
+    """Per class, the first ``keep`` of its ``per_class`` rows (subset IPC-y, spec mdc §11.4)."""
+    if keep > per_class:
+        raise UserError(f"asked for {keep} images per class but the set has only {per_class}")
+    idx = torch.cat([torch.arange(c * per_class, c * per_class + keep) for c in range(nclass)])
+    return images[idx], labels[idx]
+
+
+# ------------------------------------------------------------------------------------------------
+# I/O
+
+
+def save_condensed(path, data, targets):
+    """Write ``[data, targets]`` in the reference format (float32 CPU, int64), atomically."""
+    atomic_save([data.detach().float().cpu(), targets.detach().long().cpu()], path)
+
+
+def _load(path):
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise UserError(f"condensed file {path} not found; check --test_data_dir")
+    except Exception as e:  # a pickle that is not a plain tensor container
+        raise UserError(f"cannot read {path} as a condensed set ({type(e).__name__}); expected [data, targets]")
+
+
+def latest_data_file(folder, niter=None):
+    """``data_{niter}.pt`` if present, else ``data.pt``, else the highest ``data_{it}.pt``
+    (the reference hard-coded ``data_2000.pt``, spec mdc §14 item 7)."""
+    cands = ([f"data_{niter}.pt"] if niter else []) + ["data.pt"]
+    for name in cands:
+        p = os.path.join(folder, name)
+        if os.path.exists(p):
+            return p
+    its = [(int(m.group(1)), p) for p in glob.glob(os.path.join(folder, "data_*.pt"))
+           if (m := re.search(r"data_(\d+)\.pt$", p))]
+    if not its:
+        raise UserError(f"no data_*.pt or data.pt in {folder}; point --test_data_dir at a condensation folder")
+    return max(its)[1]
+
+
+def load_condensed(path, condense_key="idc", niter=None):
+    """Read a condensed set of any supported format as (float data [N,C,H,W], long targets [N]).
+
+    idc / dream: ``[data, targets]`` (folder → ``data_{niter}.pt``/``data.pt``/latest, or a .pt file);
+    mtt: ``images_best.pt`` + ``labels_best.pt``; dsa: dict with ``data[0] = [images, labels]``;
+    kip: ``[images NHWC, one-hot labels]`` (spec yoco §1.1). mtt/dsa/kip are stored normalised.
+    """
+    if condense_key == "mtt":
+        folder = path if os.path.isdir(path) else os.path.dirname(path)
+        x = _load(os.path.join(folder, "images_best.pt"))
+        y = _load(os.path.join(folder, "labels_best.pt"))
+        return x.float(), y.long()
+    if os.path.isdir(path):
+        path = latest_data_file(path, niter) if condense_key in ("idc", "dream") else os.path.join(path, "data.pt")
+    obj = _load(path)
+    if condense_key == "dsa":
+        if not isinstance(obj, dict) or "data" not in obj:
+            raise UserError(f"{path} is not a DSA result dict with a 'data' entry")
+        obj = obj["data"][0]
+    if not isinstance(obj, (list, tuple)) or len(obj) != 2 or not all(torch.is_tensor(t) for t in obj):
+        raise UserError(f"{path} does not hold [data, targets] tensors")
+    x, y = obj
+    if condense_key == "kip":
+        x = x.permute(0, 3, 1, 2)
+        y = y.argmax(1)
+    if x.dim() != 4 or y.dim() != 1 or len(x) != len(y):
+        raise UserError(f"{path}: data {tuple(x.shape)} / targets {tuple(y.shape)} are not [N,C,H,W] / [N]")
+    return x.float().contiguous(), y.long()
+
+
+def check_condensed(data, targets, nclass, nch, size, ipc=None, path=""):
+    """Shape and class-layout checks with one-line errors (class-major, equal ipc per class)."""
+    where = f"{path}: " if path else ""
+    if data.shape[1] != nch or data.shape[-1] != size or data.shape[-2] != size:
+        raise UserError(f"{where}images are {tuple(data.shape[1:])}, the dataset needs ({nch}, {size}, {size}); "
+                        "check -d/--dataset")
+    if len(data) % nclass:
+        raise UserError(f"{where}{len(data)} images do not split into {nclass} classes; check -d/--dataset")
+    per = len(data) // nclass
+    want = torch.arange(nclass).repeat_interleave(per)
+    if not torch.equal(targets.cpu(), want):
+        raise UserError(f"{where}targets are not class-major blocks of {per} for {nclass} classes")
+    if ipc is not None and ipc > 0 and per != ipc:
+        raise UserError(f"{where}holds {per} images per class but --ipc is {ipc}; pass --ipc {per}")
+    return per

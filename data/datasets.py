@@ -1,0 +1,208 @@
+"""Real datasets (spec mdc §2, §8.5; yoco §1.2): loading, normalisation constants, ImageNet subsets.
+
+The 32/28-px datasets are held as uint8 tensors ``[N, C, H, W]`` (``load_tensors``); everything that
+trains works on float tensors in [0, 1] and normalises on the fly. Nothing is downloaded unless
+``--download`` is given, and a missing dataset is a one-line ``UserError`` that says where we looked.
+"""
+import gzip
+import os
+import pickle
+import struct
+
+import numpy as np
+import torch
+
+from utils.config import UserError
+
+# spec mdc §2.1
+MEANS = {
+    "cifar": [0.4914, 0.4822, 0.4465], "imagenet": [0.485, 0.456, 0.406],
+    "svhn": [0.4377, 0.4438, 0.4728], "mnist": [0.1307], "fashion": [0.2861],
+}
+STDS = {
+    "cifar": [0.2023, 0.1994, 0.2010], "imagenet": [0.229, 0.224, 0.225],
+    "svhn": [0.1980, 0.2010, 0.1970], "mnist": [0.3081], "fashion": [0.3530],
+}
+INFO = {  # nclass, nch, size
+    "cifar10": (10, 3, 32), "cifar100": (100, 3, 32), "svhn": (10, 3, 32),
+    "mnist": (10, 1, 28), "fashion": (10, 1, 28),
+}
+# Debian's `dataset-fashion-mnist` package (`dpkg -L dataset-fashion-mnist`)
+DEBIAN_FASHION = os.environ.get("FASHION_MNIST_DIR", "/usr/share/datasets/fashion-mnist")
+CLASS100 = os.path.join(os.path.dirname(os.path.abspath(__file__)), "class100.txt")
+
+
+def stats_key(dataset):
+    """CIFAR-100 uses the CIFAR statistics (spec mdc §2.2)."""
+    return "cifar" if dataset.startswith("cifar") else dataset
+
+
+def mean_std(dataset):
+    k = stats_key(dataset)
+    return MEANS[k], STDS[k]
+
+
+def _read_idx(path):
+    """An MNIST-style idx file (optionally .gz) as a numpy array."""
+    opener = gzip.open if path.endswith(".gz") else open
+    with opener(path, "rb") as f:
+        raw = f.read()
+    zero, dtype_code, ndim = struct.unpack(">HBB", raw[:4])
+    if zero != 0 or dtype_code != 0x08:
+        raise UserError(f"{path} is not an idx file of unsigned bytes; re-install the dataset")
+    dims = struct.unpack(">" + "I" * ndim, raw[4:4 + 4 * ndim])
+    return np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim).reshape(dims)
+
+
+def _idx_pair(folder, train):
+    pre = "train" if train else "t10k"
+    for ext in (".gz", ""):
+        img = os.path.join(folder, f"{pre}-images-idx3-ubyte{ext}")
+        lab = os.path.join(folder, f"{pre}-labels-idx1-ubyte{ext}")
+        if os.path.exists(img) and os.path.exists(lab):
+            return img, lab
+    return None
+
+
+def _load_mnist_like(name, root, train, download):
+    import torchvision
+
+    cls = torchvision.datasets.MNIST if name == "mnist" else torchvision.datasets.FashionMNIST
+    folders = [os.path.join(root, cls.__name__, "raw")]
+    if name == "fashion":
+        folders.append(DEBIAN_FASHION)
+    for folder in folders:
+        pair = _idx_pair(folder, train)
+        if pair:
+            x = torch.from_numpy(_read_idx(pair[0]).copy()).unsqueeze(1)
+            y = torch.from_numpy(_read_idx(pair[1]).astype(np.int64))
+            return x, y
+    if download:
+        ds = cls(root, train=train, download=True)
+        return ds.data.unsqueeze(1).clone(), ds.targets.clone().long()
+    hint = " or `apt-get install dataset-fashion-mnist`" if name == "fashion" else ""
+    raise UserError(f"{name} not found in {' or '.join(folders)}; pass --data_dir, add --download{hint}")
+
+
+def _presence_checked(cls):
+    """torchvision's class, but a present file counts as intact: its md5 check re-reads the whole
+    dataset on every load (seconds for CIFAR); ``--download`` still verifies what it fetches."""
+
+    class Checked(cls):
+        def _check_integrity(self):
+            files = getattr(self, "train_list", []) + getattr(self, "test_list", [])
+            if files:
+                return all(os.path.exists(os.path.join(self.root, self.base_folder, f[0])) for f in files)
+            return os.path.exists(os.path.join(self.root, self.filename))
+
+        def _load_meta(self):  # CIFAR: class names, read without the md5 check
+            with open(os.path.join(self.root, self.base_folder, self.meta["filename"]), "rb") as f:
+                self.classes = pickle.load(f, encoding="latin1")[self.meta["key"]]
+
+    Checked.__name__ = cls.__name__
+    return Checked
+
+
+def load_tensors(name, root, train=True, download=False):
+    """(uint8 images [N, C, H, W], int64 labels [N]) of a 32/28-px dataset, via torchvision."""
+    import torchvision
+
+    if name in ("mnist", "fashion"):
+        return _load_mnist_like(name, root, train, download)
+    try:
+        if name in ("cifar10", "cifar100"):
+            cls = torchvision.datasets.CIFAR10 if name == "cifar10" else torchvision.datasets.CIFAR100
+            ds = (cls if download else _presence_checked(cls))(root, train=train, download=download)
+            return torch.from_numpy(ds.data).permute(0, 3, 1, 2).contiguous(), torch.tensor(ds.targets)
+        if name == "svhn":
+            root = os.path.join(root, "svhn")
+            cls = torchvision.datasets.SVHN if download else _presence_checked(torchvision.datasets.SVHN)
+            ds = cls(root, split="train" if train else "test", download=download)
+            return torch.from_numpy(ds.data).contiguous(), torch.from_numpy(ds.labels.astype(np.int64))
+    except RuntimeError as e:  # torchvision: "Dataset not found or corrupted"
+        raise UserError(f"{name} not found under {os.path.abspath(root)} ({e}); pass --data_dir or add --download")
+    raise UserError(f"unknown dataset {name!r}; choose one of cifar10, cifar100, svhn, mnist, fashion, imagenet")
+
+
+def first_per_class(images, targets, nclass, n, start=0):
+    """The first ``n`` samples of every class in dataset order, class-major (the `random` baseline)."""
+    rows = []
+    for c in range(nclass):
+        idx = (targets == c).nonzero().flatten()[start:start + n]
+        if len(idx) < n:
+            raise UserError(f"class {c} has only {len(idx)} images after offset {start}; lower --ipc")
+        rows.append(idx)
+    idx = torch.cat(rows)
+    return images[idx], targets[idx]
+
+
+# ------------------------------------------------------------------------------------------------
+# ImageNet subsets (spec mdc §2.3, Appendix A)
+
+
+def find_subclasses(train_dir, nclass, phase=0, seed=0):
+    """Class folders of the ImageNet subset: block ``phase`` of ``nclass`` classes.
+
+    seed 0 uses the reference's class100.txt order; otherwise a seeded permutation of the sorted
+    folders (with a local RNG: the reference reseeded the global numpy RNG, spec mdc §14 item 16).
+    """
+    phase = max(0, phase)
+    if seed == 0:
+        with open(CLASS100) as f:
+            names = f.read().split()
+    else:
+        names = sorted(e.name for e in os.scandir(train_dir) if e.is_dir())
+        names = [names[i] for i in np.random.RandomState(seed).permutation(len(names))]
+    block = names[nclass * phase: nclass * (phase + 1)]
+    if len(block) < nclass:
+        raise UserError(f"only {len(block)} ImageNet classes available for --nclass {nclass} --phase {phase}")
+    return block
+
+
+def imagenet_folder(root, split, nclass, phase=0, seed=0, transform=None, ipc=-1):
+    """A torchvision ``DatasetFolder`` restricted to the subset classes, labels in list order."""
+    import torchvision
+
+    split_dir = os.path.join(root, split)
+    if not os.path.isdir(split_dir):
+        raise UserError(f"ImageNet folder {split_dir} not found; pass --imagenet_dir with train/ and val/")
+    classes = find_subclasses(os.path.join(root, "train"), nclass, phase, seed)
+    missing = [c for c in classes if not os.path.isdir(os.path.join(split_dir, c))]
+    if missing:
+        raise UserError(f"{split_dir} lacks class folders {missing[:3]}...; check --imagenet_dir")
+
+    class Subset(torchvision.datasets.ImageFolder):
+        def find_classes(self, directory):
+            return classes, {c: i for i, c in enumerate(classes)}
+
+    ds = Subset(split_dir, transform=transform)
+    ds.samples = ds.imgs = sorted(ds.samples, key=lambda s: s[1])  # class-major, file order within
+    ds.targets = [y for _, y in ds.samples]
+    if ipc > 0:  # the first ipc samples per class in file order (spec mdc §2.3)
+        keep, count = [], {}
+        for path, y in ds.samples:
+            if count.get(y, 0) < ipc:
+                keep.append((path, y))
+                count[y] = count.get(y, 0) + 1
+        ds.samples = ds.imgs = keep
+        ds.targets = [y for _, y in keep]
+    return ds
+
+
+def imagenet_tensors(ds, size, desc="decode"):
+    """Decode an ImageNet folder once into uint8 tensors at ``size`` (``--load_memory``)."""
+    from torchvision import transforms as T
+    from tqdm import tqdm
+
+    tf = T.Compose([T.Resize(size), T.CenterCrop(size), T.PILToTensor()])
+    xs = [tf(ds.loader(p)) for p, _ in tqdm(ds.samples, desc=desc, leave=False)]
+    return torch.stack(xs), torch.tensor(ds.targets)
+
+
+def test_tensors(args):
+    """Normalised float test images [N, C, H, W] and labels of a 32/28-px dataset (spec mdc §8.5)."""
+    x, y = load_tensors(args.dataset, args.data_dir, train=False, download=args.download)
+    mean, std = mean_std(args.dataset)
+    x = x.float().div_(255)
+    x = (x - torch.tensor(mean).view(1, -1, 1, 1)) / torch.tensor(std).view(1, -1, 1, 1)
+    return x, y

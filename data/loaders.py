@@ -1,0 +1,110 @@
+"""Batch iterators (spec mdc §2.4).
+
+``TensorLoader`` replaces the reference's ``MultiEpochsDataLoader`` over a ``TensorDataset`` for
+in-memory data: a fresh shuffle per epoch, batches of ``batch_size`` with the last one partial,
+normalisation done once per batch on the device instead of per sample (identical values, no worker
+processes). ``ClassSampler`` is ``ClassMemDataLoader``/``ClassDataLoader``: class-wise real batches
+for gradient matching (without replacement within a class epoch), deterministic first-images slices
+with ``start_idx`` for initialisation, and all-class batches for the network updates.
+"""
+import torch
+
+
+class TensorLoader:
+    """Shuffled mini-batches of in-memory images. Yields ``(x, y)`` or ``(x, y, idx)``.
+
+    ``images`` are float in [0, 1] (or uint8); ``transform`` is a batched function applied on the
+    device (e.g. ``Normalize``); ``sample_transform`` a per-sample one (ImageNet crops/jitter).
+    """
+
+    def __init__(self, images, targets, batch_size, shuffle=True, device="cpu", transform=None,
+                 sample_transform=None, return_index=False):
+        self.device = torch.device(device)
+        keep_on_cpu = sample_transform is not None
+        self.images = images if keep_on_cpu else images.to(self.device)
+        self.targets = targets.to(self.device)
+        self.batch_size, self.shuffle = batch_size, shuffle
+        self.transform, self.sample_transform = transform, sample_transform
+        self.return_index = return_index
+
+    def __len__(self):
+        return (len(self.targets) + self.batch_size - 1) // self.batch_size
+
+    @property
+    def dataset_size(self):
+        return len(self.targets)
+
+    def __iter__(self):
+        n = len(self.targets)
+        order = torch.randperm(n) if self.shuffle else torch.arange(n)
+        for s in range(0, n, self.batch_size):
+            idx = order[s:s + self.batch_size]
+            if self.sample_transform is not None:
+                x = torch.stack([self.sample_transform(self.images[i]) for i in idx.tolist()]).to(self.device)
+            else:
+                x = self.images[idx.to(self.device)]
+            if x.dtype == torch.uint8:
+                x = x.float().div_(255)
+            if self.transform is not None:
+                x = self.transform(x)
+            y = self.targets[idx.to(self.device)]
+            yield (x, y, idx) if self.return_index else (x, y)
+
+
+class ClassSampler:
+    """Real training data for condensation, class by class (spec mdc §2.4, §8.6).
+
+    ``images`` is a uint8/float tensor (in-memory, ``--load_memory True``) or any indexable dataset
+    returning ``(image_tensor, label)`` (streaming). Outputs are float in [0, 1] on ``device``.
+    """
+
+    def __init__(self, images, targets, nclass, batch_size, device="cpu"):
+        self.device = torch.device(device)
+        self.in_memory = torch.is_tensor(images)
+        self.images = images.to(self.device) if self.in_memory else images
+        self.targets = torch.as_tensor(targets).long()
+        self.nclass, self.batch_size = nclass, batch_size
+        self.cls_idx = [(self.targets == c).nonzero().flatten() for c in range(nclass)]
+        self._cls_queue = [torch.empty(0, dtype=torch.long) for _ in range(nclass)]
+        self._all_queue = torch.empty(0, dtype=torch.long)
+
+    def _fetch(self, idx):
+        if self.in_memory:
+            x = self.images[idx.to(self.device)]
+        else:
+            x = torch.stack([torch.as_tensor(self.images[i][0]) for i in idx.tolist()]).to(self.device)
+        return x.float().div_(255) if x.dtype == torch.uint8 else x.float()
+
+    def class_indices(self, c, n, start_idx=0):
+        """Dataset indices of the deterministic block ``[start_idx·n, (start_idx+1)·n)`` of class c."""
+        idx = self.cls_idx[c][start_idx * n:(start_idx + 1) * n]
+        if len(idx) < n:
+            raise ValueError(f"class {c} has {len(self.cls_idx[c])} images, fewer than block {start_idx} of {n}")
+        return idx
+
+    def class_sample(self, c, ipc=-1, start_idx=0):
+        """With ``ipc > 0`` the first-images block (initialisation); otherwise the next random class
+        batch of ``min(n_c, batch_size)``, without replacement within a class epoch."""
+        if ipc > 0:
+            idx = self.class_indices(c, ipc, start_idx)
+        else:
+            bs = min(len(self.cls_idx[c]), self.batch_size)
+            if len(self._cls_queue[c]) < bs:  # drop_last: a new class epoch
+                self._cls_queue[c] = self.cls_idx[c][torch.randperm(len(self.cls_idx[c]))]
+            idx, self._cls_queue[c] = self._cls_queue[c][:bs], self._cls_queue[c][bs:]
+        x = self._fetch(idx)
+        return x, torch.full((len(idx),), c, dtype=torch.long, device=self.device)
+
+    def sample(self):
+        """The next all-class batch of ``batch_size`` from a persistent shuffled pass (no drop_last)."""
+        if len(self._all_queue) == 0:
+            self._all_queue = torch.randperm(len(self.targets))
+        idx, self._all_queue = self._all_queue[:self.batch_size], self._all_queue[self.batch_size:]
+        return self._fetch(idx), self.targets[idx].to(self.device)
+
+    def state_dict(self):
+        return {"cls_queue": list(self._cls_queue), "all_queue": self._all_queue}
+
+    def load_state_dict(self, st):
+        self._cls_queue = list(st["cls_queue"])
+        self._all_queue = st["all_queue"]

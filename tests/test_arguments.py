@@ -1,0 +1,92 @@
+"""The shared command line: presets as defaults, explicit flags win, derived settings; the
+evaluation LR schedule and protocol."""
+import argparse
+
+import pytest
+import torch
+
+from test import get_args_parser
+from utils.arguments import condense_tag, ipc_epoch, parse_args, tune_lr_img
+from utils.config import UserError, str2bool
+from utils.train import milestones, train_protocol
+
+
+def parse(*argv):
+    return parse_args(get_args_parser(), list(argv))
+
+
+def test_str2bool_accepts_reference_spellings():
+    assert str2bool("True") is True and str2bool("False") is False and str2bool("1") is True
+    with pytest.raises(argparse.ArgumentTypeError):
+        str2bool("maybe")
+    assert parse("--adaptive_reg", "True", "--ipc", "2").adaptive_reg is True
+
+
+def test_reproduce_presets_and_explicit_flags_win():
+    a = parse("--reproduce", "-d", "cifar10", "-f", "2", "--ipc", "10")
+    assert (a.niter, a.metric, a.n_data, a.lr_img, a.depth) == (2000, "mse", 2000, 5e-3, 3)
+    assert a.epochs == 1000 and a.mix_p == 0.5 and a.dsa and a.init == "mix"
+    assert a.dsa_strategy == "color_crop_flip_scale_rotate"  # cutout removed under CutMix
+    b = parse("--reproduce", "-d", "cifar10", "--ipc", "10", "--niter", "7", "--epochs", "3", "--mix_p", "0.2")
+    assert (b.niter, b.epochs, b.mix_p) == (7, 3, 0.2)  # the reference silently forced epochs to 1000
+    c = parse("--reproduce", "-d", "mnist", "-f", "2", "--ipc", "10")
+    assert (c.aug_type, c.mixup, c.dsa_strategy) == ("color_crop", "vanilla", "color_crop_scale_rotate")
+    d = parse("--reproduce", "-d", "svhn", "--ipc", "10")
+    assert d.dsa_strategy == "color_crop_scale_rotate" and d.n_data == 500
+    e = parse("--reproduce", "-d", "imagenet", "--nclass", "10", "-f", "3", "--ipc", "20")
+    assert (e.net_type, e.depth, e.early, e.decode_type, e.metric) == ("resnet_ap", 10, 10, "bound", "l1")
+    assert parse("--reproduce", "-d", "cifar10", "--ipc", "10", "--adaptive_reg", "True").metric == "mse"
+
+
+def test_dataset_block_and_tags():
+    a = parse("-d", "fashion", "--ipc", "10")
+    assert (a.nch, a.size, a.nclass, a.depth, a.idx_from) == (1, 28, 10, 3, 2)
+    with pytest.raises(UserError, match="unknown dataset"):
+        parse("-d", "foo")
+    r = parse("--reproduce", "-d", "cifar10", "-f", "2", "--ipc", "10", "--adaptive_reg", "True")
+    tag = r.modeltag + condense_tag(r, 5e-3)
+    assert tag == "conv3in_grad_mse_nd2000_cut_niter2000_factor2_lr0.005_mix_ipc10"  # spec mdc App. B
+    assert tune_lr_img(r, 5e-3) == pytest.approx(5e-3)
+    r1 = parse("--reproduce", "-d", "cifar10", "--ipc", "1")
+    assert tune_lr_img(r1, 5e-3) == pytest.approx(5e-4)  # linear in ipc (spec mdc §1.4)
+
+
+def test_imagenet_epochs():
+    # decoded counts 1, 10, 45, 90, 450 (spec mdc §1.3)
+    assert [ipc_epoch(1, 1), ipc_epoch(10, 1), ipc_epoch(5, 3), ipc_epoch(10, 3), ipc_epoch(50, 3)] == \
+        [3000, 2000, 1500, 1000, 500]
+    assert ipc_epoch(10, 3, nclass=100) == 600  # ⌊2/3·1000⌋ to a multiple of 100
+    assert ipc_epoch(20, 3, bound=128) == 1000
+
+
+def test_lr_schedule_milestones():
+    assert milestones(1000) == [666, 833]
+    m = torch.nn.Linear(2, 2)
+    opt = torch.optim.SGD(m.parameters(), 0.01)
+    s = torch.optim.lr_scheduler.MultiStepLR(opt, milestones(1000), 0.2)
+    lrs = []
+    for _ in range(1000):
+        lrs.append(opt.param_groups[0]["lr"])
+        opt.step()
+        s.step()
+    assert lrs[665] == pytest.approx(0.01) and lrs[666] == pytest.approx(0.002)
+    assert lrs[832] == pytest.approx(0.002) and lrs[833] == pytest.approx(0.0004)
+
+
+def test_train_protocol_validates_four_times_and_learns():
+    torch.manual_seed(0)
+    x = torch.cat([torch.randn(20, 3, 8, 8) + 2, torch.randn(20, 3, 8, 8) - 2])
+    y = torch.arange(2).repeat_interleave(20)
+
+    class L:  # a tiny loader
+        def __iter__(self):
+            p = torch.randperm(40)
+            for i in range(0, 40, 16):
+                yield x[p[i:i + 16]], y[p[i:i + 16]]
+
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(192, 2))
+    a = argparse.Namespace(epochs=8, lr=0.01, momentum=0.9, weight_decay=5e-4, dsa=True,
+                           dsa_strategy="color_crop_flip_scale_rotate", mixup="cut", mix_p=0.5, beta=1.0)
+    r = train_protocol(model, L(), [(x, y)], a, progress=False)
+    assert [e for e, _ in r["curve"]] == [2, 4, 6, 8]
+    assert r["best"] >= r["last"] and r["best"] > 90

@@ -1,0 +1,266 @@
+"""utils/img_loader.py: --pruning_key grammar (spec yoco §4) and selection rules (spec yoco §5)."""
+import random
+
+import pytest
+import torch
+
+from utils.config import UserError
+from utils.img_loader import (CCS_RATIOS, PruneConfig, allocate_budget, resolve_pruning_key, select_indices,
+                              stratified_sampling)
+
+
+def R(key, ipc_f=10, ipc_t=1, topk=10, dataset="cifar10", **kw):
+    c = resolve_pruning_key(key, ipc_f=ipc_f, ipc_t=ipc_t, topk=topk, dataset=dataset, **kw)
+    return c.score_key, c.balance, c.use_hard, c.stratified, c.random_selection
+
+
+# ---------------------------------------------------------------------------------------------------
+# §4 resolution table: (key) -> (score key, balance, use_hard, stratified, random)
+TABLE = [
+    ("random", (None, False, False, False, True)),
+    ("random_balance", (None, True, False, False, True)),
+    ("ssp", ("imbalance_kmeans_1", False, False, False, False)),
+    ("ssp_imbalance", ("imbalance_kmeans_1", False, False, False, False)),
+    ("ssp_balance", ("kmeans_1", True, False, False, False)),
+    ("entropy", ("entropy", False, True, False, False)),
+    ("accumulated_margin", ("accumulated_margin", False, True, False, False)),
+    ("accumulated_margin_easy", ("accumulated_margin", False, False, False, False)),
+    ("forgetting", ("forgetting", False, True, False, False)),
+    ("forgetting_easy", ("forgetting", False, False, False, False)),
+    ("el2n", ("el2n", False, True, False, False)),
+    ("el2n_easy", ("el2n", False, False, False, False)),
+    ("el2n_hard", ("el2n", False, True, False, False)),
+    ("entropy_balance", ("entropy", True, True, False, False)),
+    ("entropy_imbalance", ("entropy", False, True, False, False)),
+    ("forgetting_easy_balance", ("forgetting", True, False, False, False)),
+    ("ccs", ("el2n", False, False, True, False)),
+    ("ccs_balance", ("el2n", False, False, True, False)),  # key replaced entirely: suffix lost (B8)
+    ("yoco", ("LBPE_top10", True, False, False, False)),
+    ("yoco_imbalance", ("LBPE_top10", False, False, False, False)),
+    ("yoco_balance", ("LBPE_top10", True, False, False, False)),
+    ("yoco_hard", ("LBPE_top10", True, True, False, False)),
+]
+
+
+@pytest.mark.parametrize("key,expected", TABLE)
+def test_resolution_table(key, expected):
+    assert R(key) == expected
+
+
+def test_resolution_depends_on_ipc_t_and_topk():
+    assert R("ssp", ipc_f=10, ipc_t=2)[0] == "imbalance_kmeans_2"
+    assert R("ssp_balance", ipc_f=50, ipc_t=5)[0] == "kmeans_5"
+    assert R("yoco", topk=3)[0] == "LBPE_top3"
+    assert R("yoco_imbalance", topk=3)[:2] == ("LBPE_top3", False)
+
+
+def test_ccs_ratio_table_and_override():
+    assert len(CCS_RATIOS) == 23
+    cfg = resolve_pruning_key("ccs", ipc_f=10, ipc_t=1, topk=10, dataset="cifar10")
+    assert cfg.prune_score_ratio == 0.3
+    assert resolve_pruning_key("ccs", ipc_f=20, ipc_t=5, topk=10, dataset="cifar100").prune_score_ratio == 0.3
+    assert resolve_pruning_key("ccs", ipc_f=10, ipc_t=2, topk=10, dataset="imagenet").prune_score_ratio == 0.2
+    with pytest.raises(UserError, match=r"dataset=cifar10, IPC_F=20, IPC_T=1.*--prune_score_ratio"):
+        resolve_pruning_key("ccs", ipc_f=20, ipc_t=1, topk=10, dataset="cifar10")
+    ok = resolve_pruning_key("ccs", ipc_f=20, ipc_t=1, topk=10, dataset="cifar10", prune_score_ratio=0.2)
+    assert ok.prune_score_ratio == 0.2
+    with pytest.raises(UserError):
+        resolve_pruning_key("ccs", ipc_f=10, ipc_t=1, topk=10, dataset="cifar10", prune_score_ratio=1.5)
+    assert resolve_pruning_key("el2n", ipc_f=10, ipc_t=1, topk=10, dataset="cifar10").prune_score_ratio == 0.0
+
+
+def test_resolution_errors():
+    with pytest.raises(UserError, match="yoco"):
+        R("herding")
+    with pytest.raises(UserError):
+        R("LBPE_top10")  # score keys are not pruning keys
+    with pytest.raises(UserError):
+        R("yoco", ipc_f=10, ipc_t=10)
+    with pytest.raises(UserError):
+        R("yoco", ipc_f=10, ipc_t=0)
+
+
+# ---------------------------------------------------------------------------------------------------
+# §5 selection. Toy decoded set: C=2, IPC_F=2, f=2 -> n_c=8, N=16; IPC_T=1 -> m=4, M=8.
+GEOM = dict(N=16, C=2, ipc_f=2, ipc_t=1, factor=2)
+
+
+def sel(key, scores, **kw):
+    cfg = resolve_pruning_key(key, ipc_f=2, ipc_t=1, topk=10, dataset="cifar10",
+                              prune_score_ratio=kw.pop("ratio", None))
+    return select_indices(scores, cfg, **GEOM, **kw).tolist()
+
+
+def ramp(key):
+    return {key: torch.arange(16, dtype=torch.float32)}  # class 1 (indices 8..15) scores higher
+
+
+def test_balanced_vs_imbalanced():
+    assert sorted(sel("el2n", ramp("el2n"))) == list(range(8, 16))  # global hardest: all class 1
+    assert sel("el2n_balance", ramp("el2n")) == [7, 6, 5, 4, 15, 14, 13, 12]  # quota m=4 per class
+    assert sel("el2n_easy", ramp("el2n")) == list(range(8))  # global easiest: all class 0
+    s = {"LBPE_top10": torch.arange(16, dtype=torch.float32)}
+    assert sel("yoco", s) == [0, 1, 2, 3, 8, 9, 10, 11]  # per class the m lowest LBPE
+    assert sel("yoco_imbalance", s) == list(range(8))
+
+
+def test_yoco_worked_example_counts():
+    # spec yoco §5.3: CIFAR-10, IPC_F 10 -> IPC_T 1, f=2: N=400, 4 per class, 40 total
+    g = torch.Generator().manual_seed(0)
+    s = {"LBPE_top10": torch.rand(400, generator=g) + torch.arange(400) // 40}  # class c scores in [c, c+1)
+    cfg = resolve_pruning_key("yoco", ipc_f=10, ipc_t=1, topk=10, dataset="cifar10")
+    idx = select_indices(s, cfg, N=400, C=10, ipc_f=10, ipc_t=1, factor=2)
+    assert torch.bincount(idx // 40, minlength=10).tolist() == [4] * 10
+    for c in range(10):
+        block = s["LBPE_top10"][c * 40:(c + 1) * 40]
+        assert sorted((idx[idx // 40 == c] - c * 40).tolist()) == sorted(block.argsort()[:4].tolist())
+    imb = resolve_pruning_key("yoco_imbalance", ipc_f=10, ipc_t=1, topk=10, dataset="cifar10")
+    assert (select_indices(s, imb, N=400, C=10, ipc_f=10, ipc_t=1, factor=2) // 40).tolist() == [0] * 40
+
+
+def test_aum_direction_is_flipped():
+    s = ramp("accumulated_margin")
+    assert sorted(sel("accumulated_margin", s)) == list(range(8))  # default "hard" = LOWEST margins
+    assert sorted(sel("accumulated_margin_easy", s)) == list(range(8, 16))  # easy = highest margins
+    assert sorted(sel("accumulated_margin_balance", s)) == [0, 1, 2, 3, 8, 9, 10, 11]
+
+
+def test_ties_go_to_lower_decoded_index():
+    f = torch.zeros(16, dtype=torch.int32)
+    f[[3, 9]] = 2
+    f[[5, 12, 14]] = 1
+    s = {"forgetting": f}
+    assert sel("forgetting", s) == [3, 9, 5, 12, 14, 0, 1, 2]  # ties (0s) -> lowest indices
+    assert sel("forgetting_easy", s) == [0, 1, 2, 4, 6, 7, 8, 10]  # 0s in index order
+    assert sel("forgetting_balance", s) == [3, 5, 0, 1, 9, 12, 14, 8]
+    # large set with many ties (torch's unstable sort would permute them): python's stable sort as oracle
+    g = torch.Generator().manual_seed(0)
+    big = {"forgetting": torch.randint(0, 3, (400,), generator=g, dtype=torch.int32)}
+    v = big["forgetting"].tolist()
+    for key, hard in (("forgetting", True), ("forgetting_easy", False)):
+        cfg = resolve_pruning_key(key, ipc_f=10, ipc_t=1, topk=10, dataset="cifar10")
+        got = select_indices(big, cfg, N=400, C=10, ipc_f=10, ipc_t=1, factor=2).tolist()
+        assert got == sorted(range(400), key=lambda i: -v[i] if hard else v[i])[:40]
+
+
+def test_random_selection():
+    a = sel("random", None, seed=1)
+    assert a == sel("random", None, seed=1) and len(a) == 8 and len(set(a)) == 8 and all(0 <= i < 16 for i in a)
+    b = sel("random_balance", None, seed=1)
+    assert [i // 8 for i in b] == [0] * 4 + [1] * 4 and len(set(b)) == 8
+    random.seed(5)
+    g1 = sel("random", None)  # seed=None: the global python RNG (seeded by set_seed)
+    random.seed(5)
+    assert sel("random", None) == g1
+
+
+def test_kmeans_lists_used_as_is():
+    s = {"imbalance_kmeans_1": [3, 3, 9, 1, 0, 15, 8, 8], "kmeans_1": [0, 1, 2, 2, 8, 9, 10, 11]}
+    assert sel("ssp", s) == [3, 3, 9, 1, 0, 15, 8, 8]  # duplicates kept (B10)
+    assert sel("ssp_balance", s) == [0, 1, 2, 2, 8, 9, 10, 11]
+    with pytest.raises(UserError, match="outside"):
+        sel("ssp", {"imbalance_kmeans_1": [0, 16]})
+
+
+def test_selection_errors():
+    with pytest.raises(UserError, match=r"15 entries.*N=16"):
+        sel("el2n", {"el2n": torch.zeros(15)})
+    with pytest.raises(UserError, match="keys present: entropy, forgetting"):
+        sel("el2n", {"forgetting": torch.zeros(16), "entropy": torch.zeros(16)})
+    with pytest.raises(UserError):
+        sel("el2n", None)
+    cfg = resolve_pruning_key("el2n", ipc_f=2, ipc_t=1, topk=10, dataset="cifar10")
+    with pytest.raises(UserError, match="N=17"):
+        select_indices(ramp("el2n"), cfg, **dict(GEOM, N=17))
+    with pytest.raises(UserError):
+        select_indices(ramp("el2n"), cfg, **dict(GEOM, ipc_t=2))
+    with pytest.raises(UserError):
+        select_indices(ramp("el2n"), cfg, **GEOM, ccs_type="ccs_3")
+
+
+# ---------------------------------------------------------------------------------------------------
+# §5.4 CCS
+
+def test_allocate_budget_hand_example():
+    # strata sizes [2, 2, 2, 1, 3], budget 4: visit 3 (q=5: min(1, 4//5)=0), 0 (q=4: min(2, 1)=1),
+    # 1 (q=3: min(2, 3//3)=1), 2 (q=2: min(2, 2//2)=1), 4 (q=1: min(3, 1)=1)
+    assert allocate_budget([2, 2, 2, 1, 3], 4) == [1, 1, 1, 0, 1]
+    # budget 7: 3 -> min(1, 7//5)=1 (R=6); 0 -> min(2, 6//4)=1 (R=5); 1 -> min(2, 5//3)=1 (R=4);
+    # 2 -> min(2, 4//2)=2 (R=2); 4 -> min(3, 2//1)=2
+    assert allocate_budget([2, 2, 2, 1, 3], 7) == [1, 1, 2, 1, 2]
+    assert allocate_budget([2, 2, 2, 1, 3], 10) == [2, 2, 2, 1, 3]
+    assert sum(allocate_budget([0, 5, 0], 20)) == 5  # pool smaller than budget
+
+
+def test_stratified_sampling_hand_example():
+    s = torch.tensor([10, 9.5, 9, 8, 5, 4.5, 4, 3.9, 1, 0])  # sorted high -> low
+    # lo=0, hi=10.001, w=2.0002 -> strata {8,9} {6,7} {4,5} {3} {0,1,2} (positions)
+    assert stratified_sampling(s, 4, n_strata=5).tolist() == [8, 6, 4, 0]  # first = highest in stratum
+    assert stratified_sampling(s, 7, n_strata=5).tolist() == [8, 6, 4, 5, 3, 0, 1]
+    g = torch.Generator().manual_seed(0)
+    r = stratified_sampling(s, 7, n_strata=5, random_select=True, generator=g).tolist()
+    assert r[0] in (8, 9) and r[1] in (6, 7) and sorted(r[2:4]) == [4, 5] and r[4] == 3
+    assert len(r[5:]) == 2 and set(r[5:]) <= {0, 1, 2}
+    assert stratified_sampling(torch.zeros(5), 3).numel() == 0  # w = 0: nothing selected (quirk)
+
+
+def test_ccs_cutoff_and_strata_budget():
+    # ratio 0.25: drop int(0.25*16)=4 highest el2n (12..15); 12 remaining values in 12 distinct strata of 50;
+    # allocation visits the 38 empty strata, then the 12 singletons in stratum order with R=8:
+    # floor(8/q) = 0 for q=12..9, then 1 for q=8..1 -> the 8 highest remaining scores 4..11
+    assert sel("ccs", ramp("el2n"), ratio=0.25) == [4, 5, 6, 7, 8, 9, 10, 11]
+    assert sel("ccs", ramp("el2n"), ratio=0.0) == list(range(8, 16))
+    # AUM + stratified sorts ascending: the cut-off drops the LOWEST margins (hardest)
+    cfg = PruneConfig("accumulated_margin", False, True, True, False, 0.25)
+    assert select_indices(ramp("accumulated_margin"), cfg, **GEOM).tolist() == [8, 9, 10, 11, 12, 13, 14, 15]
+
+
+def test_ccs_random_within_strata_and_balanced():
+    s = {"el2n": torch.tensor([0.0, 0.1, 0.2, 0.3, 5, 5.1, 5.2, 5.3, 0, 0.1, 0.2, 0.3, 9, 9.1, 9.2, 9.3])}
+    det = sel("ccs", s, ratio=0.0)
+    assert det == sel("ccs", s, ratio=0.0)
+    rnd = sel("ccs", s, ratio=0.0, strata_random_select=True, seed=3)
+    assert rnd == sel("ccs", s, ratio=0.0, strata_random_select=True, seed=3) and len(rnd) == 8
+    cfg = PruneConfig("el2n", True, False, True, False, 0.0)  # balanced CCS: per class budget m=4
+    b = select_indices(s, cfg, **GEOM).tolist()
+    assert [i // 8 for i in b] == [0] * 4 + [1] * 4
+
+
+# ---------------------------------------------------------------------------------------------------
+# test.py glue
+
+def test_default_score_file_paths():
+    from utils.img_loader import default_score_file
+    assert default_score_file("idc", "cifar10", 10, 100) == \
+        "raid/reproduce_3/dynamics_and_scores/idc/cifar10/ipc10/data-score-ipc10-ep100.pickle"
+    assert default_score_file("idc", "imagenet", 20, 200, "reproduce_1") == \
+        "raid/reproduce_1/dynamics_and_scores/idc/imagenet10/ipc20/data-score-ipc20-ep200.pickle"
+    assert default_score_file("kip", "cifar100", 50, 50).endswith("kip/cifar10/ipc10/data-score-ipc10-ep50.pickle")
+
+
+def test_prune_decoded(tmp_path):
+    import argparse
+    import warnings
+
+    from utils.img_loader import prune_decoded
+    from utils.scores import save_score_file
+    save_score_file(str(tmp_path / "s.pickle"), {"LBPE_top10": torch.arange(16, dtype=torch.float32),
+                                                  "el2n": torch.arange(16, dtype=torch.float32)})
+    x, y = torch.arange(16).float().view(16, 1), torch.arange(16) // 8
+    a = argparse.Namespace(pruning_key="yoco", slct_ipc=1, nclass=2, factor=2, dataset="cifar10",
+                           condense_key="idc", topk=10, stop_epoch=100, score_file=str(tmp_path / "s.pickle"),
+                           reproduce_exp="reproduce_3", prune_score_ratio=0.0, ccs_type="ccs_1",
+                           strata_random_select=False, strata_fixed_select=False, explicit=[])
+    px, py = prune_decoded(a, x, y)
+    assert px.flatten().tolist() == [0, 1, 2, 3, 8, 9, 10, 11] and py.tolist() == [0] * 4 + [1] * 4
+    a.pruning_key, a.strata_fixed_select = "ccs", True
+    with warnings.catch_warnings(record=True) as w:
+        warnings.simplefilter("always")
+        assert len(prune_decoded(a, x, y)[0]) == 8
+    assert any("strata_fixed_select" in str(m.message) for m in w)
+    a.score_file, a.condense_key, a.dataset = "", "dream", "cifar100"
+    with pytest.raises(UserError, match="--score_file"):
+        prune_decoded(a, x, y)
+    a.dataset = "cifar10"
+    with pytest.raises(UserError, match="ep200.pickle"):  # default path, not present here
+        prune_decoded(a, x, y)

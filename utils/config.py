@@ -1,0 +1,167 @@
+"""Run plumbing shared by every script: errors, device, seeds, RNG state, atomic files, logging.
+
+Every top-level script follows the torchvision-references shape: ``get_args_parser()`` builds the
+parser, ``main(args)`` does the work, and ``cli(main, get_args_parser)`` runs it from the shell.
+"""
+import json
+import os
+import random
+import sys
+import tempfile
+import time
+
+import numpy as np
+import torch
+import yaml
+
+
+class UserError(Exception):
+    """Bad input from the user: reported as one line ``error: ...`` and exit status 2."""
+
+
+def cli(main, get_args_parser, argv=None):
+    """Parse, run ``main(args)`` and turn a ``UserError`` into a one-line message and exit 2."""
+    from utils.arguments import parse_args  # late import: arguments imports this module
+
+    try:
+        args = parse_args(get_args_parser(), argv)
+        return main(args)
+    except UserError as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        print("error: interrupted; re-run the same command with --resume to continue", file=sys.stderr)
+        sys.exit(130)
+
+
+def str2bool(v):
+    """The reference's boolean flags: ``--flag True``/``--flag False`` (and yes/no, 1/0)."""
+    if isinstance(v, bool):
+        return v
+    s = str(v).strip().lower()
+    if s in ("true", "t", "yes", "y", "1"):
+        return True
+    if s in ("false", "f", "no", "n", "0"):
+        return False
+    import argparse
+
+    raise argparse.ArgumentTypeError(f"expected True or False, got {v!r}")
+
+
+def resolve_device(name="auto"):
+    """``auto`` picks CUDA when available, else CPU; ``cuda`` without a GPU is a user error."""
+    name = (name or "auto").lower()
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise UserError("--device cuda was requested but no CUDA GPU is visible; use --device cpu or auto")
+    if name not in ("cpu",) and not name.startswith("cuda"):
+        raise UserError(f"unknown --device {name!r}; use auto, cpu or cuda")
+    return torch.device(name)
+
+
+def set_seed(seed, deterministic=False):
+    """Seed python, numpy and torch (all devices). ``deterministic`` also pins cuDNN/algorithms."""
+    if seed is not None and seed >= 0:
+        random.seed(seed)
+        np.random.seed(seed % 2**32)
+        torch.manual_seed(seed)
+    if deterministic:
+        torch.backends.cudnn.benchmark = False
+        torch.backends.cudnn.deterministic = True
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    elif torch.cuda.is_available():
+        torch.backends.cudnn.benchmark = True  # as the reference (spec mdc §8.7)
+
+
+def rng_state():
+    """All global RNG states, as a torch-saveable dict (used by resume)."""
+    st = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        st["cuda"] = torch.cuda.get_rng_state_all()
+    return st
+
+
+def set_rng_state(st):
+    random.setstate(st["python"])
+    np.random.set_state(st["numpy"])
+    torch.set_rng_state(st["torch"])
+    if "cuda" in st and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(st["cuda"])
+
+
+def _atomic(path, write):
+    d = os.path.dirname(os.path.abspath(path)) or "."
+    os.makedirs(d, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".tmp_", dir=d)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def atomic_save(obj, path):
+    """``torch.save`` through a temp file + rename: a crash never leaves a half-written file."""
+    _atomic(path, lambda f: torch.save(obj, f))
+
+
+def atomic_write_bytes(path, data):
+    _atomic(path, lambda f: f.write(data))
+
+
+def atomic_write_text(path, text):
+    atomic_write_bytes(path, text.encode())
+
+
+def ensure_writable_dir(path, what="output folder"):
+    """Create ``path`` and check it is writable, or raise a one-line ``UserError``."""
+    try:
+        os.makedirs(path, exist_ok=True)
+        probe = tempfile.NamedTemporaryFile(dir=path, prefix=".probe_", delete=True)
+        probe.close()
+    except OSError as e:
+        raise UserError(f"cannot write the {what} {path!r} ({e.strerror}); pass a writable --save_dir")
+    return path
+
+
+def jsonable(v):
+    if isinstance(v, (str, int, float, bool)) or v is None:
+        return v
+    if isinstance(v, (list, tuple)):
+        return [jsonable(x) for x in v]
+    if isinstance(v, dict):
+        return {str(k): jsonable(x) for k, x in v.items()}
+    return str(v)
+
+
+def save_config(args, path):
+    """The resolved arguments of a run, as YAML (timm-style ``args.yaml``)."""
+    atomic_write_text(path, yaml.safe_dump(jsonable(vars(args)), sort_keys=True))
+
+
+def append_jsonl(path, record):
+    with open(path, "a") as f:
+        f.write(json.dumps(jsonable(record)) + "\n")
+
+
+class Logger:
+    """Prints and appends to ``<folder>/log.txt`` (spec mdc §4 ``Logger``)."""
+
+    def __init__(self, folder=None, quiet=False):
+        self.path = os.path.join(folder, "log.txt") if folder else None
+        self.quiet = quiet
+
+    def __call__(self, *msg):
+        line = " ".join(str(m) for m in msg)
+        if not self.quiet:
+            from tqdm import tqdm
+
+            tqdm.write(line)
+        if self.path:
+            with open(self.path, "a") as f:
+                f.write(time.strftime("[%H:%M:%S] ") + line + "\n")

@@ -1,0 +1,290 @@
+"""YOCO ``--pruning_key`` grammar and subset selection on the decoded set (spec yoco §4–§5).
+
+Pure functions of (scores, N, C, IPC_F, IPC_T, f) returning decoded indices; no data is loaded here
+(decoding lives in ``data.condensed``). Decoded layout (spec yoco §1.3): class c owns the index range
+[c*n_c, (c+1)*n_c) with n_c = IPC_F*f^2; class membership for balanced selection comes from that range.
+m = IPC_T*f^2 decoded images per class, M = m*C in total (the integer form of spec yoco §5).
+
+Deviations from the reference, all documented where they occur:
+* ties: every sort is stable and ties go to the **lower decoded index** whichever end is kept (the
+  reference ``argsort`` has no tie rule, spec yoco §5.5/U2); "easy" selections therefore sort ascending
+  and keep the first M instead of keeping the last M of a descending sort (same set up to ties; the
+  returned order is lowest score first instead of highest first, which only permutes the training set);
+* randomness: ``seed=None`` uses the global RNGs (python ``random`` / torch, seeded by
+  ``utils.config.set_seed``); an int seed uses local generators (the reference is unseeded);
+* ``strata_random_select`` has the honest name: True = random within each CCS stratum. The reference's
+  ``--strata_fixed_select`` flag is inverted (B9: passing it selects *randomly*; its default absence is the
+  deterministic "first candidates" rule). The CLI should pass
+  ``strata_random_select=args.strata_random_select or args.strata_fixed_select`` (the reference flag
+  kept as a deprecated alias with its reference meaning, plus a warning); our default (False) = the
+  reference default.
+"""
+import random
+from dataclasses import dataclass
+
+import torch
+
+from utils.config import UserError
+
+# spec yoco §4 step 1: accepted base keys (substring rules) and step 2 suffixes
+BASE_KEYS = ("entropy", "accumulated_margin", "forgetting", "el2n", "random", "ssp", "ccs", "yoco")
+SUFFIXES = ("_hard", "_easy", "_balance", "_imbalance")
+SCORE_BASES = ("entropy", "accumulated_margin", "forgetting", "el2n")
+
+# spec yoco §5.4: CCS hard cut-off ratio r by (dataset, IPC_F, IPC_T)
+CCS_RATIOS = {
+    ("cifar10", 10, 1): 0.3, ("cifar10", 10, 2): 0.1, ("cifar10", 10, 5): 0.0,
+    ("cifar10", 50, 1): 0.3, ("cifar10", 50, 2): 0.3, ("cifar10", 50, 5): 0.3, ("cifar10", 50, 10): 0.1,
+    ("cifar100", 10, 1): 0.5, ("cifar100", 10, 2): 0.4, ("cifar100", 10, 5): 0.2,
+    ("cifar100", 20, 1): 0.5, ("cifar100", 20, 2): 0.5, ("cifar100", 20, 5): 0.3,
+    ("cifar100", 50, 1): 0.5, ("cifar100", 50, 2): 0.5, ("cifar100", 50, 5): 0.5, ("cifar100", 50, 10): 0.3,
+    ("imagenet", 10, 1): 0.3, ("imagenet", 10, 2): 0.2, ("imagenet", 10, 5): 0.1,
+    ("imagenet", 20, 1): 0.3, ("imagenet", 20, 2): 0.3, ("imagenet", 20, 5): 0.2,
+}
+N_STRATA = 50  # spec yoco §5.4
+AUM_KEY = "accumulated_margin"
+
+
+@dataclass
+class PruneConfig:
+    score_key: str | None  # key in the score file (None for random selection)
+    balance: bool  # Balanced Construction: per-class quota m (spec yoco §5.3 step 5)
+    use_hard: bool  # keep the highest scores (before the AUM flip)
+    stratified: bool  # CCS: hard cut-off + stratified sampling
+    random_selection: bool
+    prune_score_ratio: float  # CCS cut-off ratio r (0.0 when not stratified: unused)
+
+
+def _check_ipcs(ipc_f, ipc_t):
+    if ipc_t < 1 or ipc_t >= ipc_f:
+        raise UserError(f"the target IPC (--slct_ipc {ipc_t}) must be in [1, IPC_F={ipc_f}): pruning keeps fewer "
+                        "images than the full condensed set")
+
+
+def _valid_keys_msg():
+    return ("valid --pruning_key values contain one of " + ", ".join(BASE_KEYS)
+            + " (e.g. yoco, random, ssp, entropy, accumulated_margin, forgetting, el2n, ccs), optionally followed by "
+            + "_hard or _easy and then _balance or _imbalance")
+
+
+def ccs_ratio(dataset, ipc_f, ipc_t, override=None):
+    """CCS cut-off r (spec yoco §5.4 table); ``override`` (``--prune_score_ratio``) wins when given."""
+    if override is not None:
+        if not 0.0 <= float(override) < 1.0:
+            raise UserError(f"--prune_score_ratio {override} must be in [0, 1)")
+        return float(override)
+    r = CCS_RATIOS.get((dataset, int(ipc_f), int(ipc_t)))
+    if r is None:
+        raise UserError(f"the CCS table (spec yoco §5.4) has no cut-off ratio for dataset={dataset}, IPC_F={ipc_f}, "
+                        f"IPC_T={ipc_t}; pass --prune_score_ratio explicitly")
+    return r
+
+
+def resolve_pruning_key(key, *, ipc_f, ipc_t, topk, dataset, prune_score_ratio=None):
+    """Resolve ``--pruning_key`` exactly as spec yoco §4 (substring rules, first match wins)."""
+    _check_ipcs(ipc_f, ipc_t)
+    k = str(key)
+    balance = use_hard = stratified = random_selection = False
+    ratio = 0.0
+    # step 1 — base key
+    if any(s in k for s in SCORE_BASES):
+        balance, use_hard = False, True
+    elif "random" in k:
+        balance, random_selection = False, True
+    elif "ssp" in k:
+        k = k.replace("ssp", f"imbalance_kmeans_{ipc_t}")
+    elif "ccs" in k:
+        k = "el2n"  # the key is replaced entirely: suffixes are lost (B8)
+        balance, use_hard, stratified = False, False, True
+        ratio = ccs_ratio(dataset, ipc_f, ipc_t, prune_score_ratio)
+    elif "yoco" in k:
+        k = k.replace("yoco", f"LBPE_top{topk}")
+        balance, use_hard = True, False
+    else:
+        raise UserError(f"unknown --pruning_key {key!r}; {_valid_keys_msg()}")
+    # step 2 — suffixes
+    if "_hard" in k:
+        use_hard, k = True, k.replace("_hard", "")
+    elif "_easy" in k:
+        use_hard, k = False, k.replace("_easy", "")
+    if "_balance" in k:  # "imbalance_kmeans" has no leading underscore: never matches here
+        balance, k = True, k.replace("_balance", "")
+        if k.startswith("imbalance_kmeans"):
+            k = f"kmeans_{ipc_t}"
+    elif "_imbalance" in k:
+        balance, k = False, k.replace("_imbalance", "")
+    return PruneConfig(score_key=None if random_selection else k, balance=balance, use_hard=use_hard,
+                       stratified=stratified, random_selection=random_selection, prune_score_ratio=ratio)
+
+
+# ----------------------------------------------------------------------------------------------------
+# selection rules (spec yoco §5)
+
+def rank(scores, descending):
+    """Stable sort order of ``scores``: ties keep ascending decoded index (spec yoco §5.5 advice)."""
+    return torch.sort(scores, descending=descending, stable=True).indices
+
+
+def allocate_budget(counts, budget):
+    """CCS budget allocation (spec yoco §5.4): visit strata by ascending size (stable: lower stratum first);
+    with R budget left and q strata unvisited (current one included) give min(n_k, floor(R / q))."""
+    counts = [int(c) for c in counts]
+    alloc = [0] * len(counts)
+    left = int(budget)
+    order = sorted(range(len(counts)), key=lambda i: counts[i])  # python sort is stable
+    for j, i in enumerate(order):
+        a = min(counts[i], left // (len(counts) - j))
+        alloc[i] = a
+        left -= a
+    return alloc
+
+
+def stratified_sampling(scores, budget, *, n_strata=N_STRATA, random_select=False, generator=None):
+    """CCS StratifiedSampling (spec yoco §5.4) on sorted ``scores``; returns positions (LongTensor).
+
+    lo = min, hi = max*1.0001, width (hi-lo)/n_strata, stratum k = [lo+k*w, lo+(k+1)*w) computed in the
+    scores' float precision (quirk kept: a negative max falls outside the last stratum; all-equal zero
+    scores give w = 0 and select nothing). Within a stratum: the first ``alloc_k`` candidates in position
+    order, or a random permutation when ``random_select`` (``generator`` or the global torch RNG).
+    """
+    s = torch.as_tensor(scores).float().reshape(-1).cpu()
+    if s.numel() == 0 or budget <= 0:
+        return torch.zeros(0, dtype=torch.long)
+    lo, hi = s.min(), s.max() * 1.0001
+    w = (hi - lo) / n_strata
+    members = [((s >= lo + k * w) & (s < lo + (k + 1) * w)).nonzero().flatten() for k in range(n_strata)]
+    alloc = allocate_budget([p.numel() for p in members], budget)
+    picked = []
+    for pos, a in zip(members, alloc):
+        if random_select and pos.numel():
+            pos = pos[torch.randperm(pos.numel(), generator=generator)]
+        picked.append(pos[:a])
+    return torch.cat(picked)
+
+
+def _random_indices(cfg, N, C, n_c, m, seed):
+    """spec yoco §5.1: python ``random.sample`` globally (m*C) or per class (m from its index range)."""
+    rng = random.Random(seed) if seed is not None else random
+    if cfg.balance:
+        idx = [i for c in range(C) for i in rng.sample(range(c * n_c, (c + 1) * n_c), m)]
+    else:
+        idx = rng.sample(range(N), m * C)
+    return torch.tensor(idx, dtype=torch.long)
+
+
+def _score_tensor(scores, key, N):
+    if scores is None:
+        raise UserError(f"--pruning_key needs the score '{key}' but no score file was loaded; pass --score_file")
+    if key not in scores:
+        raise UserError(f"score file has no key '{key}'; keys present: {', '.join(sorted(map(str, scores)))}")
+    v = scores[key]
+    if "kmeans" in key:  # spec yoco §5.2: a stored index list, used as is (duplicates possible)
+        t = torch.as_tensor(list(v), dtype=torch.long)
+        if t.numel() and (int(t.min()) < 0 or int(t.max()) >= N):
+            raise UserError(f"score '{key}' holds indices outside [0, {N}); the score file does not match the data")
+        return t
+    t = torch.as_tensor(v).detach().cpu().reshape(-1)
+    if t.numel() != N:
+        raise UserError(f"score '{key}' has {t.numel()} entries but the decoded set has N={N} samples; "
+                        "the score file belongs to another condensed set")
+    return t
+
+
+def select_indices(scores, cfg, *, N, C, ipc_f, ipc_t, factor, strata_random_select=False, ccs_type="ccs_1",
+                   seed=None):
+    """Decoded indices of the pruned subset for every rule of spec yoco §5.1–5.6 (LongTensor)."""
+    _check_ipcs(ipc_f, ipc_t)
+    n_c, m = ipc_f * factor ** 2, ipc_t * factor ** 2
+    if N != C * n_c:
+        raise UserError(f"decoded set has N={N} samples, expected C*IPC_F*f^2 = {C}*{ipc_f}*{factor}^2 = {C * n_c}")
+    if ccs_type not in ("ccs_1", "ccs_2"):
+        raise UserError(f"--ccs_type {ccs_type!r} must be ccs_1 or ccs_2")
+    M = m * C
+    if cfg.random_selection:
+        return _random_indices(cfg, N, C, n_c, m, seed)
+    key = cfg.score_key
+    s = _score_tensor(scores, key, N)
+    if "kmeans" in key:
+        return s
+    is_aum = key == AUM_KEY  # high margin = easy: the direction is flipped (spec yoco §5.3 step 2)
+    blocks = [(c * n_c, (c + 1) * n_c) for c in range(C)]
+    if not cfg.stratified:
+        hard = cfg.use_hard != is_aum  # keep the highest scores iff hard
+        if not cfg.balance:
+            return rank(s, hard)[:M]
+        # Balanced Construction (spec yoco §5.3 step 5): quota m inside every class index range
+        return torch.cat([a + rank(s[a:b], hard)[:m] for a, b in blocks])
+    # CCS (spec yoco §5.3 steps 3–5, §5.4): drop the int(r*N) hardest, then stratified sampling
+    r = cfg.prune_score_ratio
+    order = rank(s, not is_aum)[int(r * N):]
+    gen = torch.Generator().manual_seed(int(seed)) if seed is not None else None
+    sample = dict(random_select=strata_random_select, generator=gen)
+    if not cfg.balance:
+        return order[stratified_sampling(s[order], M, **sample)]
+    parts = []
+    for a, b in blocks:
+        sub = order[(order >= a) & (order < b)]
+        if ccs_type == "ccs_2" and r > 0:  # keeps the hardest, drops the easiest (unreachable from `ccs`)
+            sub = sub[:int((1 - r) * sub.numel())]
+        parts.append(sub[stratified_sampling(s[sub], m, **sample)])
+    return torch.cat(parts)
+
+
+# ----------------------------------------------------------------------------------------------------
+# glue for test.py (spec yoco §4 score-file defaults + §5 selection on the decoded tensors)
+
+# test-side score file defaults per condense key (spec yoco §4): stop epoch E of the file name, top-K
+SCORE_STOP_EPOCH = {("idc", "cifar10"): 100, ("idc", "cifar100"): 200, ("idc", "imagenet"): 200,
+                    ("dream", "cifar10"): 200, ("mtt", "cifar10"): 10, ("dsa", "cifar10"): 10,  # dsa: B2
+                    ("kip", "cifar10"): 50}
+SCORE_TOPK = {"idc": 10, "dream": 10, "mtt": 3, "dsa": 3, "kip": 3}
+
+
+def default_score_file(condense_key, dataset, ipc_f, stop_epoch, reproduce_exp="reproduce_3", nclass=10):
+    """``raid/{reproduce_exp}/dynamics_and_scores/{key}/{dataset}/ipc{IPC_F}/data-score-ipc{IPC_F}-ep{E}.pickle``
+    (spec yoco §4; ImageNet folder ``imagenet10``; mtt/dsa/kip force cifar10 and IPC 10)."""
+    if condense_key in ("mtt", "dsa", "kip"):
+        dataset, ipc_f = "cifar10", 10
+    ds = f"imagenet{nclass}" if dataset == "imagenet" else dataset
+    return (f"raid/{reproduce_exp}/dynamics_and_scores/{condense_key}/{ds}/ipc{ipc_f}/"
+            f"data-score-ipc{ipc_f}-ep{stop_epoch}.pickle")
+
+
+def prune_decoded(args, x, y):
+    """Select the IPC_T subset of the decoded set ``(x, y)`` as ``test.py`` does (spec yoco §4–§5).
+
+    Reads ``args``: pruning_key, slct_ipc (IPC_T), nclass, factor, dataset, condense_key, topk,
+    stop_epoch, score_file, reproduce_exp, prune_score_ratio, ccs_type, strata_random_select,
+    strata_fixed_select (deprecated alias with the reference meaning = random), explicit.
+    IPC_F is derived from the decoded count (N = C * IPC_F * f^2). Randomness: global RNGs.
+    """
+    import warnings
+
+    from utils.scores import load_score_file
+
+    explicit = set(getattr(args, "explicit", ()))
+    C, f, N = int(args.nclass), int(args.factor), len(x)
+    if N % (C * f * f):
+        raise UserError(f"decoded set of {N} images is not C*IPC_F*f^2 for C={C}, f={f}")
+    ipc_f, ipc_t = N // (C * f * f), int(args.slct_ipc)
+    ck, ds = getattr(args, "condense_key", "idc"), args.dataset
+    topk = args.topk if "topk" in explicit else SCORE_TOPK.get(ck, args.topk)
+    cfg = resolve_pruning_key(args.pruning_key, ipc_f=ipc_f, ipc_t=ipc_t, topk=topk, dataset=ds,
+                              prune_score_ratio=getattr(args, "prune_score_ratio", None))
+    scores = None
+    if not cfg.random_selection:
+        path = getattr(args, "score_file", "")
+        if not path:
+            stop = args.stop_epoch if "stop_epoch" in explicit else SCORE_STOP_EPOCH.get((ck, ds))
+            if stop is None:  # B4 (dream + cifar100): the reference silently skipped pruning
+                raise UserError(f"no default score file for --condense_key {ck} on {ds}; pass --score_file")
+            path = default_score_file(ck, ds, ipc_f, stop, getattr(args, "reproduce_exp", "reproduce_3"), C)
+        scores = load_score_file(path)
+    if getattr(args, "strata_fixed_select", False):
+        warnings.warn("--strata_fixed_select selects RANDOMLY within CCS strata (reference naming, spec yoco B9); "
+                      "use --strata_random_select", stacklevel=2)
+    rand = bool(getattr(args, "strata_random_select", False) or getattr(args, "strata_fixed_select", False))
+    idx = select_indices(scores, cfg, N=N, C=C, ipc_f=ipc_f, ipc_t=ipc_t, factor=f, strata_random_select=rand,
+                         ccs_type=getattr(args, "ccs_type", "ccs_1"))
+    idx = idx.to(x.device)
+    return x[idx], y[idx.to(y.device)]

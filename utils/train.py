@@ -1,0 +1,122 @@
+"""Training and evaluation loops (spec mdc §6 ``train``/``train_epoch``/``validate``, §11.2).
+
+``train_protocol`` is the evaluation protocol of a condensed set: SGD 0.01 / 0.9 / 5e-4, E epochs,
+LR × 0.2 at ⌊2E/3⌋ and ⌊5E/6⌋ (stepped per epoch), per-sample DSA then CutMix (p = mix_p, β = 1),
+four validations on the test set; it reports the best and the last of them.
+"""
+import math
+import time
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from utils.augment import DiffAug, cutmix
+
+
+def accuracy(output, target, topk=(1,)):
+    """Top-k accuracies in % (spec mdc §4)."""
+    maxk = min(max(topk), output.shape[1])
+    pred = output.topk(maxk, 1, True, True).indices.t()
+    correct = pred.eq(target.view(1, -1))
+    return [correct[:min(k, maxk)].reshape(-1).float().sum().item() * 100.0 / target.size(0) for k in topk]
+
+
+class StopTraining(RuntimeError):
+    """A non-finite loss: training cannot continue."""
+
+
+def train_one_epoch(model, loader, optimizer, *, aug=None, mixup="cut", mix_p=0.5, beta=1.0, n_data=-1,
+                    scheduler=None, on_batch=None):
+    """One pass of ``loader`` (spec mdc §6 ``train_epoch``). Returns (top1, top5, loss) averages.
+
+    Per batch: DSA under no_grad, then with probability ``mix_p`` CutMix
+    (loss = r·CE(y) + (1−r)·CE(y_perm)), accuracy against the original labels, SGD step.
+    ``scheduler`` is stepped per iteration when given (YOCO dynamics, spec yoco §2.4);
+    ``on_batch(iteration, idx, output)`` sees the training forward pass (YOCO's dynamics log),
+    which needs a loader yielding ``(x, y, idx)``. Stops after ``n_data`` samples when n_data > 0.
+    """
+    model.train()
+    n_seen, tot_loss, tot1, tot5 = 0, 0.0, 0.0, 0.0
+    for it, batch in enumerate(loader):
+        x, y = batch[0], batch[1]
+        if aug is not None:
+            with torch.no_grad():
+                x = aug(x)
+        r = np.random.rand(1)
+        if mixup == "cut" and r < mix_p:
+            x, y_a, y_b, ratio = cutmix(x, y, beta)
+            out = model(x)
+            loss = ratio * F.cross_entropy(out, y_a) + (1 - ratio) * F.cross_entropy(out, y_b)
+        else:
+            out = model(x)
+            loss = F.cross_entropy(out, y)
+        if not torch.isfinite(loss):
+            raise StopTraining(f"non-finite training loss {loss.item()}; lower --lr")
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        if scheduler is not None:
+            scheduler.step()
+        if on_batch is not None:
+            on_batch(it, batch[2], out.detach())
+        b = len(y)
+        a1, a5 = accuracy(out.detach(), y, (1, 5))
+        tot_loss, tot1, tot5, n_seen = tot_loss + loss.item() * b, tot1 + a1 * b, tot5 + a5 * b, n_seen + b
+        if 0 < n_data <= n_seen:
+            break
+    return tot1 / max(n_seen, 1), tot5 / max(n_seen, 1), tot_loss / max(n_seen, 1)
+
+
+@torch.no_grad()
+def evaluate(model, loader):
+    """Top-1, top-5 and mean CE on ``loader`` in eval mode (spec mdc §6 ``validate``)."""
+    model.eval()
+    n, tot_loss, tot1, tot5 = 0, 0.0, 0.0, 0.0
+    for batch in loader:
+        x, y = batch[0], batch[1]
+        out = model(x)
+        b = len(y)
+        a1, a5 = accuracy(out, y, (1, 5))
+        tot_loss += F.cross_entropy(out, y, reduction="sum").item()
+        tot1, tot5, n = tot1 + a1 * b, tot5 + a5 * b, n + b
+    return tot1 / n, tot5 / n, tot_loss / n
+
+
+def milestones(epochs):
+    return [2 * epochs // 3, 5 * epochs // 6]
+
+
+def train_protocol(model, train_loader, val_loader, args, desc="eval", progress=True):
+    """Train a fresh ``model`` on a (condensed) set and validate 4 times (spec mdc §11.2).
+
+    Uses args.epochs, lr, momentum, weight_decay, dsa, dsa_strategy, mixup, mix_p, beta.
+    Returns a dict with best/last top-1, the validation curve and the wall time.
+    """
+    t0 = time.time()
+    opt = torch.optim.SGD(model.parameters(), args.lr, momentum=args.momentum, weight_decay=args.weight_decay)
+    sched = torch.optim.lr_scheduler.MultiStepLR(opt, milestones=milestones(args.epochs), gamma=0.2)
+    aug = DiffAug(args.dsa_strategy, batch=False) if args.dsa else None
+    freq = max(1, args.epochs // 4)  # the reference validates every E//4 epochs
+    best, last, curve = 0.0, 0.0, []
+    bar = tqdm(range(1, args.epochs + 1), desc=desc, leave=False, disable=not progress, dynamic_ncols=True)
+    for epoch in bar:
+        top1, _, loss = train_one_epoch(model, train_loader, opt, aug=aug, mixup=args.mixup, mix_p=args.mix_p,
+                                        beta=args.beta)
+        sched.step()
+        if not math.isfinite(loss):
+            raise StopTraining(f"non-finite loss at epoch {epoch}")
+        if epoch % freq == 0 or epoch == args.epochs:
+            acc = evaluate(model, val_loader)[0]
+            curve.append((epoch, acc))
+            best, last = max(best, acc), acc
+            bar.set_postfix(train=f"{top1:.1f}", test=f"{acc:.2f}", best=f"{best:.2f}")
+    return {"best": best, "last": last, "curve": curve, "seconds": time.time() - t0}
+
+
+def summarize(values):
+    """Mean and (population, as numpy) std of a list of accuracies."""
+    a = np.asarray(values, dtype=float)
+    return {"mean": float(a.mean()), "std": float(a.std())}
+
