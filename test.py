@@ -18,11 +18,11 @@ import time
 
 import torch
 
-from data.condensed import (check_condensed, class_prefix, decode, decode_zoom, latest_data_file, load_condensed,
+from data.condensed import (check_condensed, class_prefix, decode, decode_zoom, load_condensed,
                             save_condensed)
 from data.datasets import (first_per_class, imagenet_folder, imagenet_tensors, load_tensors, mean_std,
                            test_tensors)
-from data.loaders import TensorLoader
+from data.loaders import DeviceLoader, TensorLoader
 from models import create_model, define_model
 from utils.arguments import add_reference_args, ipc_epoch
 from utils.augment import Normalize, imagenet_test_transform, imagenet_train_transform
@@ -60,6 +60,12 @@ def _source_path(args):
         return args.test_data_dir
     if args.custom_data_dir:
         return args.custom_data_dir
+    if args.slct_ipc > 0:  # YOCO: the condensed set of --condense_key (spec yoco §1.1)
+        from utils.pruning import condensed_dir
+
+        if args.ipc <= 0:
+            raise UserError("--slct_ipc needs --ipc IPC_F (or --test_data_dir <condensed set>)")
+        return condensed_dir(args.condense_key, args.dataset, args.ipc, args.nclass)
     raise UserError("no condensed set given; pass --test_data_dir <folder or .pt> (or -s random)")
 
 
@@ -123,7 +129,7 @@ def build_train_set(args):
         keep = n_per * args.ipcy // per  # = ipcy·f² for single decoding
         x, y = class_prefix(x, y, args.nclass, n_per, keep)
     if args.slct_ipc > 0:
-        from utils.img_loader import prune_decoded  # YOCO selection (spec yoco §5)
+        from utils.pruning import prune_decoded  # YOCO selection (spec yoco §4-§5)
 
         x, y = prune_decoded(args, x, y)
     return x, y, base
@@ -140,6 +146,17 @@ def validate_args(args):
         if args.dataset == "imagenet" and "epochs" not in args.explicit:
             # fixed: the reference used the epochs of the full --ipc here (spec mdc §14 item 7)
             args.epochs = ipc_epoch(args.ipcy, args.factor, args.nclass)
+    if args.slct_ipc > 0:  # YOCO pruning (spec yoco §4, §6.1)
+        from utils.pruning import default_factor
+
+        if args.test_type != "other" or args.slct_type == "random":
+            raise UserError("--slct_ipc prunes a condensed set: use it with --test_type other and no -s random")
+        if 0 < args.ipc <= args.slct_ipc:
+            raise UserError(f"--slct_ipc {args.slct_ipc} must be smaller than --ipc {args.ipc} (IPC_T < IPC_F)")
+        if "factor" not in args.explicit:
+            args.factor = default_factor(args.condense_key, args.dataset)
+            if args.dataset == "imagenet" and "epochs" not in args.explicit:  # from IPC_F*f^2, as the reference (B14)
+                args.epochs = ipc_epoch(args.ipc, args.factor, args.nclass)
     if args.repeat < 1 or args.epochs < 1:
         raise UserError("--repeat and --epochs must be >= 1")
     if args.same_compute and args.factor > 1:
@@ -158,7 +175,7 @@ def loaders(args, x, y, device, pre_normalised):
         train = TensorLoader(x, y, args.batch_size, True, device, sample_transform=tf)
         val_ds = imagenet_folder(args.imagenet_dir, "val", args.nclass, args.phase, args.dseed,
                                  transform=imagenet_test_transform(args.size))
-        val = _DeviceLoader(torch.utils.data.DataLoader(val_ds, batch_size=max(1, args.batch_size // 2),
+        val = DeviceLoader(torch.utils.data.DataLoader(val_ds, batch_size=max(1, args.batch_size // 2),
                                                         num_workers=args.workers), device)
     else:
         # mtt/dsa/kip under YOCO are normalised a second time, consistently (spec yoco §1.2)
@@ -166,15 +183,6 @@ def loaders(args, x, y, device, pre_normalised):
         tx, ty = test_tensors(args)
         val = TensorLoader(tx, ty, 500, False, device)
     return train, val
-
-
-class _DeviceLoader:
-    def __init__(self, loader, device):
-        self.loader, self.device = loader, device
-
-    def __iter__(self):
-        for x, y in self.loader:
-            yield x.to(self.device), y.to(self.device)
 
 
 def eval_nets(args):
@@ -223,6 +231,8 @@ def default_results_file(args, source):
     if args.slct_type == "random":
         return os.path.join("raid", "results", args.datatag, f"random_ipc{args.ipc}", "test_results.json")
     folder = source if os.path.isdir(source) else os.path.dirname(os.path.abspath(source))
+    if args.slct_ipc > 0:  # YOCO logs to condensed_img -> log_{reproduce_exp} (spec yoco §6.2)
+        folder = folder.replace("condensed_img", f"log_{args.reproduce_exp}")
     return os.path.join(folder, "test_results.json")
 
 

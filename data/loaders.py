@@ -108,3 +108,17 @@ class ClassSampler:
     def load_state_dict(self, st):
         self._cls_queue = list(st["cls_queue"])
         self._all_queue = st["all_queue"]
+
+
+class DeviceLoader:
+    """Moves the ``(x, y)`` batches of a torch DataLoader (ImageNet folders) to ``device``."""
+
+    def __init__(self, loader, device):
+        self.loader, self.device = loader, device
+
+    def __len__(self):
+        return len(self.loader)
+
+    def __iter__(self):
+        for x, y in self.loader:
+            yield x.to(self.device), y.to(self.device)

@@ -1,4 +1,5 @@
 """utils/img_loader.py: --pruning_key grammar (spec yoco §4) and selection rules (spec yoco §5)."""
+import os
 import random
 
 import pytest
@@ -230,37 +231,34 @@ def test_ccs_random_within_strata_and_balanced():
 # test.py glue
 
 def test_default_score_file_paths():
-    from utils.img_loader import default_score_file
-    assert default_score_file("idc", "cifar10", 10, 100) == \
+    from utils.pruning import default_stop_epoch, dynamics_dir, score_name
+    assert os.path.join(dynamics_dir("reproduce_3", "idc", "cifar10", 10), score_name(10, 100)) == \
         "raid/reproduce_3/dynamics_and_scores/idc/cifar10/ipc10/data-score-ipc10-ep100.pickle"
-    assert default_score_file("idc", "imagenet", 20, 200, "reproduce_1") == \
+    assert os.path.join(dynamics_dir("reproduce_1", "idc", "imagenet", 20), score_name(20, 200)) == \
         "raid/reproduce_1/dynamics_and_scores/idc/imagenet10/ipc20/data-score-ipc20-ep200.pickle"
-    assert default_score_file("kip", "cifar100", 50, 50).endswith("kip/cifar10/ipc10/data-score-ipc10-ep50.pickle")
+    assert default_stop_epoch("dsa", "cifar10") == 100  # B2: the generator writes ep100
 
 
 def test_prune_decoded(tmp_path):
     import argparse
     import warnings
 
-    from utils.img_loader import prune_decoded
+    from utils.pruning import prune_decoded
     from utils.scores import save_score_file
     save_score_file(str(tmp_path / "s.pickle"), {"LBPE_top10": torch.arange(16, dtype=torch.float32),
                                                   "el2n": torch.arange(16, dtype=torch.float32)})
     x, y = torch.arange(16).float().view(16, 1), torch.arange(16) // 8
-    a = argparse.Namespace(pruning_key="yoco", slct_ipc=1, nclass=2, factor=2, dataset="cifar10",
+    a = argparse.Namespace(pruning_key="yoco", slct_ipc=1, ipc=2, nclass=2, factor=2, dataset="cifar10",
                            condense_key="idc", topk=10, stop_epoch=100, score_file=str(tmp_path / "s.pickle"),
                            reproduce_exp="reproduce_3", prune_score_ratio=0.0, ccs_type="ccs_1",
                            strata_random_select=False, strata_fixed_select=False, explicit=[])
     px, py = prune_decoded(a, x, y)
     assert px.flatten().tolist() == [0, 1, 2, 3, 8, 9, 10, 11] and py.tolist() == [0] * 4 + [1] * 4
-    a.pruning_key, a.strata_fixed_select = "ccs", True
+    a.pruning_key, a.strata_fixed_select, a.score_file = "ccs", True, str(tmp_path / "s.pickle")
     with warnings.catch_warnings(record=True) as w:
         warnings.simplefilter("always")
         assert len(prune_decoded(a, x, y)[0]) == 8
     assert any("strata_fixed_select" in str(m.message) for m in w)
-    a.score_file, a.condense_key, a.dataset = "", "dream", "cifar100"
-    with pytest.raises(UserError, match="--score_file"):
-        prune_decoded(a, x, y)
-    a.dataset = "cifar10"
-    with pytest.raises(UserError, match="ep200.pickle"):  # default path, not present here
+    a.score_file, a.pruning_key = "", "yoco"
+    with pytest.raises(UserError, match="ep100.pickle"):  # the default path, not present here
         prune_decoded(a, x, y)

@@ -20,7 +20,6 @@ PRESETS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 def add_reference_args(parser):
     """Flags of the reference ``argument.py`` (MDC and YOCO), then ours."""
     a = parser.add_argument
-    g = "dataset"
     a("-d", "--dataset", default="cifar10", type=str, help=f"one of {', '.join(DATASETS)}")
     a("--data_dir", default="datasets", type=str,
       help="torchvision dataset root (SVHN under <data_dir>/svhn); not ./data, which is our package")
@@ -187,7 +186,7 @@ def parse_args(parser, argv=None):
     """Parse ``argv`` and resolve the reference's derived settings, explicit flags winning."""
     argv = sys.argv[1:] if argv is None else list(argv)
     args = parser.parse_args(argv)
-    if not hasattr(args, "dataset"):  # a script with its own, unrelated parser
+    if not hasattr(args, "dataset") or not hasattr(args, "reproduce"):  # a script with its own parser
         return args
     explicit = explicit_dests(parser, argv)
     if args.reproduce or args.reproduce_condense:

@@ -64,8 +64,9 @@ class DynamicsLog:
 
     def append(self, epoch, iteration, idx, output):
         """``idx``: decoded-dataset indices (B,); ``output``: log-softmax (B, C) of the same forward pass."""
-        idx = torch.as_tensor(idx).detach().to("cpu", torch.int64).reshape(-1)
-        output = torch.as_tensor(output).detach().to("cpu", torch.float16)
+        # clone: a view would pickle its whole base tensor (e.g. the epoch's permutation)
+        idx = torch.as_tensor(idx).detach().to("cpu", torch.int64).reshape(-1).clone()
+        output = torch.as_tensor(output).detach().to("cpu", torch.float16).clone()
         if output.dim() != 2 or output.shape[0] != idx.numel():
             raise UserError(f"dynamics record: output shape {tuple(output.shape)} does not match {idx.numel()} indices")
         self.records.append({"epoch": int(epoch), "iteration": int(iteration), "idx": idx, "output": output})

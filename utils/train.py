@@ -100,7 +100,8 @@ def train_protocol(model, train_loader, val_loader, args, desc="eval", progress=
     aug = DiffAug(args.dsa_strategy, batch=False) if args.dsa else None
     freq = max(1, args.epochs // 4)  # the reference validates every E//4 epochs
     best, last, curve = 0.0, 0.0, []
-    bar = tqdm(range(1, args.epochs + 1), desc=desc, leave=False, disable=not progress, dynamic_ncols=True)
+    quiet = {} if progress else {"disable": True}  # otherwise TQDM_DISABLE in the environment decides
+    bar = tqdm(range(1, args.epochs + 1), desc=desc, leave=False, dynamic_ncols=True, **quiet)
     for epoch in bar:
         top1, _, loss = train_one_epoch(model, train_loader, opt, aug=aug, mixup=args.mixup, mix_p=args.mix_p,
                                         beta=args.beta)

@@ -1,0 +1,136 @@
+"""YOCO step 3: importance scores of every decoded image from the training dynamics (spec yoco §3).
+
+    python generate_importance_score.py -d cifar10 --condense_key idc --ipc 10
+    python generate_importance_score.py -d fashion --ipc 10 --custom-data-dir <folder> --stop_epoch 50
+
+Inputs (``raid/{reproduce_exp}/dynamics_and_scores/{key}/{dataset}/ipc{IPC}/`` unless overridden): the
+decoded set (normalised, no augmentation), ``ckpt-last.pt`` and ``td-ipc{IPC}.pickle`` (or the compact
+``td-ipc{IPC}.pt``). Every key of spec yoco §3.3 is computed by ``utils.scores.compute_scores``: the
+dynamics keys from the log, ``entropy``/``loss`` from the clean logits and the k-means lists from the
+``embed`` features of ckpt-last in eval mode. Output ``data-score-ipc{IPC}-ep{E}.pickle`` (reference
+layout, written atomically). Stop epoch E and top-K per condense key (spec yoco §3.1) unless given.
+Fixes: B2 (DSA writes ep100 and test.py reads ep100), B3 (DREAM reads the requested dataset).
+"""
+import argparse
+import os
+import time
+
+import torch
+
+from data.datasets import mean_std
+from get_training_dynamics import DATASETS, data_settings, load_decoded, resolve_paths
+from models import create_model
+from utils.augment import Normalize
+from utils.config import UserError, cli, resolve_device, set_seed
+from utils.dynamics_io import load_epoch_arrays
+from utils.pruning import CONDENSE_KEYS, default_stop_epoch, default_topk, find_td_file, score_name
+from utils.scores import compute_scores, save_score_file
+
+
+def get_args_parser():
+    p = argparse.ArgumentParser(description="YOCO importance scores from training dynamics (spec yoco §3)")
+    a = p.add_argument
+    hide = argparse.SUPPRESS
+    a("--batch-size", "--batch_size", dest="batch_size", type=int, default=256, help="batch of the clean passes")
+    a("-d", "--dataset", choices=DATASETS, default="cifar10")
+    a("--score_file", default="", help=hide)  # unused by the reference; see --custom-out-name
+    a("--condense_key", choices=CONDENSE_KEYS, default="idc")
+    a("--data-dir", "--data_dir", dest="data_dir", default="datasets", help=hide)  # test set: unused
+    a("--imagenet-dir", "--imagenet_dir", dest="imagenet_dir", default="datasets/imagenet", help=hide)
+    a("--base-dir", dest="base_dir", default=None,
+      help="default raid/{reproduce_exp}/dynamics_and_scores/{condense_key}/{dataset}")
+    a("--task-name", dest="task_name", default=None, help="sub-folder of --base-dir (default ipc{IPC})")
+    a("--custom-data-dir", "--custom_data_dir", dest="custom_data_dir", default=None,
+      help="condensed set (folder or .pt); default raid/condensed_img/... (spec yoco §1.1)")
+    a("--custom-out-name", dest="out", default=None, help="output file (default {dir}/data-score-ipc{IPC}-ep{E}.pickle)")
+    a("--td-file", dest="td_file", default=None, help="dynamics log (default {dir}/td-ipc{IPC}.pickle or .pt)")
+    a("--ckpt", default=None, help="model checkpoint (default {dir}/ckpt-last.pt)")
+    a("--network", choices=["convnet", "resnet10_ap"], default=None)
+    a("--gpuid", default="0", help=hide)
+    a("--device", default="auto", help="auto, cpu or cuda")
+    a("--ipc", type=int, default=None)
+    a("--factor", type=int, default=None, help="default 2 (CIFAR), 3 (ImageNet), 1 (mtt/dsa/kip)")
+    for k in ("mtt", "dsa", "kip"):
+        a(f"--load_{k}", action="store_true", help=hide)
+    a("--random_selection", action="store_true", help=hide)
+    a("--reproduce_exp", default="reproduce_3")
+    a("--stop_epoch", type=int, default=None, help="LBPE epochs are chosen in [0, E) (default per condense key)")
+    a("--topk", type=str, default=None, help="comma list of K for LBPE_top{K} (default 10 idc/dream, 3 others)")
+    a("--use-loss", dest="use_loss", action="store_true", help="also loss_LBPE_top{K}: epochs of smallest loss")
+    a("--seed", type=int, default=0, help="k-means seed (the reference is unseeded)")
+    return p
+
+
+def parse_topk(text):
+    try:
+        ks = [int(t) for t in str(text).split(",") if t.strip()]
+    except ValueError:
+        ks = []
+    if not ks or min(ks) < 1:
+        raise UserError(f"--topk {text!r} must be a comma list of positive integers, e.g. 10 or 3,10")
+    return ks
+
+
+@torch.no_grad()
+def clean_pass(model, x, dataset, batch_size, device):
+    """Logits and ``embed`` features of ckpt-last in eval mode on the normalised decoded images."""
+    norm = Normalize(*mean_std(dataset)).to(device)
+    model.eval()
+    logits, feats = [], []
+    for s in range(0, len(x), batch_size):
+        xb = norm(x[s:s + batch_size].to(device))
+        feats.append(model.embed(xb).flatten(1).float())
+        logits.append(model(xb).float().cpu())
+    return torch.cat(logits), torch.cat(feats)
+
+
+def load_model(args, path, device):
+    if not os.path.isfile(path):
+        raise UserError(f"checkpoint {path!r} not found; run get_training_dynamics.py first (or pass --ckpt)")
+    st = torch.load(path, map_location="cpu", weights_only=True)
+    if not isinstance(st, dict) or "model_state_dict" not in st:
+        raise UserError(f"{path} is not a dynamics checkpoint ({{'model_state_dict', 'epoch'}})")
+    model = create_model(args.network, nclass=args.nclass, nch=args.nch, size=args.size, depth=3,
+                         norm_type="instance", dataset=args.dataset)
+    try:
+        model.load_state_dict(st["model_state_dict"])
+    except RuntimeError as e:
+        raise UserError(f"{path} does not fit a {args.network} for {args.dataset}: {str(e).splitlines()[0]}")
+    return model.to(device)
+
+
+def main(args):
+    if args.score_file:
+        raise UserError("--score_file is not used by the generator; choose the output with --custom-out-name")
+    if args.random_selection:
+        raise UserError("--random_selection is not supported: scores are computed on the full decoded set")
+    data_settings(args)
+    resolve_paths(args)
+    device = resolve_device(args.device)
+    set_seed(args.seed)
+    x, y = load_decoded(args)
+    folder = os.path.join(args.base_dir, args.task_name or f"ipc{args.ipc}")
+    stop = args.stop_epoch if args.stop_epoch is not None else default_stop_epoch(args.condense_key, args.dataset)
+    topk = parse_topk(args.topk) if args.topk is not None else [default_topk(args.condense_key)]
+    td = args.td_file or find_td_file(folder, args.ipc)
+    if td is None:
+        raise UserError(f"no td-ipc{args.ipc}.pickle or .pt in {folder}; run get_training_dynamics.py first "
+                        "(or pass --td-file)")
+    out = args.out or os.path.join(folder, score_name(args.ipc, stop))
+    t0 = time.time()
+    model = load_model(args, args.ckpt or os.path.join(folder, "ckpt-last.pt"), device)
+    logits, feats = clean_pass(model, x, args.dataset, args.batch_size, device)
+    name, arr = load_epoch_arrays(td, len(x), args.nclass, dtype=torch.float16)
+    if name != args.dataset:
+        raise UserError(f"{td} was recorded on {name!r}, not on {args.dataset!r}; check -d/--dataset")
+    scores = compute_scores(arr.logp, y, stop_epoch=stop, topk=topk, use_loss=args.use_loss,
+                            batch_ids=arr.batch_ids, logits_last=logits, features=feats, factor=args.factor,
+                            seed=args.seed)
+    save_score_file(out, scores)
+    print(f"{len(scores)} score keys for {len(x)} decoded images ({len(arr.epochs)} logged epochs, stop epoch {stop}, "
+          f"top-K {topk}) -> {out} ({time.time() - t0:.1f}s)")
+    return {"out": out, "keys": sorted(scores)}
+
+
+if __name__ == "__main__":
+    cli(main, get_args_parser)

@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# YOCO Table 5 (spec yoco §8): balanced vs imbalanced selection, CIFAR-10 10 -> {1, 2, 5}.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+EXP=${1:-reproduce_3}
+for T in 1 2 5; do
+  for BASE in random ssp accumulated_margin entropy forgetting el2n yoco; do
+    for SUF in _imbalance _balance; do
+      python test.py -d cifar10 --ipc 10 --slct_ipc "$T" --pruning_key "$BASE$SUF" --reproduce_exp "$EXP" \
+        --no_resnet --repeat 3
+    done
+  done
+done

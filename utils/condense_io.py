@@ -1,0 +1,166 @@
+"""Files of a condensation run (spec mdc §8.6 saves, §8.7, §12): folder name, resume checkpoint,
+argument check on resume, metrics.
+
+Folder: ``raid/results/{datatag}/{modeltag}{tag}`` with the reference tag (spec mdc §1.2 item 7).
+A non-MDC ``condense_reg.py`` run with ipc ≥ 2 gets ``_noreg`` so Baseline C never shares MDC's
+folder (fixes spec mdc §14 item 12); DREAM runs get ``_dream`` (the reference tag could not tell
+them from an IDC run with ``--batch_real 128``). The mp suffixes ``_{k}_phase{p}`` and ``_{tag}``
+stay last so that ``test.py -s idc_cat`` finds the partitions from one base name.
+
+Resume checkpoint ``checkpoint.pt`` (re-impl; the reference restored only the images and the
+iteration, spec mdc §12): images, image-optimiser momentum, network and its optimiser, regulariser
+states, the next iteration, every global RNG state and the ``ClassSampler`` queues. It holds only
+tensors and plain Python values, so it loads with ``weights_only=True``.
+"""
+import copy
+import json
+import math
+import os
+
+import numpy as np
+import torch
+import yaml
+
+from utils.arguments import condense_tag
+from utils.config import UserError, atomic_save, jsonable
+
+CHECKPOINT = "checkpoint.pt"
+METRICS = "metrics.jsonl"
+
+# settings that change the condensed numbers: a resumed run must match them exactly
+NUMBER_KEYS = (
+    "dataset", "nclass", "dseed", "size", "nch", "net_type", "norm_type", "depth", "width", "lr",
+    "momentum", "weight_decay", "seed", "mixup_net", "beta", "mix_p", "ipc", "factor", "decode_type",
+    "init", "aug_type", "match", "metric", "bias", "fc", "f_idx", "niter", "inner_loop", "early",
+    "fix_iter", "net_epoch", "n_data", "batch_real", "batch_syn_max", "lr_img", "mom_img", "slct_type",
+    "start_idx", "adaptive_reg", "adaptive_period", "adaptive_class_wise", "interval", "nclass_sub",
+    "phase", "test", "pt_from",
+)
+
+
+def run_tag(args, noreg=True):
+    """Reference tag (with the un-scaled lr_img), plus ``_dream``/``_noreg`` before the mp/tag parts."""
+    ns = copy.copy(args)
+    ns.nclass_sub, ns.phase, ns.tag = -1, -1, ""
+    tag = condense_tag(ns, args.lr_img_unscaled)
+    if args.slct_type == "dream":
+        tag += "_dream"
+    if noreg and not args.adaptive_reg and args.ipc >= 2:
+        tag += "_noreg"
+    if args.nclass_sub > 0:
+        tag += f"_{args.nclass_sub}"
+    if args.phase >= 0:
+        tag += f"_phase{args.phase}"
+    if args.tag:
+        tag += f"_{args.tag}"
+    return tag
+
+
+def default_save_dir(args, root=os.path.join("raid", "results"), noreg=True):
+    if args.save_dir:
+        return args.save_dir
+    if args.test:
+        return os.path.join(root, "test")
+    return os.path.join(root, args.datatag, args.modeltag + run_tag(args, noreg))
+
+
+# ------------------------------------------------------------------------------------------------
+# resume
+
+
+def check_resume_args(args, folder):
+    """UserError if the folder's args.yaml differs from ``args`` in a number-affecting setting."""
+    path = os.path.join(folder, "args.yaml")
+    if not os.path.exists(path):
+        return
+    with open(path) as f:
+        old = yaml.safe_load(f) or {}
+    new = jsonable(vars(args))
+    diff = []
+    for k in NUMBER_KEYS:
+        if k not in old or k not in new:
+            continue
+        a, b = old[k], new[k]
+        if isinstance(a, float) or isinstance(b, float):
+            same = isinstance(a, (int, float)) and isinstance(b, (int, float)) and (
+                a == b or (math.isnan(a) and math.isnan(b)))
+        else:
+            same = a == b
+        if not same:
+            diff.append(f"{k}: {a!r} -> {b!r}")
+    if diff:
+        raise UserError(f"cannot resume {folder}: it was run with different settings ({'; '.join(diff)}); "
+                        "use the original flags or another --save_dir")
+
+
+def pack_rng(st):
+    """``utils.config.rng_state()`` with the numpy key array as a tensor (weights_only-loadable)."""
+    st = dict(st)
+    name, keys, pos, has_gauss, cached = st["numpy"]
+    st["numpy"] = (name, torch.from_numpy(np.asarray(keys).astype(np.int64)), int(pos), int(has_gauss),
+                   float(cached))
+    return st
+
+
+def unpack_rng(st):
+    st = dict(st)
+    name, keys, pos, has_gauss, cached = st["numpy"]
+    st["numpy"] = (name, keys.numpy().astype(np.uint32), pos, has_gauss, cached)
+    return st
+
+
+def save_checkpoint(folder, state):
+    atomic_save(state, os.path.join(folder, CHECKPOINT))
+
+
+def load_checkpoint(folder, device):
+    path = os.path.join(folder, CHECKPOINT)
+    if not os.path.exists(path):
+        return None
+    try:
+        return torch.load(path, map_location=device, weights_only=True)
+    except Exception as e:
+        raise UserError(f"cannot read the resume checkpoint {path} ({type(e).__name__}: {e}); "
+                        "delete it to restart from scratch")
+
+
+def load_reference_resume(folder):
+    """A reference-style folder (``it.pt`` + ``data_{it}.pt``, no checkpoint): (it, data) or None.
+    Restores only the images and the iteration, as the reference did (spec mdc §12)."""
+    it_path = os.path.join(folder, "it.pt")
+    if not os.path.exists(it_path):
+        return None
+    it = int(torch.load(it_path, weights_only=True))
+    data_path = os.path.join(folder, f"data_{it}.pt")
+    if not os.path.exists(data_path):
+        raise UserError(f"{it_path} says iteration {it} but {data_path} is missing; cannot resume")
+    data, _ = torch.load(data_path, map_location="cpu", weights_only=True)
+    return it, data
+
+
+# ------------------------------------------------------------------------------------------------
+# metrics
+
+
+def truncate_metrics(folder, it):
+    """Drop metric records after iteration ``it`` (written by a run that was later interrupted)."""
+    path = os.path.join(folder, METRICS)
+    if not os.path.exists(path):
+        return
+    keep = []
+    with open(path) as f:
+        for line in f:
+            try:
+                rec = json.loads(line)
+            except ValueError:
+                continue  # a line cut by a crash
+            if rec.get("it", 0) <= it:
+                keep.append(line if line.endswith("\n") else line + "\n")
+    with open(path, "w") as f:
+        f.writelines(keep)
+
+
+def reset_metrics(folder):
+    path = os.path.join(folder, METRICS)
+    if os.path.exists(path):
+        os.unlink(path)

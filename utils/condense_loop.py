@@ -1,0 +1,316 @@
+"""The condensation loop of spec mdc §8.6 (IDC + MDC), used by condense_reg.py, condense.py and
+condense_reg_mp.py. The step functions (``class_update``, ``network_update``) are module level so
+that benchmarks/condense_step.py times exactly what the loop runs.
+"""
+import copy
+import json
+import math
+import os
+import time
+
+import torch
+from tqdm import tqdm
+
+from data.condensed import save_condensed
+from reg_ipcx import Regularizer, average_featlog, is_window, subset_prefix_sizes
+from utils.condense_io import (check_resume_args, load_checkpoint, load_reference_resume, pack_rng,
+                               reset_metrics, save_checkpoint, truncate_metrics, unpack_rng, METRICS)
+from utils.config import (Logger, UserError, append_jsonl, atomic_save, atomic_write_text, ensure_writable_dir,
+                          rng_state, save_config, set_rng_state, set_seed)
+from utils.dream import check_dream, dream_batches, dream_init
+from utils.matchloss import feature_distances, grad_match_loss, matched_params, matchloss
+from utils.synthesizer import Synthesizer, save_grid
+from utils.train import StopTraining, train_one_epoch
+
+
+class DivergedError(UserError):
+    """A non-finite loss: the run stops, its last checkpoint stays intact."""
+
+
+def class_update(model, params, aug, opt_img, real, y_real, syn, y_syn, *, metric="mse", subsets=(),
+                 frozen=0, feat_sizes=None, idx_from=0, idx_to=-1, fast=None, args=None):
+    """One per-class image step (spec mdc §8.6 inner body, §9.1, §9.2).
+
+    Normalize + DiffAug (batch-shared parameters) on cat(real, syn); feature distances of every
+    prefix in ``feat_sizes`` (window iterations, floats only); gradient matching with the subset
+    term of each prefix in ``subsets`` and the first ``frozen`` decoded images detached; then
+    zero_grad + backward + step of the single image optimiser. ``args`` set and ``args.match``
+    not grad → the reference's ``matchloss`` dispatch (feat mode). Returns (detached loss, d or None).
+    """
+    n = real.shape[0]
+    a = aug(torch.cat([real, syn], 0))
+    a_real, a_syn = a[:n], a[n:]
+    d = None
+    if feat_sizes:
+        d = feature_distances(model, a_real, a_syn, feat_sizes, idx_from, idx_to, metric)
+    if args is not None and args.match != "grad":
+        loss = matchloss(args, a_real, a_syn, y_real, y_syn, model)
+    else:
+        loss = grad_match_loss(model, a_real, y_real, a_syn, y_syn, params, metric, subsets=subsets,
+                               syn_frozen=frozen if frozen > 0 else None, fast=fast)
+    opt_img.zero_grad()
+    loss.backward()
+    opt_img.step()
+    return loss.detach(), d
+
+
+class RealBatches:
+    """Loader adapter: ``n`` (None: endless) all-class batches of ``ClassSampler.sample()``."""
+
+    def __init__(self, sampler, n=None):
+        self.sampler, self.n = sampler, n
+
+    def __iter__(self):
+        i = 0
+        while self.n is None or i < self.n:
+            yield self.sampler.sample()
+            i += 1
+
+
+def network_update(model, opt_net, sampler, aug_rand, args):
+    """``n_data`` real samples in all-class batches of batch_real, per-sample DiffAug and CutMix
+    (p = mix_p), repeated net_epoch times (spec mdc §8.6 "Network update"); nothing when n_data <= 0."""
+    if args.n_data <= 0:
+        return
+    for _ in range(args.net_epoch):
+        train_one_epoch(model, RealBatches(sampler), opt_net, aug=aug_rand, mixup=args.mixup_net,
+                        mix_p=args.mix_p, beta=args.beta, n_data=args.n_data)
+
+
+class Condenser:
+    def __init__(self, args, device, save_dir, *, load_real, diffaug, model_fn, classes=None, save_plain=False,
+                 eval_enabled=True):
+        self.args, self.device, self.save_dir = args, device, save_dir
+        self.classes = list(range(args.nclass)) if classes is None else list(classes)
+        self.model_fn, self.save_plain = model_fn, save_plain
+        self.mdc = bool(args.adaptive_reg)
+        self.f2 = max(1, args.factor) ** 2
+        self.eval_on = eval_enabled and args.eval_during and not args.test
+        ensure_writable_dir(save_dir)
+        self.log = Logger(save_dir)
+        self.metrics = os.path.join(save_dir, METRICS)
+        self.sampler = load_real(args, device)
+        self.aug, self.aug_rand = diffaug(args, device)
+        self.synset = Synthesizer(args, args.nclass, args.nch, args.size, device, self.classes)
+        self.regs = [Regularizer(args.ipc, args.adaptive_period) for _ in self.classes] if self.mdc else []
+        self.prefix = subset_prefix_sizes(args.ipc, args.factor) if self.mdc else []
+        self.opt_img = torch.optim.SGD([self.synset.data], lr=args.lr_img, momentum=args.mom_img)
+        self.model = self.opt_net = self.params = None
+        self.start_it, self.last_saved = 0, None
+        self.n_iter = args.niter * 100 // args.inner_loop
+        self._resume_or_init()
+
+    # ---- setup -------------------------------------------------------------------------------
+    def _resume_or_init(self):
+        args = self.args
+        ck = None
+        if args.resume or args.load_checkpoint:
+            check_resume_args(args, self.save_dir)
+            ck = load_checkpoint(self.save_dir, self.device)
+            if ck is None:
+                ref = load_reference_resume(self.save_dir)
+                if ref is not None:
+                    self.start_it = ref[0]
+                    self.synset.load(ref[1])
+                    self.log(f"resumed images and iteration {ref[0]} only (reference-style folder)")
+        if ck is not None:
+            self.synset.load(ck["data"])
+            self.opt_img.load_state_dict(ck["opt_img"])
+            for reg, st in zip(self.regs, json.loads(ck["regs"]) if ck["regs"] else []):
+                reg.load_state_dict(st)
+            self.sampler.load_state_dict(ck["sampler"])
+            if ck["model"] is not None:
+                self.new_model()
+                self.model.load_state_dict(ck["model"])
+                self.opt_net.load_state_dict(ck["opt_net"])
+            set_rng_state(unpack_rng(ck["rng"]))
+            self.start_it = self.last_saved = int(ck["it"])
+            truncate_metrics(self.save_dir, self.start_it)
+            self.log(f"resumed from {self.save_dir} at iteration {self.start_it}")
+        save_config(args, os.path.join(self.save_dir, "args.yaml"))
+        if self.start_it > 0:
+            return
+        if args.resume or args.load_checkpoint:
+            self.log(f"no checkpoint in {self.save_dir}: starting from scratch")
+        reset_metrics(self.save_dir)
+        self.log(f"condensing {len(self.classes)} classes x {args.ipc} images (factor {args.factor}) into "
+                 f"{self.save_dir} on {self.device}; {self.n_iter} outer iterations")
+        picked = None
+        if args.slct_type == "dream":  # k-means picks the init images (spec mdc §8.8)
+            model = self.model_fn()
+            check_dream(args, model)
+            picked = dream_init(model, self.sampler, self.classes, args.ipc * self.f2)
+        init = "mix" if picked is not None and args.init == "random" else args.init
+        self.synset.init(self.sampler, init, args.start_idx, picked)
+        save_grid(os.path.join(self.save_dir, "init.png"), self.synset.data)
+        self.evaluate(0)
+
+    def new_model(self):
+        self.model = self.model_fn()
+        self.model.train()
+        a = self.args
+        self.opt_net = torch.optim.SGD(self.model.parameters(), a.lr, momentum=a.momentum, weight_decay=a.weight_decay)
+        self.params = matched_params(self.model, a.bias, a.fc) if a.match == "grad" else None
+
+    def fresh_net(self):
+        """Fresh random network + ``early`` epochs on real data (spec mdc §8.6)."""
+        self.new_model()
+        a = self.args
+        n_batches = math.ceil(len(self.sampler.targets) / a.batch_real)
+        for _ in range(a.early):
+            train_one_epoch(self.model, RealBatches(self.sampler, n_batches), self.opt_net, aug=self.aug_rand,
+                            mixup=a.mixup_net, mix_p=a.mix_p, beta=a.beta)
+        self.model.train()
+
+    # ---- the loop (spec mdc §8.6) --------------------------------------------------------------
+    def run(self):
+        args = self.args
+        n_iter, P = self.n_iter, args.adaptive_period
+        it_log = max(1, n_iter // 50)
+        it_test = {100 * k for k in range(1, args.niter // 100 + 1)} | {n_iter}  # from niter (§14 item 15)
+        fix_iter = max(1, args.fix_iter)
+        if self.start_it >= n_iter:
+            self.log(f"nothing to do: {self.save_dir} is complete ({n_iter} iterations)")
+            return
+        bar = tqdm(range(self.start_it, n_iter), desc="condense", initial=self.start_it, total=n_iter,
+                   dynamic_ncols=True)
+        t_start = time.time()
+        for t in bar:
+            if t % fix_iter == 0 or self.model is None:
+                self.fresh_net()
+            self.synset.clamp_()  # the only clamp: once per outer iteration
+            window = self.mdc and is_window(t, P)
+            loss_sum, featlog = self.outer_iteration(t, window)
+            loss = loss_sum.item() / (len(self.classes) * args.inner_loop)
+            if not math.isfinite(loss) or not torch.isfinite(self.synset.data).all():
+                raise DivergedError(self._diverged(f"non-finite matching loss ({loss}) at iteration {t}"))
+            bar.set_postfix(loss=f"{loss:.3f}")
+            if t % it_log == 0:
+                self.log_loss(t, loss, time.time() - t_start)
+            if window and not args.test:
+                self.select_mls(t, featlog)
+            if (t + 1) in it_test or (self.mdc and (t + 1) % P == 0) or t + 1 == args.stop_after:
+                self.save_point(t + 1)
+            if t + 1 == args.stop_after:
+                self.log(f"stopped after iteration {t + 1} (--stop_after); continue with --resume")
+                return
+
+    def outer_iteration(self, t, window):
+        """inner_loop × (per-class image steps, then the network update). Returns (Σ loss, featlog)."""
+        args, syn, model = self.args, self.synset, self.model
+        loss_sum = torch.zeros((), device=self.device)
+        featlog = [[] for _ in self.classes]
+        if args.test:  # debug: skip the inner loop (spec mdc §1.1 --test)
+            return loss_sum, featlog
+        batches = None
+        for k in range(args.inner_loop):
+            if args.slct_type == "dream" and k % args.interval == 0:  # spec mdc §8.8
+                batches = dream_batches(model, self.sampler, self.classes, args.batch_real)
+            for r, c in enumerate(self.classes):
+                real, y_real = batches[r] if batches is not None else self.sampler.class_sample(c)
+                x_syn, y_syn, _ = syn.sample(r)
+                subsets, frozen = (), 0
+                if self.mdc:
+                    reg = self.regs[r]
+                    reg.update_status(t)
+                    F = reg.get_freeze_ipc()
+                    frozen = F * self.f2 if F > 0 else 0
+                    subsets = [x * self.f2 for x in reg.regularized()]
+                loss, d = class_update(model, self.params, self.aug, self.opt_img, real, y_real, x_syn, y_syn,
+                                       metric=args.metric, subsets=subsets, frozen=frozen,
+                                       feat_sizes=self.prefix if window else None, idx_from=args.idx_from,
+                                       idx_to=args.idx_to, args=args)
+                loss_sum += loss
+                if d is not None:
+                    featlog[r].append(d)
+            if args.n_data > 0:
+                try:
+                    network_update(model, self.opt_net, self.sampler, self.aug_rand, args)
+                except StopTraining as e:
+                    raise DivergedError(self._diverged(f"network update at iteration {t}: {e}"))
+        return loss_sum, featlog
+
+    def select_mls(self, t, featlog):
+        """MLS re-selection at it = t+1 from the window's feature distances (spec mdc §9.3)."""
+        a = self.args
+        dbar = average_featlog(featlog, len(self.classes), a.inner_loop, a.adaptive_class_wise)
+        mls = [reg.select_reg_ipc(d, it=t + 1) for reg, d in zip(self.regs, dbar)]
+        delta = [reg.last_delta for reg in self.regs]
+        if a.adaptive_class_wise:
+            rec = {"dbar": dbar, "delta": delta, "mls": mls}
+        else:
+            rec = {"dbar": dbar[0], "delta": delta[0], "mls": mls[0]}
+        self.log(f"it {t + 1}: MLS {rec['mls']}  delta {rec['delta']}  dbar {rec['dbar']}")
+        append_jsonl(self.metrics, {"type": "mls", "it": t + 1, **rec})
+
+    def log_loss(self, t, loss, seconds):
+        mls = [reg.regularized() for reg in self.regs]
+        frz = [reg.get_freeze_ipc() for reg in self.regs]
+        if self.mdc and not self.args.adaptive_class_wise:
+            mls, frz = mls[0], frz[0]
+        self.log(f"it {t}: matching loss {loss:.4f}" + (f"  MLS {mls}  frozen {frz}" if self.mdc else ""))
+        append_jsonl(self.metrics, {"type": "loss", "it": t + 1, "loss": loss, "mls": mls, "frozen": frz,
+                                    "seconds": round(seconds, 2)})
+
+    def _diverged(self, what):
+        last = (f"the last good checkpoint (iteration {self.last_saved}) in {self.save_dir} is intact"
+                if self.last_saved else "no checkpoint was written yet")
+        return f"{what}; stopped: {last}; lower --lr_img (or --lr) and start again"
+
+    # ---- saving (spec mdc §12) -----------------------------------------------------------------
+    def checkpoint(self, it):
+        state = {"version": 1, "it": it, "data": self.synset.data.detach().cpu(),
+                 "opt_img": self.opt_img.state_dict(),
+                 "model": self.model.state_dict() if self.model is not None else None,
+                 "opt_net": self.opt_net.state_dict() if self.opt_net is not None else None,
+                 "regs": json.dumps([r.state_dict() for r in self.regs]) if self.mdc else None,
+                 "rng": pack_rng(rng_state()), "sampler": self.sampler.state_dict()}
+        save_checkpoint(self.save_dir, state)
+        self.last_saved = it
+
+    def save_point(self, it):
+        d, y = self.synset.data.detach(), self.synset.targets  # not clamped (spec mdc §8.6, §14 item 11)
+        save_condensed(os.path.join(self.save_dir, f"data_{it}.pt"), d, y)
+        if self.save_plain:
+            save_condensed(os.path.join(self.save_dir, "data.pt"), d, y)
+        if self.mdc:  # JSON, never a pickle (fixes spec mdc §14 item 1)
+            atomic_write_text(os.path.join(self.save_dir, f"regularizer_{it}.json"),
+                              json.dumps([r.state_dict() for r in self.regs]))
+        self.checkpoint(it)
+        atomic_save(it, os.path.join(self.save_dir, "it.pt"))
+        save_grid(os.path.join(self.save_dir, "latest.png"), d)
+        append_jsonl(self.metrics, {"type": "save", "it": it, "file": f"data_{it}.pt"})
+        self.log(f"it {it}: saved data_{it}.pt")
+        self.evaluate(it)
+
+    # ---- in-run evaluation (spec mdc §8.4, §8.6) -----------------------------------------------
+    def evaluate(self, it):
+        """Full set, plus every subset IPC-x with MDC when ipc ≤ 10 and f < 3 (spec §14 item 14).
+
+        Runs on its own seed (seed + it) and restores the global RNG states afterwards, so turning
+        the evaluations on or off never changes the condensed images."""
+        if not self.eval_on:
+            return
+        from test import evaluate_set  # late: test.py is a script module with heavy imports
+
+        a = self.args
+        ea = copy.copy(a)
+        if a.eval_epochs > 0:
+            ea.epochs = a.eval_epochs
+        sets = [(f"ipc{a.ipc}", None)]
+        if self.mdc and a.ipc <= 10 and a.factor < 3:
+            sets += [(f"ipc{x}", x) for x in range(1, a.ipc)]
+        saved = rng_state()
+        try:
+            for name, x in sets:
+                set_seed(a.seed + it, a.deterministic)
+                xs, ys = self.synset.decoded() if x is None else self.synset.decoded_prefix(x)
+                res = evaluate_set(ea, xs, ys, self.device, log=lambda *m: None)
+                for net, r in res.items():
+                    self.log(f"it {it}: eval {name} [{net}] best {r['best']['mean']:.2f} ± {r['best']['std']:.2f}"
+                             f"  last {r['last']['mean']:.2f}")
+                    append_jsonl(self.metrics, {"type": "eval", "it": it, "subset": name, "net": net,
+                                                "best": r["best"]["mean"], "best_std": r["best"]["std"],
+                                                "last": r["last"]["mean"], "epochs": ea.epochs})
+        finally:
+            set_rng_state(saved)

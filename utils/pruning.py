@@ -1,0 +1,152 @@
+"""YOCO defaults shared by the three pipeline steps, and test.py's pruning step (spec yoco §1.1, §2.2,
+§3.1, §4, §5).
+
+One table of per-condense-key defaults serves ``get_training_dynamics.py`` (data folder, factor, output
+folder), ``generate_importance_score.py`` (stop epoch, top-K, score file name) and ``test.py``
+(``prune_decoded``: which score file to read), so the writer and the reader always agree. Fixes of the
+reference (spec yoco §10): B2 (DSA: both sides use ``ep100``), B3 (DREAM reads the requested dataset),
+B4 (DREAM + CIFAR-100 gets a score file like every other pair instead of silently skipping pruning).
+Extension: mtt/dsa/kip sets at any dataset/IPC when the folder is given explicitly (the reference only has
+fixed folders for CIFAR-10 IPC 10, and its paths force ``cifar10``/``ipc10``; here the paths use the real
+dataset and IPC, which coincide with the reference for its only case).
+"""
+import os
+import re
+import warnings
+
+import torch
+
+from utils.config import UserError
+from utils.img_loader import resolve_pruning_key, select_indices
+
+CONDENSE_KEYS = ("idc", "dream", "mtt", "dsa", "kip")
+SINGLE_FORMATION = ("mtt", "dsa", "kip")  # stored at factor 1 (spec yoco §1.2)
+TOPK = {"idc": 10, "dream": 10, "mtt": 3, "dsa": 3, "kip": 3}  # spec yoco §3.1 / §4
+# spec yoco §3.1 stop epoch E (LBPE epochs in [0, E), file name ``-ep{E}``); dsa = 100 on both sides (B2)
+STOP_EPOCH = {"dream": 200, "mtt": 10, "dsa": 100, "kip": 50}
+IDC_STOP_EPOCH = {"cifar100": 200, "imagenet": 200}  # others (cifar10 and our 10-class sets): 100
+# spec yoco §1.1: released single-formation sets (CIFAR-10 IPC 10 only)
+FIXED_FOLDERS = {"mtt": "mtt/ConvNet_baseline", "dsa": "dsa/res_DSA_CIFAR10_ConvNet_ipc10", "kip": "kip/kip_ipc10"}
+IDC_TAG_CIFAR = "conv3in_grad_mse_nd2000_cut_niter2000_factor2_lr0.005_mix_ipc{ipc}"
+IDC_TAG_IMAGENET = "resnet10apin_grad_l1_ely10_nd500_cut_factor3_mix_ipc{ipc}"
+
+
+def default_factor(condense_key, dataset):
+    """Multi-formation factor: 1 for mtt/dsa/kip, 3 for ImageNet, else 2 (spec yoco §2.2, §4)."""
+    if condense_key in SINGLE_FORMATION:
+        return 1
+    return 3 if dataset == "imagenet" else 2
+
+
+def default_stop_epoch(condense_key, dataset):
+    if condense_key == "idc":
+        return IDC_STOP_EPOCH.get(dataset, 100)
+    return STOP_EPOCH[condense_key]
+
+
+def default_topk(condense_key):
+    return TOPK[condense_key]
+
+
+def dataset_dir(dataset, nclass=10):
+    """Folder name of a dataset in the YOCO tree: ``imagenet10`` for ImageNet-10 (spec yoco §1.1)."""
+    return f"imagenet{nclass}" if dataset == "imagenet" else dataset
+
+
+def condensed_dir(condense_key, dataset, ipc, nclass=10):
+    """Default condensed-data folder ``raid/condensed_img/...`` (spec yoco §1.1 table)."""
+    if dataset == "imagenet" and condense_key != "idc":
+        raise UserError(f"--condense_key {condense_key} has no ImageNet set (spec yoco §2.2: idc only)")
+    if condense_key in FIXED_FOLDERS:
+        if dataset != "cifar10" or ipc != 10:
+            raise UserError(f"the released {condense_key} set is CIFAR-10 IPC 10 only (spec yoco §1.1); for "
+                            f"{dataset} IPC {ipc} pass the folder explicitly (--custom-data-dir / --test_data_dir)")
+        return os.path.join("raid", "condensed_img", FIXED_FOLDERS[condense_key])
+    if condense_key == "dream":  # B3 fixed: the requested dataset, not always cifar10
+        return os.path.join("raid", "condensed_img", "dream", dataset, f"ipc{ipc}")
+    tag = (IDC_TAG_IMAGENET if dataset == "imagenet" else IDC_TAG_CIFAR).format(ipc=ipc)
+    return os.path.join("raid", "condensed_img", "idc", dataset_dir(dataset, nclass), tag)
+
+
+def dynamics_base(reproduce_exp, condense_key, dataset, nclass=10):
+    """The reference ``--base-dir``: ``raid/{reproduce_exp}/dynamics_and_scores/{key}/{dataset}`` (spec yoco §2.2)."""
+    return os.path.join("raid", reproduce_exp, "dynamics_and_scores", condense_key, dataset_dir(dataset, nclass))
+
+
+def dynamics_dir(reproduce_exp, condense_key, dataset, ipc, nclass=10):
+    """``{base dir}/ipc{IPC}``: dynamics, checkpoints and scores of one set (spec yoco §2.7, §3.1, §4)."""
+    return os.path.join(dynamics_base(reproduce_exp, condense_key, dataset, nclass), f"ipc{ipc}")
+
+
+def td_name(ipc, compact=False):
+    """Dynamics log file name: the reference pickle, or our compact ``.pt`` (utils.dynamics_io)."""
+    return f"td-ipc{ipc}.pt" if compact else f"td-ipc{ipc}.pickle"
+
+
+def score_name(ipc, stop_epoch):
+    return f"data-score-ipc{ipc}-ep{stop_epoch}.pickle"
+
+
+def find_td_file(folder, ipc):
+    """The reference pickle if present, else the compact log; None when neither exists."""
+    for compact in (False, True):
+        p = os.path.join(folder, td_name(ipc, compact))
+        if os.path.isfile(p):
+            return p
+    return None
+
+
+def ipc_from_folder(path):
+    """IPC re-parsed from the folder name: the integer after the last ``ipc`` (spec yoco §1.1), or None."""
+    name = os.path.basename(os.path.normpath(str(path)))
+    m = re.search(r"ipc(\d+)(?!.*ipc)", name)
+    return int(m.group(1)) if m else None
+
+
+# ----------------------------------------------------------------------------------------------------
+# test.py: the pruning step
+
+
+def prune_decoded(args, x, y):
+    """The IPC_T subset of the decoded set ``(x, y)`` (spec yoco §4–§5), as test.py's --slct_ipc.
+
+    IPC_F = ``args.ipc`` (derived from N = C·IPC_F·f² when not given), IPC_T = ``args.slct_ipc``; top-K and
+    stop epoch per condense key unless given explicitly; score file ``args.score_file`` or
+    ``raid/{reproduce_exp}/dynamics_and_scores/{key}/{dataset}/ipc{IPC_F}/data-score-ipc{IPC_F}-ep{E}.pickle``.
+    Records what it did in ``args`` (score_file, topk, stop_epoch, pruning) for the results record.
+    Randomness (random keys, --strata_random_select) uses the global RNGs seeded by test.py.
+    """
+    from utils.scores import load_score_file
+
+    explicit = set(getattr(args, "explicit", ()))
+    C, f, N = int(args.nclass), int(args.factor), len(x)
+    per = C * f * f
+    ipc_f = int(args.ipc) if args.ipc > 0 else N // per
+    if N != ipc_f * per:
+        raise UserError(f"the decoded set has {N} images, not C*IPC_F*f^2 = {C}*{ipc_f}*{f}^2 = {ipc_f * per}; "
+                        "check --ipc and -f/--factor")
+    ipc_t, key = int(args.slct_ipc), args.condense_key
+    topk = args.topk if "topk" in explicit else default_topk(key)
+    stop = args.stop_epoch if "stop_epoch" in explicit else default_stop_epoch(key, args.dataset)
+    cfg = resolve_pruning_key(args.pruning_key, ipc_f=ipc_f, ipc_t=ipc_t, topk=topk, dataset=args.dataset,
+                              prune_score_ratio=args.prune_score_ratio)
+    scores, path = None, ""
+    if not cfg.random_selection:
+        path = args.score_file or os.path.join(dynamics_dir(args.reproduce_exp, key, args.dataset, ipc_f, C),
+                                               score_name(ipc_f, stop))
+        scores = load_score_file(path)
+        t = scores.get("targets")
+        if t is not None and (len(t) != N or not torch.equal(torch.as_tensor(t).long().cpu(), y.long().cpu())):
+            raise UserError(f"{path}: its {len(t)} labels do not match the decoded set ({N} images); the score "
+                            "file belongs to another condensed set (check --ipc, --condense_key, --score_file)")
+    if args.strata_fixed_select:  # B9: the reference flag means *random* within strata
+        warnings.warn("--strata_fixed_select selects randomly within CCS strata (reference meaning, spec yoco "
+                      "B9); prefer --strata_random_select", stacklevel=2)
+    idx = select_indices(scores, cfg, N=N, C=C, ipc_f=ipc_f, ipc_t=ipc_t, factor=f, ccs_type=args.ccs_type,
+                         strata_random_select=bool(args.strata_random_select or args.strata_fixed_select))
+    args.score_file, args.topk, args.stop_epoch = path, topk, stop
+    args.pruning = {"score_key": cfg.score_key, "balance": cfg.balance, "use_hard": cfg.use_hard,
+                    "stratified": cfg.stratified, "random_selection": cfg.random_selection,
+                    "prune_score_ratio": cfg.prune_score_ratio, "ipc_full": ipc_f, "ipc_target": ipc_t,
+                    "n_full": N, "n_selected": int(idx.numel()), "n_distinct": int(idx.unique().numel())}
+    return x[idx.to(x.device)], y[idx.to(y.device)]
