@@ -4,11 +4,13 @@
     python generate_importance_score.py -d fashion --ipc 10 --custom-data-dir <folder> --stop_epoch 50
 
 Inputs (``raid/{reproduce_exp}/dynamics_and_scores/{key}/{dataset}/ipc{IPC}/`` unless overridden): the
-decoded set (normalised, no augmentation), ``ckpt-last.pt`` and ``td-ipc{IPC}.pickle`` (or the compact
-``td-ipc{IPC}.pt``). Every key of spec yoco §3.3 is computed by ``utils.scores.compute_scores``: the
-dynamics keys from the log, ``entropy``/``loss`` from the clean logits and the k-means lists from the
-``embed`` features of ckpt-last in eval mode. Output ``data-score-ipc{IPC}-ep{E}.pickle`` (reference
-layout, written atomically). Stop epoch E and top-K per condense key (spec yoco §3.1) unless given.
+decoded set (normalised, no augmentation), ``ckpt-last.pt`` and the dynamics: ``td-ipc{IPC}.pickle``, else
+the compact ``td-ipc{IPC}.pt``, else the statistics-only ``td-ipc{IPC}-stats.pt`` (``--compact stats``;
+same scores up to float32 rounding), or ``--td-file``. Every key of spec yoco §3.3 is computed by
+``utils.scores.compute_scores``: the dynamics keys from the log (or its statistics), ``entropy``/``loss``
+from the clean logits and the k-means lists from the ``embed`` features of ckpt-last in eval mode. Output
+``data-score-ipc{IPC}-ep{E}.pickle`` (reference layout, written atomically). Stop epoch E and top-K per
+condense key (spec yoco §3.1) unless given.
 Fixes: B2 (DSA writes ep100 and test.py reads ep100), B3 (DREAM reads the requested dataset).
 """
 import argparse
@@ -22,7 +24,7 @@ from get_training_dynamics import DATASETS, data_settings, load_decoded, resolve
 from models import create_model
 from utils.augment import Normalize
 from utils.config import UserError, cli, resolve_device, set_seed
-from utils.dynamics_io import load_epoch_arrays
+from utils.dynamics_io import load_score_input, stats_name
 from utils.pruning import CONDENSE_KEYS, default_stop_epoch, default_topk, find_td_file, score_name
 from utils.scores import compute_scores, save_score_file
 
@@ -43,7 +45,8 @@ def get_args_parser():
     a("--custom-data-dir", "--custom_data_dir", dest="custom_data_dir", default=None,
       help="condensed set (folder or .pt); default raid/condensed_img/... (spec yoco §1.1)")
     a("--custom-out-name", dest="out", default=None, help="output file (default {dir}/data-score-ipc{IPC}-ep{E}.pickle)")
-    a("--td-file", dest="td_file", default=None, help="dynamics log (default {dir}/td-ipc{IPC}.pickle or .pt)")
+    a("--td-file", dest="td_file", default=None,
+      help="dynamics log or stats file (default {dir}/td-ipc{IPC}.pickle, .pt or -stats.pt)")
     a("--ckpt", default=None, help="model checkpoint (default {dir}/ckpt-last.pt)")
     a("--network", choices=["convnet", "resnet10_ap"], default=None)
     a("--gpuid", default="0", help=hide)
@@ -113,22 +116,24 @@ def main(args):
     stop = args.stop_epoch if args.stop_epoch is not None else default_stop_epoch(args.condense_key, args.dataset)
     topk = parse_topk(args.topk) if args.topk is not None else [default_topk(args.condense_key)]
     td = args.td_file or find_td_file(folder, args.ipc)
+    if td is None and os.path.isfile(os.path.join(folder, stats_name(args.ipc))):
+        td = os.path.join(folder, stats_name(args.ipc))  # statistics only: after the full logs
     if td is None:
-        raise UserError(f"no td-ipc{args.ipc}.pickle or .pt in {folder}; run get_training_dynamics.py first "
-                        "(or pass --td-file)")
+        raise UserError(f"no td-ipc{args.ipc}.pickle, .pt or -stats.pt in {folder}; run get_training_dynamics.py "
+                        "first (or pass --td-file)")
     out = args.out or os.path.join(folder, score_name(args.ipc, stop))
     t0 = time.time()
     model = load_model(args, args.ckpt or os.path.join(folder, "ckpt-last.pt"), device)
     logits, feats = clean_pass(model, x, args.dataset, args.batch_size, device)
-    name, arr = load_epoch_arrays(td, len(x), args.nclass, dtype=torch.float16)
+    name, dynamics, batch_ids = load_score_input(td, len(x), args.nclass, dtype=torch.float16)
     if name != args.dataset:
         raise UserError(f"{td} was recorded on {name!r}, not on {args.dataset!r}; check -d/--dataset")
-    scores = compute_scores(arr.logp, y, stop_epoch=stop, topk=topk, use_loss=args.use_loss,
-                            batch_ids=arr.batch_ids, logits_last=logits, features=feats, factor=args.factor,
+    scores = compute_scores(dynamics, y, stop_epoch=stop, topk=topk, use_loss=args.use_loss,
+                            batch_ids=batch_ids, logits_last=logits, features=feats, factor=args.factor,
                             seed=args.seed)
     save_score_file(out, scores)
-    print(f"{len(scores)} score keys for {len(x)} decoded images ({len(arr.epochs)} logged epochs, stop epoch {stop}, "
-          f"top-K {topk}) -> {out} ({time.time() - t0:.1f}s)")
+    print(f"{len(scores)} score keys for {len(x)} decoded images ({dynamics.shape[0]} logged epochs, "
+          f"stop epoch {stop}, top-K {topk}) -> {out} ({time.time() - t0:.1f}s)")
     return {"out": out, "keys": sorted(scores)}
 
 

@@ -10,7 +10,9 @@ Protocol (spec yoco §2.2–2.7): decoded set (factor 2 CIFAR / 3 ImageNet / 1 m
 ``color_crop_flip_scale_rotate`` per sample then CutMix (p 0.5); after every iteration the record
 (epoch, iteration, idx, fp16 log-softmax of that training forward) is logged. Test every 10 epochs and at
 the last. Output ``{base_dir}/ipc{IPC}/``: ``td-ipc{IPC}.pickle`` (reference layout; ``--compact`` also or
-only writes ``td-ipc{IPC}.pt``), ``ckpt-last.pt``, ``ckpt-best.pt`` (``{'model_state_dict', 'epoch'}``),
+only writes the lossless compact ``td-ipc{IPC}.pt``; ``--compact stats`` writes instead only
+``td-ipc{IPC}-stats.pt``, the per-sample statistics the scores need, ~13 B/sample/epoch, no pickle),
+``ckpt-last.pt``, ``ckpt-best.pt`` (``{'model_state_dict', 'epoch'}``),
 ``log-train-ipc{IPC}.log``.
 
 Restartable: every ``--save-every`` epochs the run state and the records since the previous save go to
@@ -35,7 +37,7 @@ from models import create_model
 from utils.augment import DiffAug, Normalize, imagenet_test_transform, imagenet_train_transform
 from utils.config import (UserError, atomic_save, cli, resolve_device, rng_state, save_config, set_rng_state, set_seed,
                           str2bool)
-from utils.dynamics_io import DynamicsLog, save_compact, save_reference_pickle
+from utils.dynamics_io import DynamicsLog, save_compact, save_reference_pickle, save_stats, stats_name
 from utils.pruning import CONDENSE_KEYS, condensed_dir, default_factor, dynamics_base, ipc_from_folder, td_name
 from utils.train import evaluate, train_one_epoch
 
@@ -82,8 +84,9 @@ def get_args_parser():
     a("--reproduce_exp", default="reproduce_3", help="which repetition: raid/{reproduce_exp}/... (B1 fixed)")
     a("--run_tag", default="")
     a("--seed", type=int, default=0, help="global seed (the reference is unseeded); -1 = unseeded")
-    a("--compact", nargs="?", const="also", default=None, choices=["also", "only"],
-      help="also (or only) write the compact log td-ipc{IPC}.pt")
+    a("--compact", nargs="?", const="also", default=None, choices=["also", "only", "stats"],
+      help="also (or only) write the lossless compact log td-ipc{IPC}.pt; stats: only the score statistics "
+           "td-ipc{IPC}-stats.pt (smallest; cannot be turned back into the pickle)")
     a("--save-every", dest="save_every", type=int, default=50, help="resume checkpoint every N epochs (0: none)")
     a("--resume", action="store_true", help="continue an interrupted run from {out}/resume/")
     a("--stop-after-epochs", dest="stop_after", type=int, default=0,
@@ -287,17 +290,21 @@ def load_state(resume_dir, trainer):
     return st["epoch_done"], st["best"], list(st["chunks"])
 
 
-def write_outputs(args, out_dir, model, records, resume_dir, chunks, log_msg):
-    """Final files (spec yoco §2.7), each atomic; the resume folder goes last."""
+def write_outputs(args, out_dir, model, records, resume_dir, chunks, log_msg, targets):
+    """Final files (spec yoco §2.7), each atomic; the resume folder goes last. ``targets``: decoded labels
+    (for ``--compact stats``)."""
     all_records = [r for name in chunks for r in load_chunk(os.path.join(resume_dir, name))] + records
     atomic_save({"model_state_dict": model.state_dict(), "epoch": args.epochs - 1}, os.path.join(out_dir, "ckpt-last.pt"))
     written = []
-    if args.compact != "only":
+    if args.compact not in ("only", "stats"):
         written.append(os.path.join(out_dir, td_name(args.ipc)))
         save_reference_pickle(written[-1], args.dataset, all_records)
-    if args.compact:
+    if args.compact in ("also", "only"):
         written.append(os.path.join(out_dir, td_name(args.ipc, compact=True)))
         save_compact(written[-1], args.dataset, all_records, num_samples=args.num_samples)
+    if args.compact == "stats":
+        written.append(os.path.join(out_dir, stats_name(args.ipc)))
+        save_stats(written[-1], args.dataset, all_records, targets, num_samples=args.num_samples)
     shutil.rmtree(resume_dir, ignore_errors=True)
     for w in written:
         log_msg(f"training dynamics ({len(all_records)} records) -> {w} ({os.path.getsize(w) / 2**20:.1f} MiB)")
@@ -356,7 +363,7 @@ def main(args):
     if stop < args.epochs:
         msg(f"stopped after epoch {stop - 1} ({time.time() - t0:.0f}s); continue with the same command and --resume")
         return {"out_dir": out_dir, "epochs_done": stop, "complete": False}
-    write_outputs(args, out_dir, trainer.model, log.records, resume_dir, chunks, msg)
+    write_outputs(args, out_dir, trainer.model, log.records, resume_dir, chunks, msg, y)
     msg(f"done in {time.time() - t0:.0f}s: best test {best['acc']:.2f} at epoch {best['epoch']}; files in {out_dir}")
     return {"out_dir": out_dir, "epochs_done": args.epochs, "complete": True, "best": best}
 

@@ -4,12 +4,14 @@
 
 Measures, on a 400-image decoded set (random CIFAR-shaped pixels, 10 classes = CIFAR-10 IPC 10, f 2), the
 real trainer of ``get_training_dynamics.py`` (ConvNet-3, DSA + CutMix, per-iteration log-softmax records):
-seconds per epoch (after one warm-up epoch) and bytes of log per epoch in the reference pickle and in our
-compact format. Then estimates CIFAR-100 IPC 50 (N = 20 000 decoded images, C = 100, 1000 epochs):
-time = measured s/epoch x N/400 (per-sample cost dominates); pickle bytes from one synthetic epoch of
-records of that shape (the pickle size does not depend on the values); compact bytes from one synthetic
-epoch whose log-probabilities follow a softmax of Gaussian logits with the spread of the measured log
-(compressibility depends on the values, so this figure is an estimate).
+seconds per epoch (after one warm-up epoch) and bytes of log per epoch in the reference pickle, in our
+lossless compact format and in the statistics-only file (``--compact stats``). Then estimates CIFAR-100
+IPC 50 (N = 20 000 decoded images, C = 100, 1000 epochs): time = measured s/epoch x N/400 (per-sample
+cost dominates); pickle bytes from one synthetic epoch of records of that shape (the pickle size does not
+depend on the values); compact bytes from one synthetic epoch whose log-probabilities follow a softmax of
+Gaussian logits with the spread of the measured log (compressibility depends on the values, so this
+figure is an estimate); stats bytes per epoch exactly, as the size difference between 2- and 1-epoch files
+(13 bytes per sample and epoch whatever the values and C, plus a one-off ~8 bytes per sample for labels).
 """
 import argparse
 import io
@@ -25,7 +27,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from get_training_dynamics import DynamicsTrainer, get_args_parser as dyn_parser, resolve_settings  # noqa: E402
 from utils.config import resolve_device, set_seed  # noqa: E402
-from utils.dynamics_io import DynamicsLog, save_compact  # noqa: E402
+from utils.dynamics_io import DynamicsLog, save_compact, save_stats  # noqa: E402
 
 
 def get_args_parser():
@@ -48,6 +50,20 @@ def compact_bytes(records, n, name="cifar10"):
         path = os.path.join(d, "td.pt")
         save_compact(path, name, records, num_samples=n)
         return os.path.getsize(path)
+
+
+def stats_bytes(records, targets, n, name="cifar10"):
+    with tempfile.TemporaryDirectory() as d:
+        path = os.path.join(d, "td-stats.pt")
+        save_stats(path, name, records, targets, num_samples=n)
+        return os.path.getsize(path)
+
+
+def stats_bytes_per_epoch(n, c, name="cifar10", seed=0):
+    """``(bytes per epoch, one-off bytes)`` of the stats file (its size does not depend on the values)."""
+    y = torch.arange(n) % c
+    one, two = (stats_bytes(synthetic_records(n, c, e, 1.0, seed=seed), y, n, name) for e in (1, 2))
+    return two - one, 2 * one - two
 
 
 def synthetic_records(n, c, epochs, logit_std, batch=64, seed=0):
@@ -93,26 +109,31 @@ def main(a):
     sec = (time.perf_counter() - t0) / a.epochs
     E = a.epochs + 1
     pk, cp = pickle_bytes(log.records) / E, compact_bytes(log.records, n) / E
+    sb, sb_fixed = stats_bytes_per_epoch(n, c)
     spread = torch.cat([r["output"].float() for r in log.records]).std().item()
     print(f"device {device} ({torch.get_num_threads()} CPU threads), torch {torch.__version__}")
     print(f"measured: N={n} C={c}, {len(trainer.loader)} iterations/epoch, {a.epochs} timed epochs")
     print(f"  seconds per dynamics epoch : {sec:.3f}")
     print(f"  log bytes per epoch        : reference pickle {fmt_bytes(pk)}, compact {fmt_bytes(cp)} "
-          f"({pk / cp:.2f}x smaller)")
+          f"({pk / cp:.2f}x smaller), stats {fmt_bytes(sb)} ({pk / sb:.2f}x smaller)")
     print(f"  1000 epochs                : {sec * 1000 / 3600:.2f} h, pickle {fmt_bytes(pk * 1000)}, "
-          f"compact {fmt_bytes(cp * 1000)}")
+          f"compact {fmt_bytes(cp * 1000)}, stats {fmt_bytes(sb * 1000 + sb_fixed)}")
     # CIFAR-100 IPC 50: N = 100 * 50 * 2^2 = 20 000, C = 100, 1000 epochs
     N, C, EP = 20000, 100, 1000
     sec_big = sec * N / n
     recs = synthetic_records(N, C, 1, logit_std=max(spread, 1.0), seed=a.seed)
     pk_big, cp_big = pickle_bytes(recs, "cifar100"), compact_bytes(recs, N, "cifar100")
+    sb_big, sb_fixed_big = stats_bytes_per_epoch(N, C, "cifar100", a.seed)
     print(f"estimate CIFAR-100 IPC50: N={N} C={C}, {-(-N // 64)} iterations/epoch, {EP} epochs")
     print(f"  seconds per epoch ~ {sec_big:.1f} (x N/{n}); {EP} epochs ~ {sec_big * EP / 3600:.1f} h on {device}")
-    print(f"  log per epoch: reference pickle {fmt_bytes(pk_big)}, compact ~{fmt_bytes(cp_big)} (synthetic values)")
-    print(f"  log for {EP} epochs: reference pickle {fmt_bytes(pk_big * EP)}, compact ~{fmt_bytes(cp_big * EP)}; "
-          f"in-memory fp16 [E, N, C] for scoring {fmt_bytes(EP * N * C * 2)}")
-    return {"sec_per_epoch": sec, "pickle_per_epoch": pk, "compact_per_epoch": cp,
-            "cifar100_ipc50": {"sec_per_epoch": sec_big, "pickle_per_epoch": pk_big, "compact_per_epoch": cp_big}}
+    print(f"  log per epoch: reference pickle {fmt_bytes(pk_big)}, compact ~{fmt_bytes(cp_big)} (synthetic values, "
+          f"{pk_big / cp_big:.2f}x smaller), stats {fmt_bytes(sb_big)} ({pk_big / sb_big:.2f}x smaller)")
+    print(f"  log for {EP} epochs: reference pickle {fmt_bytes(pk_big * EP)}, compact ~{fmt_bytes(cp_big * EP)}, "
+          f"stats {fmt_bytes(sb_big * EP + sb_fixed_big)} ({pk_big / (sb_big + sb_fixed_big / EP):.1f}x smaller); "
+          f"in-memory fp16 [E, N, C] for scoring from pickle/compact {fmt_bytes(EP * N * C * 2)}")
+    return {"sec_per_epoch": sec, "pickle_per_epoch": pk, "compact_per_epoch": cp, "stats_per_epoch": sb,
+            "cifar100_ipc50": {"sec_per_epoch": sec_big, "pickle_per_epoch": pk_big, "compact_per_epoch": cp_big,
+                               "stats_per_epoch": sb_big}}
 
 
 if __name__ == "__main__":

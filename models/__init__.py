@@ -8,7 +8,7 @@ Names: ``convnet``, ``resnet_ap``, ``resnet``, ``densenet`` (reference ``--net_t
 ``--eval_net`` shorthands ``resnet10_bn``, ``resnet10_in``, ``resnet18_bn``, ``resnet10_ap``
 (ResNetAP-10, instance norm, width passed through) and ``convnet3`` (ConvNet-3, instance, width 128).
 """
-from utils.config import UserError
+from utils.config import UserError, registrar
 
 from .convnet import ConvNet
 from .densenet_cifar import DenseNet, densenet_cifar
@@ -22,14 +22,7 @@ class ModelError(UserError, ValueError):
     """Unknown model name or invalid model configuration (a ``UserError`` and a ``ValueError``)."""
 
 
-def register_model(name):
-    """Decorator: register ``factory`` under ``name`` in ``MODELS`` (duplicates are an error)."""
-    def deco(factory):
-        if name in MODELS:
-            raise ValueError(f"model {name!r} is already registered")
-        MODELS[name] = factory
-        return factory
-    return deco
+register_model = registrar(MODELS, "model")  # @register_model(name)
 
 
 def convnet_depth(depth):

@@ -7,9 +7,9 @@ import pytest
 import torch
 
 from utils.config import UserError
-from utils.dynamics_io import (DynamicsLog, epoch_arrays, load_dynamics, load_epoch_arrays, save_compact,
-                               save_reference_pickle, to_epoch_array)
-from utils.scores import SCORES, compute_scores, load_score_file, save_score_file, top_epochs
+from utils.dynamics_io import (DynamicsLog, DynamicsStats, EpochStats, epoch_arrays, load_dynamics, load_epoch_arrays,
+                               load_score_input, save_compact, save_reference_pickle, save_stats, to_epoch_array)
+from utils.scores import SCORES, compute_scores, error_norm, load_score_file, save_score_file, top_epochs
 
 # ---------------------------------------------------------------------------------------------------
 # Scripted log: N=6, C=3, E=4, labels y = [0,0,1,1,2,2], batch size 4 (batches of 4 and 2).
@@ -270,3 +270,112 @@ def test_score_file_roundtrip(tmp_path):
     assert torch.equal(back["LBPE_top2"], d["LBPE_top2"])
     with pytest.raises(UserError):
         load_score_file(str(tmp_path / "missing.pickle"))
+
+
+# ---------------------------------------------------------------------------------------------------
+# statistics-only file (--compact stats): same scores as the full log
+
+INT_KEYS = {"targets", "correctness", "forgetting", "last_correctness", "last_correct_count", "correct_num"}
+
+
+def _tied_records(N=48, C=7, E=6, batch=10, seed=1):
+    """Random log with exact argmax ties (label first, label second, label not tied) and confident rows."""
+    g = torch.Generator().manual_seed(seed)
+    y = torch.arange(N) % C
+    recs = []
+    for e in range(E):
+        order = torch.randperm(N, generator=g)
+        for it, s in enumerate(range(0, N, batch)):
+            idx = order[s:s + batch].clone()
+            logits = torch.randn(len(idx), C, generator=g) * 2 + e * torch.nn.functional.one_hot(y[idx], C)
+            top = logits.max(1).values + 1
+            yi = y[idx]
+            logits[0::3, :] = logits[0::3, :].scatter(1, yi[0::3, None], top[0::3, None])  # label wins ...
+            logits[0::3, 0] = top[0::3]  # ... tied with class 0 (label first only when y = 0)
+            for d in (1, 2):  # two other classes tie, the label loses
+                logits[2::6] = logits[2::6].scatter(1, (yi[2::6, None] + d) % C, top[2::6, None] + 1)
+            logits[1::5, 1] = top[1::5] + 20  # a confident row (p ~ 1 - 1e-9)
+            recs.append({"epoch": e, "iteration": it, "idx": idx, "output": logits.log_softmax(1).half()})
+    return recs, y
+
+
+@pytest.mark.parametrize("log", ["scripted", "random"])
+def test_stats_file_scores_equal_full_log(tmp_path, log):
+    recs, y = (scripted_records(), torch.tensor(Y)) if log == "scripted" else _tied_records()
+    N, C = len(y), recs[0]["output"].shape[1]
+    E = 1 + max(r["epoch"] for r in recs)
+    path = tmp_path / "td-ipc1-stats.pt"
+    save_stats(str(path), "cifar10", recs, y)
+    raw = torch.load(str(path), weights_only=True)  # plain tensors only
+    assert raw["logp_y"].shape == (E, N) and raw["batch_ids"].dtype == torch.int16
+    name, st, bids = load_score_input(str(path), N, C)
+    assert name == "cifar10" and isinstance(st, DynamicsStats) and st.shape == (E, N, C)
+    arr = epoch_arrays(recs, N, C)
+    assert torch.equal(bids, arr.batch_ids)
+    if log == "random":  # the log really has argmax ties, some won by the label, some not
+        lp = arr.logp
+        tied = (lp == lp.max(2, keepdim=True).values).sum(2) > 1
+        won = lp.gather(2, y.expand(E, N)[..., None]).squeeze(2) == lp.max(2).values
+        assert (tied & won).any() and (tied & ~won).any() and (tied & won & (lp.argmax(2) != y)).any()
+    kw = dict(stop_epoch=E - 1, topk=[1, 3], use_loss=True)
+    full = compute_scores(arr.logp, y, batch_ids=arr.batch_ids, **kw)
+    ours = compute_scores(st, y, **kw)
+    assert list(ours) == list(full)  # same keys in the same order -> same LBPE_top / loss_LBPE_top epochs
+    assert ours["el2n"] is ours["LBPE_0_10"]
+    for k, v in full.items():
+        assert v.dtype == ours[k].dtype, k
+        if k in INT_KEYS:
+            assert torch.equal(v, ours[k]), k
+        else:
+            assert torch.allclose(v, ours[k], rtol=1e-5, atol=1e-6), k
+    # the fp16 array as generate_importance_score.py reads a pickle gives the same scores
+    save_reference_pickle(str(tmp_path / "td.pickle"), "cifar10", recs)
+    _, half, hb = load_score_input(str(tmp_path / "td.pickle"), N, C)
+    assert half.dtype == torch.float16
+    assert all(torch.equal(v, full[k]) for k, v in compute_scores(half, y, batch_ids=hb, **kw).items())
+    if log == "scripted":  # the hand-derived values hold for the stats path too
+        close(ours["LBPE_top1"], [A, A, BW, BW, QE, A])
+        assert ours["forgetting"].tolist() == [0, 1, 0, 2, 0, 1]
+
+
+def test_stats_file_errors(tmp_path):
+    recs, y = scripted_records(), torch.tensor(Y)
+    path = str(tmp_path / "td-ipc1-stats.pt")
+    save_stats(path, "cifar10", recs, y)
+    for load in (load_dynamics, load_epoch_arrays):
+        with pytest.raises(UserError, match="cannot be converted back to the reference pickle") as e:
+            load(path)
+        assert "\n" not in str(e.value)
+    _, st, _ = load_score_input(path)
+    with pytest.raises(UserError, match="other labels"):
+        compute_scores(st, torch.tensor([1, 0, 1, 1, 2, 2]), stop_epoch=4, topk=1)
+    with pytest.raises(UserError, match="6 samples"):
+        compute_scores(st, torch.zeros(5, dtype=torch.long), stop_epoch=4, topk=1)
+    with pytest.raises(UserError):
+        load_score_input(path, 7, 3)
+    with pytest.raises(UserError):
+        save_stats(path, "cifar10", recs, torch.tensor([0, 0, 1, 1, 2, 3]))  # label out of range
+    with pytest.raises(UserError, match="epoch 0"):
+        save_stats(path, "cifar10", recs[1:], y)  # incomplete epoch
+    assert [p for p in os.listdir(tmp_path) if p.startswith(".tmp_")] == []
+
+
+def test_error_norm_is_accurate_for_confident_samples():
+    """sqrt(expm1(log p_y)^2 + sum_{k!=y} p_k^2) keeps float32 accuracy where the algebraically equal
+    sqrt(1 - 2 p_y + sum_k p_k^2) cancels (relative error up to 100% at p_y ~ 1 - 1e-6)."""
+    C = 100
+    logits = torch.randn(50, C, generator=torch.Generator().manual_seed(0))
+    logits[:, 0] += torch.linspace(0, 18, 50)  # up to p_y ~ 1 - 1e-6
+    lp = logits.log_softmax(1).half()
+    y = torch.zeros(50, dtype=torch.long)
+    exact = (torch.nn.functional.one_hot(y, C).double() - lp.double().exp()).norm(dim=1)
+    assert torch.allclose(error_norm(EpochStats.from_logp(lp, y)).double(), exact, rtol=1e-5, atol=0)
+
+
+def test_stats_file_at_least_twice_smaller_c100(tmp_path):
+    N, C, E = 200, 100, 3
+    recs = _realistic_records(N=N, C=C, E=E)
+    save_reference_pickle(str(tmp_path / "ref.pickle"), "cifar100", recs)
+    save_stats(str(tmp_path / "s.pt"), "cifar100", recs, torch.arange(N) % C)
+    ref, st = os.path.getsize(tmp_path / "ref.pickle"), os.path.getsize(tmp_path / "s.pt")
+    assert st * 2 <= ref, (ref, st)

@@ -128,6 +128,40 @@ def test_pipeline_single_formation(fake_root, tmp_path, key="kip"):
     assert (pr["score_key"], pr["balance"], pr["use_hard"], pr["n_selected"]) == ("el2n", True, False, C * IPC_T)
 
 
+def test_pipeline_compact_stats(fake_root, tmp_path):
+    """--compact stats: only td-ipc{IPC}-stats.pt is written, found by the generator by default, and drives
+    test.py --slct_ipc (in-process, 2 epochs)."""
+    from generate_importance_score import get_args_parser as score_parser, main as score_main
+    from get_training_dynamics import get_args_parser as dyn_parser, main as dyn_main
+    from utils.config import cli
+
+    data = tmp_path / "set"
+    save_condensed(str(data / "data.pt"), *condensed(seed=6))
+    base, n = tmp_path / "dyn", C * IPC_F * 4
+    common = ["-d", "cifar10", "--custom-data-dir", str(data), "--base-dir", str(base), *FAST]
+    dyn_main(dyn_parser().parse_args(common + ["--epochs", "2", "--data-dir", fake_root, "--compact", "stats"]))
+    out = base / f"ipc{IPC_F}"
+    assert sorted(p.name for p in out.glob("td-*")) == [f"td-ipc{IPC_F}-stats.pt"]
+    st = torch.load(out / f"td-ipc{IPC_F}-stats.pt", weights_only=True)
+    assert st["logp_y"].shape == (2, n) and torch.equal(st["targets"], torch.arange(C).repeat_interleave(IPC_F * 4))
+    score_main(score_parser().parse_args(common + ["--stop_epoch", "2", "--topk", "2"]))
+    s = check_scores(out / f"data-score-ipc{IPC_F}-ep2.pickle", n)
+    assert s["correct_num"].shape == (2,) and s["loss_epoch"].shape == (2,)
+    mod, sub = _test_py(), tmp_path / "sub.pt"
+    rec = cli(mod.main, mod.get_args_parser,
+              ["-d", "cifar10", "--ipc", str(IPC_F), "--slct_ipc", str(IPC_T), "--test_data_dir", str(data),
+               "--score_file", str(out / f"data-score-ipc{IPC_F}-ep2.pickle"), "--pruning_key", "yoco", "--topk", "2",
+               "--epochs", "1", "--no_resnet", "--data_dir", fake_root, "--results_file", str(tmp_path / "r.json"),
+               "--save_subset", str(sub), *FAST])
+    assert rec["n_train"] == C * IPC_T * 4 and rec["args"]["pruning"]["score_key"] == "LBPE_top2"
+    from data.condensed import decode
+
+    dec, _ = decode(*condensed(seed=6), 2, "single", C)
+    lbpe = s["LBPE_top2"]  # yoco keeps, per class, the lowest LBPE_top2
+    want = torch.cat([c * 8 + lbpe[c * 8:(c + 1) * 8].argsort()[:4] for c in range(C)])
+    assert torch.equal(torch.load(sub, weights_only=True)[0], dec[want])
+
+
 def test_resume_is_exact(fake_root, tmp_path):
     """An interrupted dynamics run continued with --resume gives the same log and model (in-process)."""
     from get_training_dynamics import get_args_parser, main

@@ -286,8 +286,9 @@ def resolve(args, explicit=()):
     return args
 
 
-def condense_tag(args, lr_img_unscaled):
-    """Folder suffix of a condensation run, exactly as the reference builds it (spec mdc §1.2 item 7)."""
+def condense_tag(args, lr_img_unscaled, marker=""):
+    """Folder suffix of a condensation run, exactly as the reference builds it (spec mdc §1.2 item 7).
+    ``marker`` (ours: ``_dream``, ``_noreg``) goes right before the partition and ``--tag`` parts."""
     t = ""
     if args.match == "grad":
         t += "_grad" + ("_b" if args.bias else "") + ("_fc" if args.fc else "")
@@ -331,6 +332,7 @@ def condense_tag(args, lr_img_unscaled):
     t += f"_{args.init}_ipc{args.ipc}"
     if args.start_idx > 0:
         t += f"_idx_{args.start_idx}"
+    t += marker
     if args.nclass_sub > 0:
         t += f"_{args.nclass_sub}"
     if args.phase >= 0:

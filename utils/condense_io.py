@@ -12,7 +12,6 @@ iteration, spec mdc §12): images, image-optimiser momentum, network and its opt
 states, the next iteration, every global RNG state and the ``ClassSampler`` queues. It holds only
 tensors and plain Python values, so it loads with ``weights_only=True``.
 """
-import copy
 import json
 import math
 import os
@@ -40,20 +39,10 @@ NUMBER_KEYS = (
 
 def run_tag(args, noreg=True):
     """Reference tag (with the un-scaled lr_img), plus ``_dream``/``_noreg`` before the mp/tag parts."""
-    ns = copy.copy(args)
-    ns.nclass_sub, ns.phase, ns.tag = -1, -1, ""
-    tag = condense_tag(ns, args.lr_img_unscaled)
-    if args.slct_type == "dream":
-        tag += "_dream"
+    marker = "_dream" if args.slct_type == "dream" else ""
     if noreg and not args.adaptive_reg and args.ipc >= 2:
-        tag += "_noreg"
-    if args.nclass_sub > 0:
-        tag += f"_{args.nclass_sub}"
-    if args.phase >= 0:
-        tag += f"_phase{args.phase}"
-    if args.tag:
-        tag += f"_{args.tag}"
-    return tag
+        marker += "_noreg"
+    return condense_tag(args, args.lr_img_unscaled, marker)
 
 
 def default_save_dir(args, root=os.path.join("raid", "results"), noreg=True):

@@ -34,6 +34,18 @@ def cli(main, get_args_parser, argv=None):
         sys.exit(130)
 
 
+def registrar(table, kind):
+    """A ``@register(name)`` decorator filling ``table`` (models, score families); a name twice is an error."""
+    def register(name):
+        def deco(fn):
+            if name in table:
+                raise ValueError(f"{kind} {name!r} is already registered")
+            table[name] = fn
+            return fn
+        return deco
+    return register
+
+
 def str2bool(v):
     """The reference's boolean flags: ``--flag True``/``--flag False`` (and yes/no, 1/0)."""
     if isinstance(v, bool):
@@ -91,7 +103,8 @@ def set_rng_state(st):
         torch.cuda.set_rng_state_all(st["cuda"])
 
 
-def _atomic(path, write):
+def atomic_write(path, write):
+    """Call ``write(f)`` on a temp file in the target folder, then rename it into place."""
     d = os.path.dirname(os.path.abspath(path)) or "."
     os.makedirs(d, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=".tmp_", dir=d)
@@ -110,11 +123,11 @@ def _atomic(path, write):
 
 def atomic_save(obj, path):
     """``torch.save`` through a temp file + rename: a crash never leaves a half-written file."""
-    _atomic(path, lambda f: torch.save(obj, f))
+    atomic_write(path, lambda f: torch.save(obj, f))
 
 
 def atomic_write_bytes(path, data):
-    _atomic(path, lambda f: f.write(data))
+    atomic_write(path, lambda f: f.write(data))
 
 
 def atomic_write_text(path, text):

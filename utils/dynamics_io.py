@@ -1,7 +1,7 @@
 """The YOCO training-dynamics log (spec yoco §2.6–2.7): record, save, load, and turn into arrays.
 
 Records (reference layout) are dicts ``{'epoch': int, 'iteration': int, 'idx': int64 (B,),
-'output': float16 (B, C) log-softmax}`` in training order. Two file formats:
+'output': float16 (B, C) log-softmax}`` in training order. Three file formats:
 
 * **reference pickle** (``td-ipc{IPC}.pickle``): ``pickle.dump({'data-name': str,
   'training_dynamics': [record, ...]})``. Reading it needs ``pickle.load`` (the tensors inside are
@@ -16,13 +16,20 @@ Records (reference layout) are dicts ``{'epoch': int, 'iteration': int, 'idx': i
   2.8x at E=50; C=100 -> ~1.7x (the fp16 mantissa bytes are incompressible; the pickle's overhead is
   ~0.7 kB per record). Needs every sample exactly once per epoch (true for the reference trainer);
   otherwise use the reference pickle.
+* **stats** (``td-ipc{IPC}-stats.pt``, ``--compact stats``; ``torch.save`` of plain tensors, loadable with
+  ``weights_only=True``): not a log but, per epoch and sample, the sufficient statistics of every dynamics
+  score of spec yoco §3.2 (``EpochStats``: log p_y, max_{k!=y} p_k, sum_{k!=y} p_k^2, argmax == y) plus the
+  batch ids (for ``loss_epoch``) and the labels they were computed with: [E, N] arrays independent of C,
+  13 bytes per sample and epoch (fp16 log p_y as stored in the log, two float32, bool, int16 batch id) vs
+  2*C bytes of fp16 log-softmax (CIFAR-100 IPC50: ~250 MiB vs ~4 GiB, ~16x smaller). Lossy by design: it cannot
+  be turned back into records / the reference pickle (``load_dynamics`` says so).
 
-``load_dynamics`` reads both (format detected from the file, not the extension). ``epoch_arrays`` /
-``to_epoch_array`` turn records into the [E, N, C] array every score uses (spec yoco §3.2).
+``load_dynamics`` reads the pickle and the compact format (detected from the file, not the extension).
+``epoch_arrays`` / ``to_epoch_array`` turn records into the [E, N, C] array; ``load_score_input`` gives
+what ``utils.scores.compute_scores`` takes, from any of the three formats.
 """
 import os
 import pickle
-import tempfile
 import zipfile
 import zlib
 from typing import NamedTuple
@@ -30,30 +37,22 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
-from utils.config import UserError, atomic_save
+from utils.config import UserError, atomic_save, atomic_write
 
 COMPACT_FORMAT = "yoco-dynamics-compact"
 COMPACT_VERSION = 1
+STATS_FORMAT = "yoco-dynamics-stats"
+STATS_VERSION = 1
 
 
-def _atomic_write(path, write):
-    """Write through a temp file in the target folder + ``os.replace`` (never a half-written file)."""
-    d = os.path.dirname(os.path.abspath(path))
-    os.makedirs(d, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp_", dir=d)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+def stats_name(ipc):
+    """File name of the ``--compact stats`` file (next to ``td-ipc{IPC}.pickle``)."""
+    return f"td-ipc{ipc}-stats.pt"
 
 
 def atomic_pickle(obj, path):
     """``pickle.dump`` (default protocol, as the reference) through temp file + rename."""
-    _atomic_write(path, lambda f: pickle.dump(obj, f))
+    atomic_write(path, lambda f: pickle.dump(obj, f))
 
 
 class DynamicsLog:
@@ -123,6 +122,25 @@ def _check_coverage(counts, epochs):
                             f"({bad.numel()} samples not observed exactly once); every sample must appear once per epoch")
 
 
+def _layout(records, N, C, fill=None):
+    """Walk the records in log order (``fill(epoch, idx, record)`` per record) -> ``(epochs, batch_ids [E, N])``,
+    after checking that every sample is observed exactly once per epoch."""
+    epochs = _check_records(records, N, C)
+    E = len(epochs)
+    batch_ids = torch.full((E, N), -1, dtype=torch.int64)
+    counts = torch.zeros(E, N, dtype=torch.int64)
+    pos = [0] * E
+    for r in records:
+        e, idx = int(r["epoch"]), r["idx"].long()
+        if fill is not None:
+            fill(e, idx, r)
+        batch_ids[e, idx] = pos[e]
+        pos[e] += 1
+        counts[e].index_add_(0, idx, torch.ones_like(idx))
+    _check_coverage(counts, epochs)
+    return epochs, batch_ids
+
+
 def epoch_arrays(records, N, C, *, dtype=torch.float32):
     """Records -> ``EpochArrays(logp [E,N,C] dtype, epochs, batch_ids [E,N])``.
 
@@ -130,19 +148,13 @@ def epoch_arrays(records, N, C, *, dtype=torch.float32):
     batch structure ``loss_epoch`` needs (spec yoco §3.2). ``dtype=torch.float16`` is lossless (the log is
     fp16) and halves memory for large logs; scores convert one epoch at a time.
     """
-    epochs = _check_records(records, N, C)
-    E = len(epochs)
-    logp = torch.zeros(E, N, C, dtype=dtype)
-    batch_ids = torch.full((E, N), -1, dtype=torch.int64)
-    counts = torch.zeros(E, N, dtype=torch.int64)
-    pos = [0] * E
-    for r in records:
-        e, idx = int(r["epoch"]), r["idx"].long()
+    E = 1 + max((int(r["epoch"]) for r in records), default=-1)  # validated by _layout
+    logp = torch.zeros(max(E, 0), N, C, dtype=dtype)
+
+    def fill(e, idx, r):
         logp[e, idx] = r["output"].to(dtype)
-        batch_ids[e, idx] = pos[e]
-        pos[e] += 1
-        counts[e].index_add_(0, idx, torch.ones_like(idx))
-    _check_coverage(counts, epochs)
+
+    epochs, batch_ids = _layout(records, N, C, fill)
     return EpochArrays(logp, epochs, batch_ids)
 
 
@@ -216,13 +228,24 @@ def save_compact(path, data_name, records, *, num_samples=None):
     atomic_save(blob, path)
 
 
-def _load_compact_blob(path):
+_VERSIONS = {COMPACT_FORMAT: COMPACT_VERSION, STATS_FORMAT: STATS_VERSION}
+
+
+def _load_blob(path):
+    """A torch-saved dynamics file (compact log or stats), format and version checked."""
     blob = torch.load(path, map_location="cpu", weights_only=True)
-    if not isinstance(blob, dict) or blob.get("format") != COMPACT_FORMAT:
-        raise UserError(f"{path} is a torch file but not a compact training-dynamics log")
-    if blob.get("version") != COMPACT_VERSION:
-        raise UserError(f"{path}: unsupported compact dynamics version {blob.get('version')}")
+    fmt = blob.get("format") if isinstance(blob, dict) else None
+    if fmt not in _VERSIONS:
+        raise UserError(f"{path} is a torch file but not a training-dynamics log (compact or stats)")
+    if blob.get("version") != _VERSIONS[fmt]:
+        raise UserError(f"{path}: unsupported {fmt} version {blob.get('version')}")
     return blob
+
+
+def _no_records(path):
+    return UserError(f"{path} is a statistics-only dynamics file (--compact stats): it holds per-sample score "
+                     "statistics, not the log-softmax records, so it cannot be converted back to the reference "
+                     "pickle (rerun get_training_dynamics.py without --compact stats for that)")
 
 
 def _compact_epoch(blob, e):
@@ -247,18 +270,26 @@ def _compact_records(blob):
 
 
 def is_compact(path):
+    """True for the torch-saved formats (compact log or stats), False for the reference pickle."""
     return zipfile.is_zipfile(path)
 
 
-def load_dynamics(path):
-    """Read a dynamics log in either format -> ``{'data-name': str, 'training_dynamics': [record, ...]}``.
-
-    The reference pickle is read with ``pickle.load`` (trusted local files only, see module docstring).
-    """
+def _check_file(path):
     if not os.path.isfile(path):
         raise UserError(f"training-dynamics file {path!r} not found; run get_training_dynamics.py first")
+
+
+def load_dynamics(path):
+    """Read a dynamics log (pickle or compact) -> ``{'data-name': str, 'training_dynamics': [record, ...]}``.
+
+    The reference pickle is read with ``pickle.load`` (trusted local files only, see module docstring).
+    A stats file has no records: ``UserError``.
+    """
+    _check_file(path)
     if is_compact(path):
-        blob = _load_compact_blob(path)
+        blob = _load_blob(path)
+        if blob["format"] == STATS_FORMAT:
+            raise _no_records(path)
         return {"data-name": blob["data-name"], "training_dynamics": _compact_records(blob)}
     with open(path, "rb") as f:
         d = pickle.load(f)  # trusted local reference log: the tensors inside need full unpickling
@@ -267,19 +298,14 @@ def load_dynamics(path):
     return d
 
 
-def load_epoch_arrays(path, N=None, C=None, *, dtype=torch.float16):
-    """``(data_name, EpochArrays)`` straight from a file; the compact format skips rebuilding records."""
-    if not is_compact(path):
-        d = load_dynamics(path)
-        recs = d["training_dynamics"]
-        if N is None:
-            N = 1 + max(int(r["idx"].max()) for r in recs if r["idx"].numel())
-        C = C if C is not None else int(recs[0]["output"].shape[1])
-        return d["data-name"], epoch_arrays(recs, N, C, dtype=dtype)
-    blob = _load_compact_blob(path)
-    n, c = blob["num_samples"], blob["num_classes"]
+def _check_nc(path, n, c, N, C):
     if (N is not None and N != n) or (C is not None and C != c):
         raise UserError(f"{path}: log has N={n} samples and C={c} classes, the data has N={N}, C={C}")
+
+
+def _compact_arrays(path, blob, N, C, dtype):
+    n, c = blob["num_samples"], blob["num_classes"]
+    _check_nc(path, n, c, N, C)
     epochs = blob["epochs"].tolist()
     logp = torch.empty(len(epochs), n, c, dtype=dtype)
     batch_ids = torch.empty(len(epochs), n, dtype=torch.int64)
@@ -290,4 +316,136 @@ def load_epoch_arrays(path, N=None, C=None, *, dtype=torch.float16):
         lp, order = _compact_epoch(blob, e)
         logp[e] = lp.to(dtype)
         batch_ids[e, order] = torch.repeat_interleave(torch.arange(len(sizes[e])), torch.tensor(sizes[e]))
-    return blob["data-name"], EpochArrays(logp, epochs, batch_ids)
+    return EpochArrays(logp, epochs, batch_ids)
+
+
+def load_epoch_arrays(path, N=None, C=None, *, dtype=torch.float16):
+    """``(data_name, EpochArrays)`` straight from a log file; the compact format skips rebuilding records."""
+    _check_file(path)
+    if not is_compact(path):
+        d = load_dynamics(path)
+        recs = d["training_dynamics"]
+        if N is None:
+            N = 1 + max(int(r["idx"].max()) for r in recs if r["idx"].numel())
+        C = C if C is not None else int(recs[0]["output"].shape[1])
+        return d["data-name"], epoch_arrays(recs, N, C, dtype=dtype)
+    blob = _load_blob(path)
+    if blob["format"] == STATS_FORMAT:
+        raise _no_records(path)
+    return blob["data-name"], _compact_arrays(path, blob, N, C, dtype)
+
+
+# ----------------------------------------------------------------------------------------------------
+# sufficient statistics of the scores (``--compact stats``)
+
+class EpochStats(NamedTuple):
+    """Per-sample statistics of one epoch from which every dynamics score of spec yoco §3.2 follows
+    (``utils.scores``): CE = -logp_y, p_y = exp(logp_y), AUM term p_y - p_other, error norm
+    |onehot(y) - p|_2 = sqrt((1 - p_y)^2 + sq_other). ``sq_other`` excludes the label: the algebraically equal
+    sqrt(1 - 2 p_y + sum_k p_k^2) cancels catastrophically in float32 for confident samples (p_y -> 1)."""
+    logp_y: torch.Tensor  # [N] float32 log p_y (the stored value, exactly)
+    p_other: torch.Tensor  # [N] float32 max_{k != y} p_k
+    sq_other: torch.Tensor  # [N] float32 sum_{k != y} p_k^2
+    correct: torch.Tensor  # [N] bool argmax_k logp_k == y (torch.argmax: the first maximal index on ties)
+
+    @classmethod
+    def from_logp(cls, logp, targets):
+        """``logp`` [N, C] log-softmax of one epoch (any float dtype, computed in float32), ``targets`` [N]."""
+        lp = logp.float()
+        y = torch.as_tensor(targets).long().reshape(-1, 1)
+        p = lp.exp()
+        q = p.scatter(1, y, 0.0)
+        return cls(lp.gather(1, y).squeeze(1), p.scatter(1, y, float("-inf")).max(1).values, (q * q).sum(1),
+                   lp.argmax(1) == y.squeeze(1))
+
+
+class DynamicsStats(NamedTuple):
+    """The ``EpochStats`` of a whole log stacked to [E, N] (the stats file), with the batch structure."""
+    logp_y: torch.Tensor  # [E, N] dtype of the log (fp16: lossless)
+    p_other: torch.Tensor  # [E, N] float32
+    sq_other: torch.Tensor  # [E, N] float32
+    correct: torch.Tensor  # [E, N] bool
+    batch_ids: torch.Tensor  # [E, N] int64, as ``EpochArrays.batch_ids``
+    targets: torch.Tensor  # [N] int64 labels the statistics were computed with
+    num_classes: int
+
+    @property
+    def shape(self):
+        """``(E, N, C)`` of the log these statistics summarise."""
+        return (*self.logp_y.shape, self.num_classes)
+
+    def epoch(self, e):
+        return EpochStats(self.logp_y[e].float(), self.p_other[e].float(), self.sq_other[e].float(),
+                          self.correct[e].bool())
+
+
+def _check_targets(targets, n, c):
+    y = torch.as_tensor(targets).long().cpu().reshape(-1)
+    if y.numel() != n:
+        raise UserError(f"the dynamics log has {n} samples but {y.numel()} labels were given")
+    if n and (int(y.min()) < 0 or int(y.max()) >= c):
+        raise UserError(f"labels must lie in [0, {c}) for a log with {c} classes")
+    return y
+
+
+def stats_from_records(records, targets, N, C):
+    """Records -> ``DynamicsStats``; one [N, C] epoch at a time (little memory), row order by sample index
+    as ``epoch_arrays`` (so the statistics equal ``EpochStats.from_logp(logp[e], targets)`` bit for bit)."""
+    y = _check_targets(targets, N, C)
+    epochs, batch_ids = _layout(records, N, C)
+    by_epoch = [[] for _ in epochs]
+    for r in records:
+        by_epoch[int(r["epoch"])].append(r)
+    dtype = records[0]["output"].dtype
+    E = len(epochs)
+    cols = [torch.empty(E, N, dtype=dtype), torch.empty(E, N), torch.empty(E, N), torch.empty(E, N, dtype=torch.bool)]
+    buf = torch.zeros(N, C, dtype=dtype)
+    for e, recs in enumerate(by_epoch):
+        for r in recs:
+            buf[r["idx"].long()] = r["output"].to(dtype)
+        for col, v in zip(cols, EpochStats.from_logp(buf, y)):
+            col[e] = v.to(col.dtype)  # logp_y: float32 of a `dtype` value -> exact
+    return DynamicsStats(*cols, batch_ids, y, C)
+
+
+def _max_index(records):
+    return max(int(r["idx"].max()) for r in records if r["idx"].numel())
+
+
+def save_stats(path, data_name, records, targets, *, num_samples=None):
+    """Write ``td-ipc{IPC}-stats.pt`` (see module docstring): ``torch.save`` of a dict of plain tensors
+    ``logp_y``, ``p_other``, ``sq_other``, ``correct``, ``batch_ids`` (int16, int32 beyond 32767 batches),
+    ``targets`` + ``num_samples``, ``num_classes``, ``data-name``, ``format``, ``version``; atomic."""
+    if not records:
+        raise UserError("the training-dynamics log has no records")
+    n = int(num_samples) if num_samples is not None else _max_index(records) + 1
+    c = int(records[0]["output"].shape[1])
+    st = stats_from_records(records, targets, n, c)
+    bid = st.batch_ids.to(torch.int16 if int(st.batch_ids.max()) < 2 ** 15 else torch.int32)
+    atomic_save({"format": STATS_FORMAT, "version": STATS_VERSION, "data-name": data_name, "num_samples": n,
+                 "num_classes": c, "targets": st.targets, "logp_y": st.logp_y, "p_other": st.p_other,
+                 "sq_other": st.sq_other, "correct": st.correct, "batch_ids": bid}, path)
+
+
+def _stats(path, blob, N, C):
+    n, c = blob["num_samples"], blob["num_classes"]
+    _check_nc(path, n, c, N, C)
+    cols = [blob[k] for k in ("logp_y", "p_other", "sq_other", "correct", "batch_ids")]
+    if any(t.dim() != 2 or t.shape[1] != n for t in cols) or len({t.shape[0] for t in cols}) != 1:
+        raise UserError(f"{path}: damaged stats file (arrays are not all [E, {n}])")
+    return DynamicsStats(*cols[:4], cols[4].long(), blob["targets"].long(), c)
+
+
+def load_score_input(path, N=None, C=None, *, dtype=torch.float16):
+    """``(data_name, dynamics, batch_ids)`` for ``utils.scores.compute_scores`` from any dynamics file:
+    ``dynamics`` = logp [E, N, C] (pickle, compact; ``dtype``) or ``DynamicsStats`` (stats file)."""
+    _check_file(path)
+    if not is_compact(path):
+        name, arr = load_epoch_arrays(path, N, C, dtype=dtype)
+        return name, arr.logp, arr.batch_ids
+    blob = _load_blob(path)
+    if blob["format"] == STATS_FORMAT:
+        st = _stats(path, blob, N, C)
+        return blob["data-name"], st, st.batch_ids
+    arr = _compact_arrays(path, blob, N, C, dtype)
+    return blob["data-name"], arr.logp, arr.batch_ids

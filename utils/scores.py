@@ -8,19 +8,23 @@ last_correctness, accumulated_margin, last_correct_count, correct_num, loss_epoc
 
 * ``kmeans_*`` / ``imbalance_kmeans_*`` need ``features`` (``model.embed`` of ckpt-last on clean images);
 * ``entropy`` / ``loss`` need ``logits_last`` (ckpt-last, eval mode, clean images);
-* ``loss_epoch`` (and ``use_loss``) needs ``batch_ids`` (from ``utils.dynamics_io.epoch_arrays``).
+* ``loss_epoch`` (and ``use_loss``) needs ``batch_ids`` (from ``utils.dynamics_io.epoch_arrays``; a stats
+  file carries its own).
 A faithful score file therefore passes all three.
 
-Notation: ``logp`` [E, N, C] log-softmax (any float dtype; fp16 is lossless and is converted to float32
-one epoch at a time), ``p = exp(logp)``, ``y`` = dataset labels, epochs 0..E-1.
+Dynamics input: either ``logp`` [E, N, C] log-softmax (any float dtype; fp16 is lossless and is converted to
+float32 one epoch at a time) or a ``utils.dynamics_io.DynamicsStats`` (the ``--compact stats`` file). Either
+way every dynamics key is computed from per-epoch ``EpochStats`` (for ``logp``: ``EpochStats.from_logp``
+epoch by epoch), so both inputs share one set of formulas. Notation: ``p = exp(logp)``, ``y`` = dataset
+labels, epochs 0..E-1.
 """
 import os
 import pickle
 
 import torch
 
-from utils.config import UserError
-from utils.dynamics_io import atomic_pickle
+from utils.config import UserError, registrar
+from utils.dynamics_io import DynamicsStats, EpochStats, atomic_pickle
 from utils.kmeans import kmeans, nearest_to_centroids
 
 KMEANS_NS = (1, 2, 5, 10)  # spec yoco §3.2: kmeans_{n}, n in {1, 2, 5, 10}
@@ -28,18 +32,7 @@ KMEANS_NS = (1, 2, 5, 10)  # spec yoco §3.2: kmeans_{n}, n in {1, 2, 5, 10}
 SCORES = {}
 
 
-def register_score(name):
-    """Decorator: ``fn(ctx: dict, out: dict) -> dict`` computing one family of score keys."""
-    def deco(fn):
-        if name in SCORES:
-            raise ValueError(f"score family {name!r} registered twice")
-        SCORES[name] = fn
-        return fn
-    return deco
-
-
-def _epoch_float(logp, e):
-    return logp[e].float()
+register_score = registrar(SCORES, "score family")  # @register_score(name): fn(ctx, out) -> dict
 
 
 def _per_class_indices(targets, C):
@@ -88,11 +81,24 @@ def _entropy_loss(ctx, out):
     return {"entropy": entropy, "loss": loss}
 
 
+def error_norm(st):
+    """|onehot(y) - p|_2 per sample from ``EpochStats`` = sqrt((1 - p_y)^2 + sum_{k != y} p_k^2); 1 - p_y as
+    -expm1(log p_y), accurate also for confident samples (p_y -> 1)."""
+    return (torch.expm1(st.logp_y).square() + st.sq_other).sqrt()
+
+
+def sum_of_batch_means(values, batch_ids):
+    """Sum over the batches of the batch means of ``values`` [N] (``batch_ids`` [N]: batch of each sample)."""
+    nb = int(batch_ids.max()) + 1
+    sums = torch.zeros(nb).index_add_(0, batch_ids, values)
+    cnt = torch.bincount(batch_ids, minlength=nb).float()
+    return (sums[cnt > 0] / cnt[cnt > 0]).sum()
+
+
 @register_score("dynamics")
 def _dynamics(ctx, out):
-    """Per-epoch statistics of the training outputs (spec yoco §3.2), one pass over the epochs."""
-    logp, y, batch_ids = ctx["logp"], ctx["targets"], ctx["batch_ids"]
-    E, N, C = logp.shape
+    """Per-epoch statistics of the training outputs (spec yoco §3.2), one pass over the epochs' ``EpochStats``."""
+    E, N, batch_ids = ctx["E"], ctx["N"], ctx["batch_ids"]
     correctness = torch.zeros(N, dtype=torch.int32)
     forgetting = torch.zeros(N, dtype=torch.int32)
     prev = torch.zeros(N, dtype=torch.bool)  # "previous" starts as wrong: first observation never counts
@@ -100,30 +106,20 @@ def _dynamics(ctx, out):
     correct_num = torch.zeros(E, dtype=torch.int32)
     loss_epoch = torch.zeros(E, dtype=torch.float32)
     err = torch.zeros(E, N, dtype=torch.float32)  # per-epoch error norm |onehot(y) - p|_2
-    onehot = torch.nn.functional.one_hot(y, C).float()
-    yy = y.unsqueeze(1)
     for e in range(E):
-        lp = _epoch_float(logp, e)
-        p = lp.exp()
-        acc = lp.argmax(1) == y
+        st = ctx["epoch_stats"](e)
+        acc = st.correct
         correctness += acc.int()
         forgetting += (prev & ~acc).int()  # correct before, wrong now; never-learned stay 0 (B6)
         prev = acc
         correct_num[e] = int(acc.sum())
-        p_y = p.gather(1, yy).squeeze(1)
-        p_other = p.scatter(1, yy, float("-inf")).max(1).values
-        aum += p_y - p_other  # AUM on probabilities, summed over ALL epochs (quirk)
-        err[e] = (onehot - p).norm(dim=1)
-        if batch_ids is not None:  # sum over the epoch's batches of the batch-mean CE
-            ce = -lp.gather(1, yy).squeeze(1)
-            b = batch_ids[e]
-            nb = int(b.max()) + 1
-            sums = torch.zeros(nb).index_add_(0, b, ce)
-            cnt = torch.bincount(b, minlength=nb).float()
-            loss_epoch[e] = (sums[cnt > 0] / cnt[cnt > 0]).sum()
+        aum += st.logp_y.exp() - st.p_other  # AUM on probabilities, summed over ALL epochs (quirk)
+        err[e] = error_norm(st)
+        if batch_ids is not None:  # sum over the epoch's batches of the batch-mean CE (CE = -log p_y)
+            loss_epoch[e] = sum_of_batch_means(-st.logp_y, batch_ids[e])
     ctx["err"] = err
     res = {
-        "targets": y.to(torch.int32),
+        "targets": ctx["targets"].to(torch.int32),
         "correctness": correctness,
         "forgetting": forgetting,
         "last_correctness": prev.to(torch.int32),
@@ -179,19 +175,34 @@ def _lbpe_top(ctx, out):
     return res
 
 
-def compute_scores(logp, targets, *, stop_epoch, topk, use_loss=False, batch_ids=None, logits_last=None,
+def _dynamics_source(dynamics, targets):
+    """``(E, N, C, epoch_stats)`` where ``epoch_stats(e)`` gives the ``EpochStats`` of epoch e."""
+    if isinstance(dynamics, DynamicsStats):
+        E, N, C = dynamics.shape
+        if targets.numel() == N and not torch.equal(targets, dynamics.targets):
+            raise UserError("the dynamics statistics were computed with other labels than the dataset's; "
+                            "recompute them (get_training_dynamics.py --compact stats) on this data")
+        return E, N, C, dynamics.epoch
+    if not torch.is_tensor(dynamics) or dynamics.dim() != 3:
+        raise UserError(f"logp must be [E, N, C], got {tuple(getattr(dynamics, 'shape', ()))}")
+    E, N, C = dynamics.shape
+    return E, N, C, lambda e: EpochStats.from_logp(dynamics[e], targets)
+
+
+def compute_scores(dynamics, targets, *, stop_epoch, topk, use_loss=False, batch_ids=None, logits_last=None,
                    features=None, factor=1, seed=0):
     """All score keys of spec yoco §3.3 as a dict (insertion order = reference computation order).
 
-    logp [E, N, C] log-softmax per epoch (``utils.dynamics_io.epoch_arrays``); targets [N] labels;
+    dynamics: logp [E, N, C] log-softmax per epoch (``utils.dynamics_io.epoch_arrays``) or a
+    ``utils.dynamics_io.DynamicsStats`` (stats file; same scores up to float32 rounding); targets [N] labels;
     stop_epoch E_stop (LBPE epochs are chosen in [0, E_stop)); topk an int or list of ints;
-    batch_ids [E, N] batch position of each sample per epoch (for ``loss_epoch``); logits_last [N, C];
-    features [N, D]; factor f (k-means K = n*f^2); seed for k-means.
+    batch_ids [E, N] batch position of each sample per epoch (for ``loss_epoch``; default for a
+    ``DynamicsStats``: its own); logits_last [N, C]; features [N, D]; factor f (k-means K = n*f^2); seed for k-means.
     """
-    if logp.dim() != 3:
-        raise UserError(f"logp must be [E, N, C], got shape {tuple(logp.shape)}")
-    E, N, C = logp.shape
     targets = torch.as_tensor(targets).long().cpu().reshape(-1)
+    E, N, C, epoch_stats = _dynamics_source(dynamics, targets)
+    if isinstance(dynamics, DynamicsStats) and batch_ids is None:
+        batch_ids = dynamics.batch_ids
     if targets.numel() != N:
         raise UserError(f"the dynamics log has {N} samples but the dataset has {targets.numel()} labels")
     if targets.numel() and (int(targets.min()) < 0 or int(targets.max()) >= C):
@@ -208,8 +219,8 @@ def compute_scores(logp, targets, *, stop_epoch, topk, use_loss=False, batch_ids
     for name, t, rows in (("logits_last", logits_last, N), ("features", features, N)):
         if t is not None and t.shape[0] != rows:
             raise UserError(f"{name} has {t.shape[0]} rows but the dynamics log has {N} samples")
-    ctx = {"logp": logp, "targets": targets, "C": C, "stop_epoch": int(stop_epoch), "topk": topk,
-           "use_loss": bool(use_loss), "batch_ids": None if batch_ids is None else batch_ids.long().cpu(),
+    ctx = {"E": E, "N": N, "epoch_stats": epoch_stats, "targets": targets, "C": C, "stop_epoch": int(stop_epoch),
+           "topk": topk, "use_loss": bool(use_loss), "batch_ids": None if batch_ids is None else batch_ids.long().cpu(),
            "logits_last": logits_last, "features": features, "factor": int(factor), "seed": int(seed)}
     out = {}
     for fn in SCORES.values():

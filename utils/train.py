@@ -71,16 +71,27 @@ def train_one_epoch(model, loader, optimizer, *, aug=None, mixup="cut", mix_p=0.
 
 @torch.no_grad()
 def evaluate(model, loader):
-    """Top-1, top-5 and mean CE on ``loader`` in eval mode (spec mdc §6 ``validate``)."""
+    """Top-1, top-5 and mean CE on ``loader`` in eval mode (spec mdc §6 ``validate``).
+
+    On CPU the 4-D weights go channels-last for the pass (oneDNN runs inference ~25% faster,
+    benchmarks/eval_epoch.py) and back afterwards; the values are the same up to float rounding.
+    """
     model.eval()
+    cpu = next(model.parameters()).device.type == "cpu"
+    if cpu:
+        model.to(memory_format=torch.channels_last)
     n, tot_loss, tot1, tot5 = 0, 0.0, 0.0, 0.0
-    for batch in loader:
-        x, y = batch[0], batch[1]
-        out = model(x)
-        b = len(y)
-        a1, a5 = accuracy(out, y, (1, 5))
-        tot_loss += F.cross_entropy(out, y, reduction="sum").item()
-        tot1, tot5, n = tot1 + a1 * b, tot5 + a5 * b, n + b
+    try:
+        for batch in loader:
+            x, y = batch[0], batch[1]
+            out = model(x)
+            b = len(y)
+            a1, a5 = accuracy(out, y, (1, 5))
+            tot_loss += F.cross_entropy(out, y, reduction="sum").item()
+            tot1, tot5, n = tot1 + a1 * b, tot5 + a5 * b, n + b
+    finally:
+        if cpu:
+            model.to(memory_format=torch.contiguous_format)
     return tot1 / n, tot5 / n, tot_loss / n
 
 
