@@ -206,23 +206,60 @@ def make_model(args, name, device):
         raise UserError(f"--eval_net: {e}")
 
 
-def evaluate_set(args, x, y, device, pre_normalised=False, log=print):
-    """Train ``args.repeat`` fresh networks per evaluation net; returns the per-net results."""
+def evaluate_set(args, x, y, device, pre_normalised=False, log=print, done=None, on_run=None):
+    """Train ``args.repeat`` fresh networks per evaluation net; returns the per-net results.
+
+    ``done`` ({net: [finished runs]}) skips repeats finished by an interrupted invocation;
+    ``on_run(net, runs)`` is called after every repeat (test.py keeps them in a ``.partial`` file).
+    """
     train, val = loaders(args, x, y, device, pre_normalised)
     out = {}
     for name in eval_nets(args):
-        runs = []
-        for r in range(args.repeat):
+        label = args.net_type if name == "default" else name
+        runs = list((done or {}).get(label, []))[:args.repeat]
+        if runs:
+            log(f"[{label}] {len(runs)} of {args.repeat} repeats already done (resumed)")
+        for r in range(len(runs), args.repeat):
             model = make_model(args, name, device)
-            label = args.net_type if name == "default" else name
             res = train_protocol(model, train, val, args, desc=f"{label} {r + 1}/{args.repeat}")
             runs.append(res)
             log(f"[{label}] repeat {r + 1}: best {res['best']:.2f}  last {res['last']:.2f}  ({res['seconds']:.0f}s)")
+            if on_run is not None:
+                on_run(label, runs)
         out[label] = {"runs": runs, "best": summarize([r["best"] for r in runs]),
                       "last": summarize([r["last"] for r in runs])}
         log(f"[{label}] best {out[label]['best']['mean']:.2f} ± {out[label]['best']['std']:.2f}   "
             f"last {out[label]['last']['mean']:.2f} ± {out[label]['last']['std']:.2f}")
     return out
+
+
+class PartialRuns:
+    """Finished repeats of an evaluation, kept in ``<results_file>.partial`` until the record is
+    written, so that re-running the same command after an interruption resumes (never loses runs).
+    A partial file from other settings is ignored and replaced."""
+
+    IGNORED = ("explicit", "results_file", "save_subset", "device", "pruning")
+
+    def __init__(self, results_file, args):
+        self.path = results_file + ".partial"
+        self.key = json.dumps(jsonable({k: v for k, v in sorted(vars(args).items()) if k not in self.IGNORED}))
+        self.done = {}
+        if os.path.exists(self.path):
+            try:
+                with open(self.path) as f:
+                    st = json.load(f)
+                if st.get("key") == self.key:
+                    self.done = st["runs"]
+            except (OSError, ValueError, KeyError):
+                pass
+
+    def save(self, label, runs):
+        self.done[label] = runs
+        atomic_write_text(self.path, json.dumps({"key": self.key, "runs": jsonable(self.done)}))
+
+    def clear(self):
+        if os.path.exists(self.path):
+            os.remove(self.path)
 
 
 def default_results_file(args, source):
@@ -262,7 +299,8 @@ def main(args):
         print(f"saved the evaluated training set ({len(x)} images) to {args.save_subset}")
     print(f"{args.test_type}: {len(x)} training images of {args.nclass} classes from {source}; "
           f"{args.epochs} epochs x {args.repeat} on {device}")
-    res = evaluate_set(args, x, y, device, pre_norm)
+    partial = PartialRuns(results_file, args)
+    res = evaluate_set(args, x, y, device, pre_norm, done=partial.done, on_run=partial.save)
     record = {
         "time": time.strftime("%Y-%m-%dT%H:%M:%S"), "wall_seconds": time.time() - t0,
         "device": str(device), "device_name": torch.cuda.get_device_name(device) if device.type == "cuda"
@@ -271,6 +309,7 @@ def main(args):
         "args": {k: v for k, v in vars(args).items() if k != "explicit"},
     }
     append_record(results_file, record)
+    partial.clear()
     print(f"results appended to {results_file}")
     return record
 

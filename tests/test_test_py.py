@@ -112,3 +112,23 @@ def test_bad_input_one_line_error(fake_root, tmp_path, extra, needle):
     lines = [ln for ln in p.stderr.strip().splitlines() if ln.strip()]
     assert len(lines) == 1 and lines[0].startswith("error: ") and needle in lines[0], p.stderr
     assert not os.path.exists(tmp_path / "r.json")  # no output written on bad input
+
+
+def test_interrupted_repeats_resume(fake_root, tmp_path):
+    """A re-run of the same command keeps the repeats an interrupted invocation finished."""
+    out = tmp_path / "r.json"
+    base = ["-d", "mnist", "-s", "random", "--ipc", "1", "--data_dir", fake_root, "--results_file", out, *COMMON]
+    run_script("test.py", *base, "--repeat", "1")
+    first = records(out)[-1]["results"]["convnet"]["runs"][0]
+    args = [*base, "--repeat", "2"]
+    # an interrupted --repeat 2 run of the same settings left one finished repeat behind
+    from test import PartialRuns, get_args_parser
+    from utils.arguments import parse_args
+
+    ns = parse_args(get_args_parser(), [str(a) for a in args])
+    marker = dict(first, best=12.34)
+    PartialRuns(str(out), ns).save("convnet", [marker])
+    p = run_script("test.py", *args)
+    rec = records(out)[-1]["results"]["convnet"]
+    assert "already done" in p.stdout and rec["runs"][0]["best"] == 12.34 and len(rec["runs"]) == 2
+    assert not os.path.exists(str(out) + ".partial")  # removed once the record is written
