@@ -21,7 +21,10 @@ python3 get_training_dynamics.py -d fashion --ipc 10 --custom-data-dir "$OUT/con
 python3 generate_importance_score.py -d fashion --ipc 10 --custom-data-dir "$OUT/condensed" \
   --base-dir "$OUT/dynamics" --stop_epoch 100 --device "$DEV"
 SCORES="$OUT/dynamics/ipc10/data-score-ipc10-ep100.pickle"
-rm -f "$OUT/results.json"
+rm -f "$OUT/results.json" "$OUT/full.json"
+# the unpruned IPC-10 set, for reference
+python3 test.py -d fashion -f 2 --ipc 10 --test_data_dir "$OUT/condensed" --epochs "$EPOCHS" --repeat 1 \
+  --device "$DEV" --results_file "$OUT/full.json"
 for T in 1 2 5; do
   case $T in 1) R=0.3 ;; 2) R=0.1 ;; 5) R=0.0 ;; esac
   for KEY in yoco random random_balance el2n forgetting ccs; do
