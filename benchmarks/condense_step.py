@@ -35,7 +35,7 @@ from condense_reg import diffaug  # noqa: E402
 from data.loaders import ClassSampler  # noqa: E402
 from models import create_model  # noqa: E402
 from utils.condense_loop import class_update, network_update  # noqa: E402
-from utils.config import resolve_device  # noqa: E402
+from utils.config import resolve_device, tune_allocator  # noqa: E402
 from utils.flops import count_flops  # noqa: E402
 from utils.matchloss import feature_distances, matched_params  # noqa: E402
 
@@ -73,6 +73,7 @@ def timed(fn, device, repeats):
 
 
 def main(argv=None):
+    tune_allocator()  # as every script does through utils.config.cli
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--device", default="auto")
     ap.add_argument("--repeats", default=5, type=int)

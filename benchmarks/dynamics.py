@@ -26,7 +26,7 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from get_training_dynamics import DynamicsTrainer, get_args_parser as dyn_parser, resolve_settings  # noqa: E402
-from utils.config import resolve_device, set_seed  # noqa: E402
+from utils.config import resolve_device, set_seed, tune_allocator  # noqa: E402
 from utils.dynamics_io import DynamicsLog, save_compact, save_stats  # noqa: E402
 
 
@@ -87,6 +87,7 @@ def fmt_bytes(b):
 
 
 def main(a):
+    tune_allocator()  # as every script does through utils.config.cli
     if a.threads > 0:
         torch.set_num_threads(a.threads)
     device = resolve_device(a.device)

@@ -6,7 +6,7 @@ SGD 0.01/0.9/5e-4 — through the real ``utils.train.train_one_epoch`` and ``dat
 FLOPs: counted forward FLOPs (conv + linear, 2·MAC) × 3 for forward + backward, over measured time.
 Also times one validation pass over 10 000 test images and estimates the whole 1000-epoch protocol.
 
-    python benchmarks/eval_epoch.py [--device cpu] [--epochs 10]
+    python benchmarks/eval_epoch.py [--device cpu] [--epochs 30]
 """
 import argparse
 import os
@@ -21,7 +21,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from data.loaders import TensorLoader  # noqa: E402
 from models import create_model  # noqa: E402
 from utils.augment import DiffAug, Normalize  # noqa: E402
-from utils.config import resolve_device  # noqa: E402
+from utils.config import resolve_device, tune_allocator  # noqa: E402
 from utils.flops import count_flops  # noqa: E402
 from utils.train import evaluate, train_one_epoch  # noqa: E402
 
@@ -31,9 +31,11 @@ REFERENCE = {"epoch_s": 0.97, "gflops": 120.0, "protocol_s": 1444.0}
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("--device", default="auto")
-    p.add_argument("--epochs", type=int, default=10)
+    p.add_argument("--epochs", type=int, default=30)
     p.add_argument("--n", type=int, default=400)
+    p.add_argument("--default-malloc", action="store_true", help="measure without utils.config.tune_allocator")
     a = p.parse_args()
+    tuned = False if a.default_malloc else tune_allocator()
     dev = resolve_device(a.device)
     torch.manual_seed(0)
     x, y = torch.rand(a.n, 3, 32, 32), torch.arange(10).repeat_interleave(a.n // 10)
@@ -61,9 +63,9 @@ def main():
     sync()
     val_s = time.perf_counter() - t
     name = torch.cuda.get_device_name(dev) if dev.type == "cuda" else f"{platform.machine()} CPU, {torch.get_num_threads()} threads"
-    print(f"device: {name}; torch {torch.__version__}")
-    print(f"train epoch (400 decoded imgs, DSA+CutMix): {epoch_s:.3f} s  (median of {a.epochs}; "
-          f"reference {REFERENCE['epoch_s']} s)")
+    print(f"device: {name}; torch {torch.__version__}; allocator tuned: {tuned}")
+    print(f"train epoch (400 decoded imgs, DSA+CutMix): {epoch_s:.3f} s  (median of {a.epochs}, "
+          f"range {min(times):.3f}-{max(times):.3f}; reference {REFERENCE['epoch_s']} s)")
     print(f"achieved: {flops / epoch_s / 1e9:.1f} GFLOP/s  (reference ≈{REFERENCE['gflops']:.0f})")
     print(f"validation on 10000 test images: {val_s:.2f} s")
     est = 1000 * epoch_s + 4 * val_s
