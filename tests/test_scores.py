@@ -218,18 +218,28 @@ def test_compact_roundtrip_weights_only(tmp_path):
         load_epoch_arrays(str(path), 7, 3)
 
 
-def _realistic_records(N=400, C=10, E=5, batch=64, seed=0):
+def _random_records(N=400, C=10, E=5, batch=64, seed=0, logits_fn=None):
+    """A random log in the reference layout; ``logits_fn(logits, y_batch, e)`` shapes each batch
+    (default: the label's logit grows with the epoch)."""
     g = torch.Generator().manual_seed(seed)
     y = torch.arange(N) % C
     recs = []
     for e in range(E):
         order = torch.randperm(N, generator=g)
         for it, s in enumerate(range(0, N, batch)):
-            idx = order[s:s + batch]
-            logits = torch.randn(len(idx), C, generator=g) + (1 + e) * torch.nn.functional.one_hot(y[idx], C)
-            recs.append({"epoch": e, "iteration": it, "idx": idx.clone(),
-                         "output": torch.log_softmax(logits, 1).half()})
-    return recs
+            idx = order[s:s + batch].clone()
+            logits = torch.randn(len(idx), C, generator=g)
+            logits = (logits_fn or _learning)(logits, y[idx], e)
+            recs.append({"epoch": e, "iteration": it, "idx": idx, "output": torch.log_softmax(logits, 1).half()})
+    return recs, y
+
+
+def _learning(logits, yi, e):
+    return logits + (1 + e) * torch.nn.functional.one_hot(yi, logits.shape[1])
+
+
+def _realistic_records(N=400, C=10, E=5, batch=64, seed=0):
+    return _random_records(N, C, E, batch, seed)[0]
 
 
 def test_compact_is_at_least_twice_smaller(tmp_path):
@@ -278,25 +288,21 @@ def test_score_file_roundtrip(tmp_path):
 INT_KEYS = {"targets", "correctness", "forgetting", "last_correctness", "last_correct_count", "correct_num"}
 
 
+def _ties(logits, yi, e):
+    """Exact argmax ties (label first, label second, label not tied) and confident rows."""
+    C = logits.shape[1]
+    logits = logits * 2 + e * torch.nn.functional.one_hot(yi, C)
+    top = logits.max(1).values + 1
+    logits[0::3, :] = logits[0::3, :].scatter(1, yi[0::3, None], top[0::3, None])  # label wins ...
+    logits[0::3, 0] = top[0::3]  # ... tied with class 0 (label first only when y = 0)
+    for d in (1, 2):  # two other classes tie, the label loses
+        logits[2::6] = logits[2::6].scatter(1, (yi[2::6, None] + d) % C, top[2::6, None] + 1)
+    logits[1::5, 1] = top[1::5] + 20  # a confident row (p ~ 1 - 1e-9)
+    return logits
+
+
 def _tied_records(N=48, C=7, E=6, batch=10, seed=1):
-    """Random log with exact argmax ties (label first, label second, label not tied) and confident rows."""
-    g = torch.Generator().manual_seed(seed)
-    y = torch.arange(N) % C
-    recs = []
-    for e in range(E):
-        order = torch.randperm(N, generator=g)
-        for it, s in enumerate(range(0, N, batch)):
-            idx = order[s:s + batch].clone()
-            logits = torch.randn(len(idx), C, generator=g) * 2 + e * torch.nn.functional.one_hot(y[idx], C)
-            top = logits.max(1).values + 1
-            yi = y[idx]
-            logits[0::3, :] = logits[0::3, :].scatter(1, yi[0::3, None], top[0::3, None])  # label wins ...
-            logits[0::3, 0] = top[0::3]  # ... tied with class 0 (label first only when y = 0)
-            for d in (1, 2):  # two other classes tie, the label loses
-                logits[2::6] = logits[2::6].scatter(1, (yi[2::6, None] + d) % C, top[2::6, None] + 1)
-            logits[1::5, 1] = top[1::5] + 20  # a confident row (p ~ 1 - 1e-9)
-            recs.append({"epoch": e, "iteration": it, "idx": idx, "output": logits.log_softmax(1).half()})
-    return recs, y
+    return _random_records(N, C, E, batch, seed, _ties)
 
 
 @pytest.mark.parametrize("log", ["scripted", "random"])
