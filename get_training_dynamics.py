@@ -37,7 +37,8 @@ from models import create_model
 from utils.augment import DiffAug, Normalize, imagenet_test_transform, imagenet_train_transform
 from utils.config import (UserError, atomic_save, cli, resolve_device, rng_state, save_config, set_rng_state, set_seed,
                           str2bool)
-from utils.dynamics_io import DynamicsLog, save_compact, save_reference_pickle, save_stats, stats_name
+from utils.dynamics_io import DynamicsLog, save_compact, save_reference_pickle, stats_name
+from utils.dynamics_stats import save_stats
 from utils.pruning import CONDENSE_KEYS, condensed_dir, default_factor, dynamics_base, ipc_from_folder, td_name
 from utils.train import evaluate, train_one_epoch
 

@@ -27,7 +27,8 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from get_training_dynamics import DynamicsTrainer, get_args_parser as dyn_parser, resolve_settings  # noqa: E402
 from utils.config import resolve_device, set_seed, tune_allocator  # noqa: E402
-from utils.dynamics_io import DynamicsLog, save_compact, save_stats  # noqa: E402
+from utils.dynamics_io import DynamicsLog, save_compact  # noqa: E402
+from utils.dynamics_stats import save_stats  # noqa: E402
 
 
 def get_args_parser():

@@ -7,8 +7,9 @@ import pytest
 import torch
 
 from utils.config import UserError
-from utils.dynamics_io import (DynamicsLog, DynamicsStats, EpochStats, epoch_arrays, load_dynamics, load_epoch_arrays,
-                               load_score_input, save_compact, save_reference_pickle, save_stats, to_epoch_array)
+from utils.dynamics_io import (DynamicsLog, epoch_arrays, load_dynamics, load_epoch_arrays, load_score_input,
+                               save_compact, save_reference_pickle, to_epoch_array)
+from utils.dynamics_stats import DynamicsStats, EpochStats, save_stats
 from utils.scores import SCORES, compute_scores, error_norm, load_score_file, save_score_file, top_epochs
 
 # ---------------------------------------------------------------------------------------------------

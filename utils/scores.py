@@ -13,7 +13,7 @@ last_correctness, accumulated_margin, last_correct_count, correct_num, loss_epoc
 A faithful score file therefore passes all three.
 
 Dynamics input: either ``logp`` [E, N, C] log-softmax (any float dtype; fp16 is lossless and is converted to
-float32 one epoch at a time) or a ``utils.dynamics_io.DynamicsStats`` (the ``--compact stats`` file). Either
+float32 one epoch at a time) or a ``utils.dynamics_stats.DynamicsStats`` (the ``--compact stats`` file). Either
 way every dynamics key is computed from per-epoch ``EpochStats`` (for ``logp``: ``EpochStats.from_logp``
 epoch by epoch), so both inputs share one set of formulas. Notation: ``p = exp(logp)``, ``y`` = dataset
 labels, epochs 0..E-1.
@@ -24,7 +24,8 @@ import pickle
 import torch
 
 from utils.config import UserError, registrar
-from utils.dynamics_io import DynamicsStats, EpochStats, atomic_pickle
+from utils.dynamics_io import atomic_pickle
+from utils.dynamics_stats import DynamicsStats, EpochStats
 from utils.kmeans import kmeans, nearest_to_centroids
 
 KMEANS_NS = (1, 2, 5, 10)  # spec yoco §3.2: kmeans_{n}, n in {1, 2, 5, 10}
@@ -194,7 +195,7 @@ def compute_scores(dynamics, targets, *, stop_epoch, topk, use_loss=False, batch
     """All score keys of spec yoco §3.3 as a dict (insertion order = reference computation order).
 
     dynamics: logp [E, N, C] log-softmax per epoch (``utils.dynamics_io.epoch_arrays``) or a
-    ``utils.dynamics_io.DynamicsStats`` (stats file; same scores up to float32 rounding); targets [N] labels;
+    ``utils.dynamics_stats.DynamicsStats`` (stats file; same scores up to float32 rounding); targets [N] labels;
     stop_epoch E_stop (LBPE epochs are chosen in [0, E_stop)); topk an int or list of ints;
     batch_ids [E, N] batch position of each sample per epoch (for ``loss_epoch``; default for a
     ``DynamicsStats``: its own); logits_last [N, C]; features [N, D]; factor f (k-means K = n*f^2); seed for k-means.
