@@ -31,7 +31,7 @@ import math
 
 import torch.nn as nn
 
-from data.datasets import imagenet_folder, imagenet_tensors, load_tensors, mean_std
+from data.datasets import imagenet_folder, imagenet_load_transform, imagenet_tensors, load_tensors, mean_std
 from data.loaders import ClassSampler
 from models import define_model
 from reg_ipcx import check_mdc_args
@@ -98,9 +98,7 @@ def load_real(args, device):
         if args.load_memory:
             x, y = imagenet_tensors(ds, args.size)
             return ClassSampler(x, y, args.nclass, args.batch_real, device)
-        from torchvision import transforms as T
-
-        ds.transform = T.Compose([T.Resize(args.size), T.CenterCrop(args.size), T.PILToTensor()])
+        ds.transform = imagenet_load_transform(args.size)  # streaming: decoded per access
         return ClassSampler(ds, ds.targets, args.nclass, args.batch_real, device)
     x, y = load_tensors(args.dataset, args.data_dir, train=True, download=args.download)
     return ClassSampler(x, y, args.nclass, args.batch_real, device)

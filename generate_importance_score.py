@@ -24,7 +24,7 @@ from get_training_dynamics import DATASETS, data_settings, load_decoded, resolve
 from models import create_model
 from utils.augment import Normalize
 from utils.config import UserError, cli, resolve_device, set_seed
-from utils.dynamics_io import load_score_input, stats_name
+from utils.dynamics_io import load_score_input
 from utils.pruning import CONDENSE_KEYS, default_stop_epoch, default_topk, find_td_file, score_name
 from utils.scores import compute_scores, save_score_file
 
@@ -116,8 +116,6 @@ def main(args):
     stop = args.stop_epoch if args.stop_epoch is not None else default_stop_epoch(args.condense_key, args.dataset)
     topk = parse_topk(args.topk) if args.topk is not None else [default_topk(args.condense_key)]
     td = args.td_file or find_td_file(folder, args.ipc)
-    if td is None and os.path.isfile(os.path.join(folder, stats_name(args.ipc))):
-        td = os.path.join(folder, stats_name(args.ipc))  # statistics only: after the full logs
     if td is None:
         raise UserError(f"no td-ipc{args.ipc}.pickle, .pt or -stats.pt in {folder}; run get_training_dynamics.py "
                         "first (or pass --td-file)")

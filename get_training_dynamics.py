@@ -37,7 +37,7 @@ from models import create_model
 from utils.augment import DiffAug, Normalize, imagenet_test_transform, imagenet_train_transform
 from utils.config import (UserError, atomic_save, cli, resolve_device, rng_state, save_config, set_rng_state, set_seed,
                           str2bool)
-from utils.dynamics_io import DynamicsLog, save_compact, save_reference_pickle, stats_name
+from utils.dynamics_io import DynamicsLog, save_compact, save_reference_pickle
 from utils.dynamics_stats import save_stats
 from utils.pruning import CONDENSE_KEYS, condensed_dir, default_factor, dynamics_base, ipc_from_folder, td_name
 from utils.train import evaluate, train_one_epoch
@@ -301,10 +301,10 @@ def write_outputs(args, out_dir, model, records, resume_dir, chunks, log_msg, ta
         written.append(os.path.join(out_dir, td_name(args.ipc)))
         save_reference_pickle(written[-1], args.dataset, all_records)
     if args.compact in ("also", "only"):
-        written.append(os.path.join(out_dir, td_name(args.ipc, compact=True)))
+        written.append(os.path.join(out_dir, td_name(args.ipc, "compact")))
         save_compact(written[-1], args.dataset, all_records, num_samples=args.num_samples)
     if args.compact == "stats":
-        written.append(os.path.join(out_dir, stats_name(args.ipc)))
+        written.append(os.path.join(out_dir, td_name(args.ipc, "stats")))
         save_stats(written[-1], args.dataset, all_records, targets, num_samples=args.num_samples)
     shutil.rmtree(resume_dir, ignore_errors=True)
     for w in written:

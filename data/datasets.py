@@ -189,12 +189,18 @@ def imagenet_folder(root, split, nclass, phase=0, seed=0, transform=None, ipc=-1
     return ds
 
 
+def imagenet_load_transform(size):
+    """Resize + CenterCrop + PILToTensor (uint8): the condensation source (spec mdc §8.5)."""
+    from torchvision import transforms as T
+
+    return T.Compose([T.Resize(size), T.CenterCrop(size), T.PILToTensor()])
+
+
 def imagenet_tensors(ds, size, desc="decode"):
     """Decode an ImageNet folder once into uint8 tensors at ``size`` (``--load_memory``)."""
-    from torchvision import transforms as T
     from tqdm import tqdm
 
-    tf = T.Compose([T.Resize(size), T.CenterCrop(size), T.PILToTensor()])
+    tf = imagenet_load_transform(size)
     xs = [tf(ds.loader(p)) for p, _ in tqdm(ds.samples, desc=desc, leave=False)]
     return torch.stack(xs), torch.tensor(ds.targets)
 

@@ -20,6 +20,7 @@ import numpy as np
 import torch
 import yaml
 
+from data.condensed import load_condensed
 from utils.arguments import condense_tag
 from utils.config import UserError, atomic_save, jsonable
 
@@ -123,8 +124,7 @@ def load_reference_resume(folder):
     data_path = os.path.join(folder, f"data_{it}.pt")
     if not os.path.exists(data_path):
         raise UserError(f"{it_path} says iteration {it} but {data_path} is missing; cannot resume")
-    data, _ = torch.load(data_path, map_location="cpu", weights_only=True)
-    return it, data
+    return it, load_condensed(data_path)[0]
 
 
 # ------------------------------------------------------------------------------------------------

@@ -45,11 +45,6 @@ STATS_FORMAT = "yoco-dynamics-stats"
 STATS_VERSION = 1
 
 
-def stats_name(ipc):
-    """File name of the ``--compact stats`` file (next to ``td-ipc{IPC}.pickle``)."""
-    return f"td-ipc{ipc}-stats.pt"
-
-
 def atomic_pickle(obj, path):
     """``pickle.dump`` (default protocol, as the reference) through temp file + rename."""
     atomic_write(path, lambda f: pickle.dump(obj, f))

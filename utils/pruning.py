@@ -78,9 +78,12 @@ def dynamics_dir(reproduce_exp, condense_key, dataset, ipc, nclass=10):
     return os.path.join(dynamics_base(reproduce_exp, condense_key, dataset, nclass), f"ipc{ipc}")
 
 
-def td_name(ipc, compact=False):
-    """Dynamics log file name: the reference pickle, or our compact ``.pt`` (utils.dynamics_io)."""
-    return f"td-ipc{ipc}.pt" if compact else f"td-ipc{ipc}.pickle"
+TD_KINDS = {"pickle": "td-ipc{ipc}.pickle", "compact": "td-ipc{ipc}.pt", "stats": "td-ipc{ipc}-stats.pt"}
+
+
+def td_name(ipc, kind="pickle"):
+    """Dynamics file name: the reference pickle, our lossless compact log, or the statistics file."""
+    return TD_KINDS[kind].format(ipc=ipc)
 
 
 def score_name(ipc, stop_epoch):
@@ -88,9 +91,9 @@ def score_name(ipc, stop_epoch):
 
 
 def find_td_file(folder, ipc):
-    """The reference pickle if present, else the compact log; None when neither exists."""
-    for compact in (False, True):
-        p = os.path.join(folder, td_name(ipc, compact))
+    """The reference pickle, else the compact log, else the statistics file; None when none exists."""
+    for kind in TD_KINDS:
+        p = os.path.join(folder, td_name(ipc, kind))
         if os.path.isfile(p):
             return p
     return None
