@@ -2,7 +2,7 @@
 
     python condense.py --reproduce_condense -d cifar10 -f 2 --ipc 10
 
-The same loop as condense_reg.py (``utils/condense_loop.py``: nothing is re-implemented here) with
+The same loop as condense_reg.py (``condensation/loop.py``: nothing is re-implemented here) with
 the adaptive subset loss off. Output: ``raid/condensed_img/idc/{datatag}/{modeltag}{tag}``, i.e.
 with the ``idc/`` level that YOCO's loaders expect (fixes spec yoco B11), for example
 ``raid/condensed_img/idc/cifar10/conv3in_grad_mse_nd2000_cut_niter2000_factor2_lr0.005_mix_ipc10``.
@@ -15,18 +15,16 @@ in-run evaluations follow IDC/MDC's schedule (every 100 iterations and at the en
 """
 import os
 
-from condense_reg import get_args_parser as _reg_parser
-from condense_reg import run_condensation
-from utils.condense_io import default_save_dir
-from utils.config import UserError, cli
+from condensation.run_files import default_save_dir
+from condensation.runner import condense_parser, finalize_args, run_condensation
+from utils.arguments import cli
+from utils.config import UserError
 
 ROOT = os.path.join("raid", "condensed_img", "idc")
 
 
 def get_args_parser():
-    p = _reg_parser()
-    p.description = "IDC condensation (YOCO's condense.py); MDC is condense_reg.py --adaptive_reg True"
-    return p
+    return condense_parser("IDC condensation (YOCO's condense.py); MDC is condense_reg.py --adaptive_reg True")
 
 
 def main(args):
@@ -35,8 +33,6 @@ def main(args):
     if args.save_dir:
         save_dir = None
     else:
-        from condense_reg import finalize_args
-
         finalize_args(args)
         save_dir = default_save_dir(args, root=ROOT, noreg=False)
     return run_condensation(args, save_dir=save_dir, noreg=False, save_plain=True)

@@ -4,9 +4,9 @@
     ...                                                                              --phase 4
     python test.py --reproduce -d cifar100 -f 2 --ipc 10 -s idc_cat --nclass_sub 20 --test_data_dir <base>
 
-A thin layer over condense_reg.py (same loop, ``utils/condense_loop.py``): the synthetic tensor holds
-only the classes p·k … (p+1)·k−1 with their real ids as targets, the network keeps all nclass
-outputs, network updates use all-class batches of the full training set, and "global" MLS mode
+A thin layer over ``condensation/runner.py``, the run of condense_reg.py (loop: ``condensation/loop.py``):
+the synthetic tensor holds only the classes p·k … (p+1)·k−1 with their real ids as targets, the network
+keeps all nclass outputs, network updates use all-class batches of the full training set, and "global" MLS mode
 averages over the partition's classes only (so each phase makes its own decision, spec §14 item 17).
 Output: the condense_reg.py folder name with ``_{k}_phase{p}`` (``<base>_{k}_phase{p}``).
 
@@ -15,15 +15,13 @@ hard-coded 64, spec §14 item 17), resume and DREAM work as in condense_reg.py, 
 classes of phase 0 (as the reference mp script, which ignored ``--phase`` there), and the in-run
 evaluations are off (evaluate the merged set with ``test.py -s idc_cat``).
 """
-from condense_reg import get_args_parser as _reg_parser
-from condense_reg import run_condensation
-from utils.config import UserError, cli
+from condensation.runner import condense_parser, run_condensation
+from utils.arguments import cli
+from utils.config import UserError
 
 
 def get_args_parser():
-    p = _reg_parser()
-    p.description = "Class-partitioned condensation (condense_reg_mp.py): --nclass_sub k --phase p"
-    return p
+    return condense_parser("Class-partitioned condensation (condense_reg_mp.py): --nclass_sub k --phase p")
 
 
 def partition(args):

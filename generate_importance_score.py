@@ -7,7 +7,7 @@ Inputs (``raid/{reproduce_exp}/dynamics_and_scores/{key}/{dataset}/ipc{IPC}/`` u
 decoded set (normalised, no augmentation), ``ckpt-last.pt`` and the dynamics: ``td-ipc{IPC}.pickle``, else
 the compact ``td-ipc{IPC}.pt``, else the statistics-only ``td-ipc{IPC}-stats.pt`` (``--compact stats``;
 same scores up to float32 rounding), or ``--td-file``. Every key of spec yoco §3.3 is computed by
-``utils.scores.compute_scores``: the dynamics keys from the log (or its statistics), ``entropy``/``loss``
+``yoco.scores.compute_scores``: the dynamics keys from the log (or its statistics), ``entropy``/``loss``
 from the clean logits and the k-means lists from the ``embed`` features of ckpt-last in eval mode. Output
 ``data-score-ipc{IPC}-ep{E}.pickle`` (reference layout, written atomically). Stop epoch E and top-K per
 condense key (spec yoco §3.1) unless given.
@@ -20,13 +20,15 @@ import time
 import torch
 
 from data.datasets import mean_std
-from get_training_dynamics import DATASETS, data_settings, load_decoded, resolve_paths
 from models import create_model
+from utils.arguments import cli
 from utils.augment import Normalize
-from utils.config import UserError, cli, resolve_device, set_seed
-from utils.dynamics_io import load_score_input
-from utils.pruning import CONDENSE_KEYS, default_stop_epoch, default_topk, find_td_file, score_name
-from utils.scores import compute_scores, save_score_file
+from utils.config import UserError, resolve_device, set_seed
+from yoco.arguments import add_condensed_set_args
+from yoco.dynamics import data_settings, load_decoded, resolve_paths
+from yoco.dynamics_stats import load_score_input
+from yoco.pruning import default_stop_epoch, default_topk, find_td_file, score_name
+from yoco.scores import compute_scores, save_score_file
 
 
 def get_args_parser():
@@ -34,34 +36,18 @@ def get_args_parser():
     a = p.add_argument
     hide = argparse.SUPPRESS
     a("--batch-size", "--batch_size", dest="batch_size", type=int, default=256, help="batch of the clean passes")
-    a("-d", "--dataset", choices=DATASETS, default="cifar10")
     a("--score_file", default="", help=hide)  # unused by the reference; see --custom-out-name
-    a("--condense_key", choices=CONDENSE_KEYS, default="idc")
     a("--data-dir", "--data_dir", dest="data_dir", default="datasets", help=hide)  # test set: unused
     a("--imagenet-dir", "--imagenet_dir", dest="imagenet_dir", default="datasets/imagenet", help=hide)
-    a("--base-dir", dest="base_dir", default=None,
-      help="default raid/{reproduce_exp}/dynamics_and_scores/{condense_key}/{dataset}")
-    a("--task-name", dest="task_name", default=None, help="sub-folder of --base-dir (default ipc{IPC})")
-    a("--custom-data-dir", "--custom_data_dir", dest="custom_data_dir", default=None,
-      help="condensed set (folder or .pt); default raid/condensed_img/... (spec yoco §1.1)")
     a("--custom-out-name", dest="out", default=None, help="output file (default {dir}/data-score-ipc{IPC}-ep{E}.pickle)")
     a("--td-file", dest="td_file", default=None,
       help="dynamics log or stats file (default {dir}/td-ipc{IPC}.pickle, .pt or -stats.pt)")
     a("--ckpt", default=None, help="model checkpoint (default {dir}/ckpt-last.pt)")
-    a("--network", choices=["convnet", "resnet10_ap"], default=None)
-    a("--gpuid", default="0", help=hide)
-    a("--device", default="auto", help="auto, cpu or cuda")
-    a("--ipc", type=int, default=None)
-    a("--factor", type=int, default=None, help="default 2 (CIFAR), 3 (ImageNet), 1 (mtt/dsa/kip)")
-    for k in ("mtt", "dsa", "kip"):
-        a(f"--load_{k}", action="store_true", help=hide)
-    a("--random_selection", action="store_true", help=hide)
-    a("--reproduce_exp", default="reproduce_3")
     a("--stop_epoch", type=int, default=None, help="LBPE epochs are chosen in [0, E) (default per condense key)")
     a("--topk", type=str, default=None, help="comma list of K for LBPE_top{K} (default 10 idc/dream, 3 others)")
     a("--use-loss", dest="use_loss", action="store_true", help="also loss_LBPE_top{K}: epochs of smallest loss")
     a("--seed", type=int, default=0, help="k-means seed (the reference is unseeded)")
-    return p
+    return add_condensed_set_args(p)
 
 
 def parse_topk(text):

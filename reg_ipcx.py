@@ -5,7 +5,7 @@ Per class c there is one ``Regularizer``. Each outer iteration t:
 * at every per-class update: ``reg.update_status(t)``; F = ``reg.get_freeze_ipc()``; if F > 0 the
   first F·f² decoded crops are detached; the subset term uses ``reg.regularized()`` (≤ 1 MLS);
 * during window iterations (``is_window(t, P)``) the per-step feature distances d_x are logged
-  (``utils.matchloss.feature_distances``, spec mdc §9.1);
+  (``condensation.matchloss.feature_distances``, spec mdc §9.1);
 * at the end of a window iteration: d̄ = ``average_featlog(...)`` and, for every class,
   ``reg.select_reg_ipc(d̄[c], it=t + 1)`` (spec mdc §9.3).
 

@@ -4,7 +4,7 @@
 
 Setting: 3×32×32 images, 10 classes, IPC 10, factor 2 (40 decoded images per class), batch_real 64,
 mse, ConvNet-3 (width 128, instance norm), matching augmentation color_crop_cutout. Timed (median of
-``--repeats`` after one warm-up): one class update (``utils.condense_loop.class_update``: augment,
+``--repeats`` after one warm-up): one class update (``condensation.loop.class_update``: augment,
 gradient matching, image SGD step) without a subset term and with MLS = 1, 5, 9; the feature-distance
 pass of a window iteration (9 prefixes); one network update with n_data = 2000 (32 batches of 64).
 Each class update runs with the exact split path (``fast=None``, the loop's default) and with the
@@ -31,13 +31,13 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from condense_reg import diffaug  # noqa: E402
+from condensation.runner import diffaug  # noqa: E402
 from data.loaders import ClassSampler  # noqa: E402
 from models import create_model  # noqa: E402
-from utils.condense_loop import class_update, network_update  # noqa: E402
+from condensation.loop import class_update, network_update  # noqa: E402
 from utils.config import resolve_device, tune_allocator  # noqa: E402
 from utils.flops import count_flops  # noqa: E402
-from utils.matchloss import feature_distances, matched_params  # noqa: E402
+from condensation.matchloss import feature_distances, matched_params  # noqa: E402
 
 # measured on this project's development CPU with the reference formulation (seconds)
 REFERENCE = {"no subset": 0.48, "MLS 1": 0.52, "MLS 5": 0.64, "MLS 9": 0.82, "feature pass": 0.09,
@@ -73,7 +73,7 @@ def timed(fn, device, repeats):
 
 
 def main(argv=None):
-    tune_allocator()  # as every script does through utils.config.cli
+    tune_allocator()  # as every script does through utils.arguments.cli
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--device", default="auto")
     ap.add_argument("--repeats", default=5, type=int)

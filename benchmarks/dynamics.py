@@ -25,10 +25,11 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from get_training_dynamics import DynamicsTrainer, get_args_parser as dyn_parser, resolve_settings  # noqa: E402
+from get_training_dynamics import get_args_parser as dyn_parser  # noqa: E402
 from utils.config import resolve_device, set_seed, tune_allocator  # noqa: E402
-from utils.dynamics_io import DynamicsLog, save_compact  # noqa: E402
-from utils.dynamics_stats import save_stats  # noqa: E402
+from yoco.dynamics import DynamicsTrainer, resolve_settings  # noqa: E402
+from yoco.dynamics_io import DynamicsLog, save_compact  # noqa: E402
+from yoco.dynamics_stats import save_stats  # noqa: E402
 
 
 def get_args_parser():
@@ -88,7 +89,7 @@ def fmt_bytes(b):
 
 
 def main(a):
-    tune_allocator()  # as every script does through utils.config.cli
+    tune_allocator()  # as every script does through utils.arguments.cli
     if a.threads > 0:
         torch.set_num_threads(a.threads)
     device = resolve_device(a.device)

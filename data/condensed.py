@@ -161,3 +161,20 @@ def check_condensed(data, targets, nclass, nch, size, ipc=None, path=""):
     if ipc is not None and ipc > 0 and per != ipc:
         raise UserError(f"{where}holds {per} images per class but --ipc is {ipc}; pass --ipc {per}")
     return per
+
+
+def load_decoded(paths, nclass, nch, size, factor, *, condense_key="idc", niter=None, ipc=None,
+                 decode_type="single", where=None):
+    """Load, check and decode a condensed set: the one way from files on disk to training images
+    (``test.py``, ``get_training_dynamics.py``, ``generate_importance_score.py``).
+
+    ``paths``: a folder or file (see ``load_condensed``), or a list of them whose images are
+    concatenated before the checks (the class partitions of ``condense_reg_mp.py``). ``ipc`` pins the
+    stored images per class (a mismatch is a one-line error naming the right ``--ipc``); ``where``
+    names the set in messages. Returns (decoded images, labels, stored images per class)."""
+    paths = [paths] if isinstance(paths, (str, os.PathLike)) else list(paths)
+    parts = [load_condensed(p, condense_key, niter) for p in paths]
+    x, y = parts[0] if len(parts) == 1 else (torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts]))
+    per = check_condensed(x, y, nclass, nch, size, ipc, where or paths[0])
+    x, y = decode(x, y, factor, decode_type, nclass)
+    return x, y, per

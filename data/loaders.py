@@ -6,8 +6,12 @@ normalisation done once per batch on the device instead of per sample (identical
 processes). ``ClassSampler`` is ``ClassMemDataLoader``/``ClassDataLoader``: class-wise real batches
 for gradient matching (without replacement within a class epoch), deterministic first-images slices
 with ``start_idx`` for initialisation, and all-class batches for the network updates.
+``test_loader`` gives the real test set of every evaluation (test.py, in-run evaluations, YOCO dynamics).
 """
 import torch
+
+from data.datasets import imagenet_folder, test_tensors
+from utils.augment import imagenet_test_transform
 
 
 class TensorLoader:
@@ -122,3 +126,20 @@ class DeviceLoader:
     def __iter__(self):
         for x, y in self.loader:
             yield x.to(self.device), y.to(self.device)
+
+
+def test_loader(args, device, batch_size, *, workers=0, preload_max=0):
+    """The real test set as batches on ``device`` (the validations of spec mdc §11.2, yoco §2.7).
+
+    32/28-px datasets: the normalised test tensors in memory. ImageNet: the val folder of the class
+    subset (``--phase``/``--dseed`` when the script has them), decoded per access by ``workers``
+    processes, or decoded once and kept when it has at most ``preload_max`` images."""
+    if args.dataset == "imagenet":
+        ds = imagenet_folder(args.imagenet_dir, "val", args.nclass, getattr(args, "phase", 0),
+                             getattr(args, "dseed", 0), transform=imagenet_test_transform(args.size))
+        dl = torch.utils.data.DataLoader(ds, batch_size=batch_size, num_workers=workers)
+        if len(ds) <= preload_max:
+            return [(bx.to(device), by.to(device)) for bx, by in dl]
+        return DeviceLoader(dl, device)
+    tx, ty = test_tensors(args)
+    return TensorLoader(tx, ty, batch_size, False, device)

@@ -39,6 +39,6 @@ for RUN in mdc baseline_c; do
   done
 done
 echo "== IPC-x prefixes of one condensed set (Fashion-MNIST, reduced budget above; best of 4 validations, %) =="
-python3 -m utils.report "Baseline C=$OUT/baseline_c/test_results.json" "MDC=$OUT/mdc/test_results.json" \
+python3 -m evaluation.report "Baseline C=$OUT/baseline_c/test_results.json" "MDC=$OUT/mdc/test_results.json" \
   --plot "$OUT/prefix_accuracy.png" | tee "$OUT/table.md"
 echo "total wall time: $(( $(date +%s) - start )) s"

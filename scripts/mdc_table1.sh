@@ -22,4 +22,4 @@ for y in $(seq 1 "$N"); do
   python test.py $T --ipc "$N" --ipcy "$y" --test_type cx_cy --test_data_dir "$OUT/C" --results_file "$OUT/C.json"
   python test.py $T --ipc "$N" --ipcy "$y" --test_type cx_cy --test_data_dir "$OUT/MDC" --results_file "$OUT/MDC.json"
 done
-python -m utils.report "A=$OUT/A.json" "B=$OUT/B.json" "C=$OUT/C.json" "MDC=$OUT/MDC.json" --plot "$OUT/table1.png"
+python -m evaluation.report "A=$OUT/A.json" "B=$OUT/B.json" "C=$OUT/C.json" "MDC=$OUT/MDC.json" --plot "$OUT/table1.png"

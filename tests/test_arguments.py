@@ -5,10 +5,12 @@ import argparse
 import pytest
 import torch
 
+from condensation.run_files import condense_tag
+from condensation.runner import tune_lr_img
+from evaluation.protocol import milestones, train_protocol
 from test import get_args_parser
-from utils.arguments import condense_tag, ipc_epoch, parse_args, tune_lr_img
+from utils.arguments import ipc_epoch, parse_args
 from utils.config import UserError, str2bool
-from utils.train import milestones, train_protocol
 
 
 def parse(*argv):

@@ -10,16 +10,17 @@ import torch
 import torch.nn.functional as F
 
 import condense_reg
-import utils.condense_loop as loop
+import condensation.loop as loop
 from condense import ROOT as IDC_ROOT
-from condense_reg import check_args, diffaug, finalize_args, get_args_parser, run_condensation
+from condensation.matchloss import matched_params
+from condensation.run_files import check_resume_args, condense_tag, default_save_dir, pack_rng, unpack_rng
+from condensation.runner import check_args, diffaug, finalize_args, run_condensation
+from condensation.synthesizer import Synthesizer, mix_tiles, tile_sizes
+from condense_reg import get_args_parser
 from data.condensed import decode_class
 from models import create_model
-from utils.arguments import condense_tag, parse_args
-from utils.condense_io import check_resume_args, default_save_dir, pack_rng, unpack_rng
+from utils.arguments import parse_args
 from utils.config import UserError, rng_state, save_config
-from utils.matchloss import matched_params
-from utils.synthesizer import Synthesizer, mix_tiles, tile_sizes
 
 
 def args_of(*argv):

@@ -1,6 +1,6 @@
 import json
 
-from utils.report import format_table, main, prefix_table
+from evaluation.report import format_table, main, prefix_table
 
 
 def rec(test_type, ipc, ipcy, best, last):

@@ -1,4 +1,4 @@
-"""utils/scores.py + utils/dynamics_io.py on a scripted log whose scores are derived by hand (spec yoco §3)."""
+"""yoco/scores.py + yoco/dynamics_io.py on a scripted log whose scores are derived by hand (spec yoco §3)."""
 import math
 import os
 import pickle
@@ -7,10 +7,10 @@ import pytest
 import torch
 
 from utils.config import UserError
-from utils.dynamics_io import (DynamicsLog, epoch_arrays, load_dynamics, load_epoch_arrays, load_score_input,
-                               save_compact, save_reference_pickle, to_epoch_array)
-from utils.dynamics_stats import DynamicsStats, EpochStats, save_stats
-from utils.scores import SCORES, compute_scores, error_norm, load_score_file, save_score_file, top_epochs
+from yoco.dynamics_io import (DynamicsLog, epoch_arrays, load_dynamics, load_epoch_arrays, save_compact,
+                              save_reference_pickle, to_epoch_array)
+from yoco.dynamics_stats import DynamicsStats, EpochStats, load_score_input, save_stats
+from yoco.scores import SCORES, compute_scores, error_norm, load_score_file, save_score_file, top_epochs
 
 # ---------------------------------------------------------------------------------------------------
 # Scripted log: N=6, C=3, E=4, labels y = [0,0,1,1,2,2], batch size 4 (batches of 4 and 2).

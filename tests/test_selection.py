@@ -231,7 +231,7 @@ def test_ccs_random_within_strata_and_balanced():
 # test.py glue
 
 def test_default_score_file_paths():
-    from utils.pruning import default_stop_epoch, dynamics_dir, score_name
+    from yoco.pruning import default_stop_epoch, dynamics_dir, score_name
     assert os.path.join(dynamics_dir("reproduce_3", "idc", "cifar10", 10), score_name(10, 100)) == \
         "raid/reproduce_3/dynamics_and_scores/idc/cifar10/ipc10/data-score-ipc10-ep100.pickle"
     assert os.path.join(dynamics_dir("reproduce_1", "idc", "imagenet", 20), score_name(20, 200)) == \
@@ -243,8 +243,8 @@ def test_prune_decoded(tmp_path):
     import argparse
     import warnings
 
-    from utils.pruning import prune_decoded
-    from utils.scores import save_score_file
+    from yoco.pruning import prune_decoded
+    from yoco.scores import save_score_file
     save_score_file(str(tmp_path / "s.pickle"), {"LBPE_top10": torch.arange(16, dtype=torch.float32),
                                                   "el2n": torch.arange(16, dtype=torch.float32)})
     x, y = torch.arange(16).float().view(16, 1), torch.arange(16) // 8

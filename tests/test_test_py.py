@@ -122,7 +122,8 @@ def test_interrupted_repeats_resume(fake_root, tmp_path):
     first = records(out)[-1]["results"]["convnet"]["runs"][0]
     args = [*base, "--repeat", "2"]
     # an interrupted --repeat 2 run of the same settings left one finished repeat behind
-    from test import PartialRuns, get_args_parser
+    from evaluation.records import PartialRuns
+    from test import get_args_parser
     from utils.arguments import parse_args
 
     ns = parse_args(get_args_parser(), [str(a) for a in args])

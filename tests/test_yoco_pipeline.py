@@ -10,7 +10,7 @@ import torch
 
 from conftest import ROOT, run_script
 from data.condensed import save_condensed
-from utils.pruning import IDC_TAG_CIFAR
+from yoco.pruning import IDC_TAG_CIFAR
 
 C, IPC_F, IPC_T = 10, 2, 1
 FAST = ["--device", "cpu"]
@@ -93,7 +93,8 @@ def test_pipeline_idc_default_paths(fake_root, tmp_path):
 
 
 def test_dsa_format_loads_at_factor_1(tmp_path):
-    from get_training_dynamics import data_settings, get_args_parser, load_decoded, resolve_paths
+    from get_training_dynamics import get_args_parser
+    from yoco.dynamics import data_settings, load_decoded, resolve_paths
 
     x, y = condensed(seed=1)
     torch.save({"data": [[x, y]]}, tmp_path / "data.pt")  # DSA result dict, first experiment
@@ -133,7 +134,7 @@ def test_pipeline_compact_stats(fake_root, tmp_path):
     test.py --slct_ipc (in-process, 2 epochs)."""
     from generate_importance_score import get_args_parser as score_parser, main as score_main
     from get_training_dynamics import get_args_parser as dyn_parser, main as dyn_main
-    from utils.config import cli
+    from utils.arguments import cli
 
     data = tmp_path / "set"
     save_condensed(str(data / "data.pt"), *condensed(seed=6))
@@ -275,7 +276,7 @@ def bad_setup(tmp_path_factory):
     (["--score_file", "{tmp}/missing.pickle"], "not found"),
 ])
 def test_bad_input(bad_setup, fake_root, capsys, extra, needle):
-    from utils.config import cli
+    from utils.arguments import cli
 
     mod = _test_py()
     argv = ["-d", "cifar10", "--ipc", "2", "--test_data_dir", str(bad_setup / "set"), "--epochs", "1",
@@ -299,7 +300,7 @@ def test_bad_input_subprocess(bad_setup, fake_root):
 
 def test_dynamics_bad_input(tmp_path, capsys, monkeypatch):
     from get_training_dynamics import get_args_parser, main
-    from utils.config import cli
+    from utils.arguments import cli
 
     monkeypatch.chdir(tmp_path)
     save_condensed(str(tmp_path / "s" / "data.pt"), *condensed(seed=5))

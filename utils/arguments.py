@@ -4,6 +4,9 @@ Nothing is parsed at import time. ``add_reference_args`` declares the reference 
 types and defaults, so existing shell scripts keep working) plus our additions; ``parse_args``
 applies the ``--reproduce`` presets as *parser defaults* (an explicit flag always wins) and then the
 reference's derived settings (spec mdc §1.2–§1.4), again only where the user gave no value.
+
+Every top-level script follows the torchvision-references shape: ``get_args_parser()`` builds the
+parser, ``main(args)`` does the work, and ``cli(main, get_args_parser)`` runs it from the shell.
 """
 import argparse
 import os
@@ -11,7 +14,7 @@ import sys
 
 import yaml
 
-from utils.config import UserError, str2bool
+from utils.config import UserError, str2bool, tune_allocator
 
 DATASETS = ("cifar10", "cifar100", "svhn", "mnist", "fashion", "imagenet")
 PRESETS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs", "reproduce.yaml")
@@ -286,64 +289,15 @@ def resolve(args, explicit=()):
     return args
 
 
-def condense_tag(args, lr_img_unscaled, marker=""):
-    """Folder suffix of a condensation run, exactly as the reference builds it (spec mdc §1.2 item 7).
-    ``marker`` (ours: ``_dream``, ``_noreg``) goes right before the partition and ``--tag`` parts."""
-    t = ""
-    if args.match == "grad":
-        t += "_grad" + ("_b" if args.bias else "") + ("_fc" if args.fc else "")
-    else:
-        t += f"_f{args.f_idx}"
-    if args.adaptive_reg:
-        if args.adaptive_period != 100:
-            t += f"_{args.adaptive_period}"
-        if args.adaptive_class_wise:
-            t += "_class_wise"
-    t += f"_{args.metric}"
-    if args.pt_from >= 0:
-        t += f"_pt{args.pt_from}_{args.pt_num}"
-    if args.fix_iter > 0:
-        t += f"_fix{args.fix_iter}"
-    if args.early > 0:
-        t += f"_ely{args.early}"
-    t += f"_nd{args.n_data}"
-    if args.inner_loop != 100:
-        t += f"_inloop{args.inner_loop}"
-    if args.mixup_net == "cut":
-        t += "_cut"
-    if args.lr != 0.01:
-        t += f"_nlr{args.lr}"
-    if args.weight_decay != 5e-4:
-        t += f"_wd{args.weight_decay}"
-    if args.niter != 500:
-        t += f"_niter{args.niter}"
-    t += f"_factor{args.factor}"
-    if args.decode_type != "single":
-        t += f"_{args.decode_type}"
-    if args.aug_type != "color_crop_cutout":
-        t += f"_{args.aug_type}"
-    t += f"_lr{lr_img_unscaled}"
-    if args.mom_img != 0.5:
-        t += f"_mom{args.mom_img}"
-    if args.batch_real != 64:
-        t += f"_b_real{args.batch_real}"
-    if args.batch_syn_max != 128:
-        t += f"_synmax{args.batch_syn_max}"
-    t += f"_{args.init}_ipc{args.ipc}"
-    if args.start_idx > 0:
-        t += f"_idx_{args.start_idx}"
-    t += marker
-    if args.nclass_sub > 0:
-        t += f"_{args.nclass_sub}"
-    if args.phase >= 0:
-        t += f"_phase{args.phase}"
-    if args.tag:
-        t += f"_{args.tag}"
-    return t
-
-
-def tune_lr_img(args, lr_img):
-    """lr_img · (ipc/10) · (size/base)² (spec mdc §1.4): linear in ipc in practice."""
-    # the reference tests the dataset name: only "mnist" has base 28, Fashion (28 px) keeps base 32
-    base = {"imagenet": 224, "mnist": 28}.get(args.dataset, 32)
-    return lr_img * (args.ipc / 10) * (args.size / base) ** 2
+def cli(main, get_args_parser, argv=None):
+    """Parse, run ``main(args)`` and turn a ``UserError`` into a one-line message and exit 2."""
+    tune_allocator()
+    try:
+        args = parse_args(get_args_parser(), argv)
+        return main(args)
+    except UserError as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        print("error: interrupted; re-run the same command with --resume to continue", file=sys.stderr)
+        sys.exit(130)

@@ -1,7 +1,6 @@
 """Run plumbing shared by every script: errors, device, seeds, RNG state, atomic files, logging.
 
-Every top-level script follows the torchvision-references shape: ``get_args_parser()`` builds the
-parser, ``main(args)`` does the work, and ``cli(main, get_args_parser)`` runs it from the shell.
+Nothing of the project is imported here: every other module may use this one.
 """
 import json
 import os
@@ -37,22 +36,6 @@ def tune_allocator():
         return bool(libc.mallopt(m_mmap_threshold, 1 << 30) and libc.mallopt(m_trim_threshold, (1 << 31) - 1))
     except (OSError, AttributeError):
         return False
-
-
-def cli(main, get_args_parser, argv=None):
-    """Parse, run ``main(args)`` and turn a ``UserError`` into a one-line message and exit 2."""
-    from utils.arguments import parse_args  # late import: arguments imports this module
-
-    tune_allocator()
-    try:
-        args = parse_args(get_args_parser(), argv)
-        return main(args)
-    except UserError as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(2)
-    except KeyboardInterrupt:
-        print("error: interrupted; re-run the same command with --resume to continue", file=sys.stderr)
-        sys.exit(130)
 
 
 def registrar(table, kind):

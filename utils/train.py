@@ -1,18 +1,12 @@
-"""Training and evaluation loops (spec mdc §6 ``train``/``train_epoch``/``validate``, §11.2).
-
-``train_protocol`` is the evaluation protocol of a condensed set: SGD 0.01 / 0.9 / 5e-4, E epochs,
-LR × 0.2 at ⌊2E/3⌋ and ⌊5E/6⌋ (stepped per epoch), per-sample DSA then CutMix (p = mix_p, β = 1),
-four validations on the test set; it reports the best and the last of them.
+"""Training and evaluation loops shared by every network we train (spec mdc §6 ``train_epoch``/``validate``):
+the evaluation protocol (``evaluation.protocol``), the network updates of condensation
+(``condensation.loop``) and YOCO's training dynamics (``yoco.dynamics``).
 """
-import math
-import time
-
 import numpy as np
 import torch
 import torch.nn.functional as F
-from tqdm import tqdm
 
-from utils.augment import DiffAug, cutmix
+from utils.augment import cutmix
 
 
 def accuracy(output, target, topk=(1,)):
@@ -93,42 +87,3 @@ def evaluate(model, loader):
         if cpu:
             model.to(memory_format=torch.contiguous_format)
     return tot1 / n, tot5 / n, tot_loss / n
-
-
-def milestones(epochs):
-    return [2 * epochs // 3, 5 * epochs // 6]
-
-
-def train_protocol(model, train_loader, val_loader, args, desc="eval", progress=True):
-    """Train a fresh ``model`` on a (condensed) set and validate 4 times (spec mdc §11.2).
-
-    Uses args.epochs, lr, momentum, weight_decay, dsa, dsa_strategy, mixup, mix_p, beta.
-    Returns a dict with best/last top-1, the validation curve and the wall time.
-    """
-    t0 = time.time()
-    opt = torch.optim.SGD(model.parameters(), args.lr, momentum=args.momentum, weight_decay=args.weight_decay)
-    sched = torch.optim.lr_scheduler.MultiStepLR(opt, milestones=milestones(args.epochs), gamma=0.2)
-    aug = DiffAug(args.dsa_strategy, batch=False) if args.dsa else None
-    freq = max(1, args.epochs // 4)  # the reference validates every E//4 epochs
-    best, last, curve = 0.0, 0.0, []
-    quiet = {} if progress else {"disable": True}  # otherwise TQDM_DISABLE in the environment decides
-    bar = tqdm(range(1, args.epochs + 1), desc=desc, leave=False, dynamic_ncols=True, **quiet)
-    for epoch in bar:
-        top1, _, loss = train_one_epoch(model, train_loader, opt, aug=aug, mixup=args.mixup, mix_p=args.mix_p,
-                                        beta=args.beta)
-        sched.step()
-        if not math.isfinite(loss):
-            raise StopTraining(f"non-finite loss at epoch {epoch}")
-        if epoch % freq == 0 or epoch == args.epochs:
-            acc = evaluate(model, val_loader)[0]
-            curve.append((epoch, acc))
-            best, last = max(best, acc), acc
-            bar.set_postfix(train=f"{top1:.1f}", test=f"{acc:.2f}", best=f"{best:.2f}")
-    return {"best": best, "last": last, "curve": curve, "seconds": time.time() - t0}
-
-
-def summarize(values):
-    """Mean and (population, as numpy) std of a list of accuracies."""
-    a = np.asarray(values, dtype=float)
-    return {"mean": float(a.mean()), "std": float(a.std())}
-

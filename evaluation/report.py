@@ -1,6 +1,6 @@
 """Tables (and an optional plot) from ``test.py`` JSON records: accuracy of every IPC-x prefix.
 
-    python -m utils.report "Baseline C=raid/main_job/baseline_c/test_results.json" \
+    python -m evaluation.report "Baseline C=raid/main_job/baseline_c/test_results.json" \
                            "MDC=raid/main_job/mdc/test_results.json" --plot prefix_accuracy.png
 
 Each argument is ``LABEL=PATH``; the records of ``--test_type cx_cy`` (and whole-set ``other``)

@@ -1,6 +1,6 @@
-"""The ``--compact stats`` format of the YOCO dynamics log (see ``utils.dynamics_io``'s docstring):
+"""The ``--compact stats`` format of the YOCO dynamics log (see ``yoco.dynamics_io``'s docstring):
 per epoch and sample the sufficient statistics of every dynamics score of spec yoco §3.2, [E, N]
-arrays independent of the number of classes. ``utils.scores`` computes every score from
+arrays independent of the number of classes. ``yoco.scores`` computes every score from
 ``EpochStats`` on both paths (full log or stats file), so the two give the same scores.
 """
 from typing import NamedTuple
@@ -8,12 +8,13 @@ from typing import NamedTuple
 import torch
 
 from utils.config import UserError, atomic_save
-from utils.dynamics_io import STATS_FORMAT, STATS_VERSION, _check_nc, _layout
+from yoco.dynamics_io import (STATS_FORMAT, STATS_VERSION, check_file, check_nc, compact_arrays, is_compact, load_blob,
+                              load_epoch_arrays, record_layout)
 
 
 class EpochStats(NamedTuple):
     """Per-sample statistics of one epoch from which every dynamics score of spec yoco §3.2 follows
-    (``utils.scores``): CE = -logp_y, p_y = exp(logp_y), AUM term p_y - p_other, error norm
+    (``yoco.scores``): CE = -logp_y, p_y = exp(logp_y), AUM term p_y - p_other, error norm
     |onehot(y) - p|_2 = sqrt((1 - p_y)^2 + sq_other). ``sq_other`` excludes the label: the algebraically equal
     sqrt(1 - 2 p_y + sum_k p_k^2) cancels catastrophically in float32 for confident samples (p_y -> 1)."""
     logp_y: torch.Tensor  # [N] float32 log p_y (the stored value, exactly)
@@ -65,7 +66,7 @@ def stats_from_records(records, targets, N, C):
     """Records -> ``DynamicsStats``; one [N, C] epoch at a time (little memory), row order by sample index
     as ``epoch_arrays`` (so the statistics equal ``EpochStats.from_logp(logp[e], targets)`` bit for bit)."""
     y = _check_targets(targets, N, C)
-    epochs, batch_ids = _layout(records, N, C)
+    epochs, batch_ids = record_layout(records, N, C)
     by_epoch = [[] for _ in epochs]
     for r in records:
         by_epoch[int(r["epoch"])].append(r)
@@ -101,10 +102,25 @@ def save_stats(path, data_name, records, targets, *, num_samples=None):
 
 
 def stats_from_blob(path, blob, N, C):
-    """A loaded stats file (``_load_blob``) as ``DynamicsStats``, with shape checks."""
+    """A loaded stats file (``load_blob``) as ``DynamicsStats``, with shape checks."""
     n, c = blob["num_samples"], blob["num_classes"]
-    _check_nc(path, n, c, N, C)
+    check_nc(path, n, c, N, C)
     cols = [blob[k] for k in ("logp_y", "p_other", "sq_other", "correct", "batch_ids")]
     if any(t.dim() != 2 or t.shape[1] != n for t in cols) or len({t.shape[0] for t in cols}) != 1:
         raise UserError(f"{path}: damaged stats file (arrays are not all [E, {n}])")
     return DynamicsStats(*cols[:4], cols[4].long(), blob["targets"].long(), c)
+
+
+def load_score_input(path, N=None, C=None, *, dtype=torch.float16):
+    """``(data_name, dynamics, batch_ids)`` for ``yoco.scores.compute_scores`` from any dynamics file:
+    ``dynamics`` = logp [E, N, C] (pickle, compact; ``dtype``) or ``DynamicsStats`` (stats file)."""
+    check_file(path)
+    if not is_compact(path):
+        name, arr = load_epoch_arrays(path, N, C, dtype=dtype)
+        return name, arr.logp, arr.batch_ids
+    blob = load_blob(path)
+    if blob["format"] == STATS_FORMAT:
+        st = stats_from_blob(path, blob, N, C)
+        return blob["data-name"], st, st.batch_ids
+    arr = compact_arrays(path, blob, N, C, dtype)
+    return blob["data-name"], arr.logp, arr.batch_ids

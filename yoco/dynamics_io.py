@@ -26,7 +26,8 @@ Records (reference layout) are dicts ``{'epoch': int, 'iteration': int, 'idx': i
 
 ``load_dynamics`` reads the pickle and the compact format (detected from the file, not the extension).
 ``epoch_arrays`` / ``to_epoch_array`` turn records into the [E, N, C] array; ``load_score_input`` gives
-what ``utils.scores.compute_scores`` takes, from any of the three formats.
+what ``yoco.scores.compute_scores`` takes, from any of the three formats (it lives in
+``yoco.dynamics_stats``, which builds on this module).
 """
 import os
 import pickle
@@ -117,7 +118,7 @@ def _check_coverage(counts, epochs):
                             f"({bad.numel()} samples not observed exactly once); every sample must appear once per epoch")
 
 
-def _layout(records, N, C, fill=None):
+def record_layout(records, N, C, fill=None):
     """Walk the records in log order (``fill(epoch, idx, record)`` per record) -> ``(epochs, batch_ids [E, N])``,
     after checking that every sample is observed exactly once per epoch."""
     epochs = _check_records(records, N, C)
@@ -143,13 +144,13 @@ def epoch_arrays(records, N, C, *, dtype=torch.float32):
     batch structure ``loss_epoch`` needs (spec yoco §3.2). ``dtype=torch.float16`` is lossless (the log is
     fp16) and halves memory for large logs; scores convert one epoch at a time.
     """
-    E = 1 + max((int(r["epoch"]) for r in records), default=-1)  # validated by _layout
+    E = 1 + max((int(r["epoch"]) for r in records), default=-1)  # validated by record_layout
     logp = torch.zeros(max(E, 0), N, C, dtype=dtype)
 
     def fill(e, idx, r):
         logp[e, idx] = r["output"].to(dtype)
 
-    epochs, batch_ids = _layout(records, N, C, fill)
+    epochs, batch_ids = record_layout(records, N, C, fill)
     return EpochArrays(logp, epochs, batch_ids)
 
 
@@ -226,7 +227,7 @@ def save_compact(path, data_name, records, *, num_samples=None):
 _VERSIONS = {COMPACT_FORMAT: COMPACT_VERSION, STATS_FORMAT: STATS_VERSION}
 
 
-def _load_blob(path):
+def load_blob(path):
     """A torch-saved dynamics file (compact log or stats), format and version checked."""
     blob = torch.load(path, map_location="cpu", weights_only=True)
     fmt = blob.get("format") if isinstance(blob, dict) else None
@@ -269,7 +270,7 @@ def is_compact(path):
     return zipfile.is_zipfile(path)
 
 
-def _check_file(path):
+def check_file(path):
     if not os.path.isfile(path):
         raise UserError(f"training-dynamics file {path!r} not found; run get_training_dynamics.py first")
 
@@ -280,9 +281,9 @@ def load_dynamics(path):
     The reference pickle is read with ``pickle.load`` (trusted local files only, see module docstring).
     A stats file has no records: ``UserError``.
     """
-    _check_file(path)
+    check_file(path)
     if is_compact(path):
-        blob = _load_blob(path)
+        blob = load_blob(path)
         if blob["format"] == STATS_FORMAT:
             raise _no_records(path)
         return {"data-name": blob["data-name"], "training_dynamics": _compact_records(blob)}
@@ -293,14 +294,14 @@ def load_dynamics(path):
     return d
 
 
-def _check_nc(path, n, c, N, C):
+def check_nc(path, n, c, N, C):
     if (N is not None and N != n) or (C is not None and C != c):
         raise UserError(f"{path}: log has N={n} samples and C={c} classes, the data has N={N}, C={C}")
 
 
-def _compact_arrays(path, blob, N, C, dtype):
+def compact_arrays(path, blob, N, C, dtype):
     n, c = blob["num_samples"], blob["num_classes"]
-    _check_nc(path, n, c, N, C)
+    check_nc(path, n, c, N, C)
     epochs = blob["epochs"].tolist()
     logp = torch.empty(len(epochs), n, c, dtype=dtype)
     batch_ids = torch.empty(len(epochs), n, dtype=torch.int64)
@@ -316,7 +317,7 @@ def _compact_arrays(path, blob, N, C, dtype):
 
 def load_epoch_arrays(path, N=None, C=None, *, dtype=torch.float16):
     """``(data_name, EpochArrays)`` straight from a log file; the compact format skips rebuilding records."""
-    _check_file(path)
+    check_file(path)
     if not is_compact(path):
         d = load_dynamics(path)
         recs = d["training_dynamics"]
@@ -324,27 +325,7 @@ def load_epoch_arrays(path, N=None, C=None, *, dtype=torch.float16):
             N = 1 + max(int(r["idx"].max()) for r in recs if r["idx"].numel())
         C = C if C is not None else int(recs[0]["output"].shape[1])
         return d["data-name"], epoch_arrays(recs, N, C, dtype=dtype)
-    blob = _load_blob(path)
+    blob = load_blob(path)
     if blob["format"] == STATS_FORMAT:
         raise _no_records(path)
-    return blob["data-name"], _compact_arrays(path, blob, N, C, dtype)
-
-
-# ----------------------------------------------------------------------------------------------------
-# sufficient statistics of the scores (``--compact stats``)
-
-def load_score_input(path, N=None, C=None, *, dtype=torch.float16):
-    """``(data_name, dynamics, batch_ids)`` for ``utils.scores.compute_scores`` from any dynamics file:
-    ``dynamics`` = logp [E, N, C] (pickle, compact; ``dtype``) or ``DynamicsStats`` (stats file)."""
-    _check_file(path)
-    if not is_compact(path):
-        name, arr = load_epoch_arrays(path, N, C, dtype=dtype)
-        return name, arr.logp, arr.batch_ids
-    blob = _load_blob(path)
-    if blob["format"] == STATS_FORMAT:
-        from utils.dynamics_stats import stats_from_blob  # the statistics format lives there
-
-        st = stats_from_blob(path, blob, N, C)
-        return blob["data-name"], st, st.batch_ids
-    arr = _compact_arrays(path, blob, N, C, dtype)
-    return blob["data-name"], arr.logp, arr.batch_ids
+    return blob["data-name"], compact_arrays(path, blob, N, C, dtype)

@@ -11,15 +11,16 @@ import time
 import torch
 from tqdm import tqdm
 
+from condensation.dream import check_dream, dream_batches, dream_init
+from condensation.matchloss import feature_distances, grad_match_loss, matched_params, matchloss
+from condensation.run_files import (METRICS, check_resume_args, load_checkpoint, load_reference_resume, pack_rng,
+                                    reset_metrics, save_checkpoint, truncate_metrics, unpack_rng)
+from condensation.synthesizer import Synthesizer, save_grid
 from data.condensed import save_condensed
+from evaluation.protocol import evaluate_set
 from reg_ipcx import Regularizer, average_featlog, is_window, subset_prefix_sizes
-from utils.condense_io import (check_resume_args, load_checkpoint, load_reference_resume, pack_rng,
-                               reset_metrics, save_checkpoint, truncate_metrics, unpack_rng, METRICS)
 from utils.config import (Logger, UserError, append_jsonl, atomic_save, atomic_write_text, ensure_writable_dir,
                           rng_state, save_config, set_rng_state, set_seed)
-from utils.dream import check_dream, dream_batches, dream_init
-from utils.matchloss import feature_distances, grad_match_loss, matched_params, matchloss
-from utils.synthesizer import Synthesizer, save_grid
 from utils.train import StopTraining, train_one_epoch
 
 
@@ -291,8 +292,6 @@ class Condenser:
         the evaluations on or off never changes the condensed images."""
         if not self.eval_on:
             return
-        from test import evaluate_set  # late: test.py is a script module with heavy imports
-
         a = self.args
         ea = copy.copy(a)
         if a.eval_epochs > 0:

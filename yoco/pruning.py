@@ -18,6 +18,7 @@ import torch
 
 from utils.config import UserError
 from utils.img_loader import resolve_pruning_key, select_indices
+from yoco.scores import load_score_file
 
 CONDENSE_KEYS = ("idc", "dream", "mtt", "dsa", "kip")
 SINGLE_FORMATION = ("mtt", "dsa", "kip")  # stored at factor 1 (spec yoco §1.2)
@@ -119,8 +120,6 @@ def prune_decoded(args, x, y):
     Records what it did in ``args`` (score_file, topk, stop_epoch, pruning) for the results record.
     Randomness (random keys, --strata_random_select) uses the global RNGs seeded by test.py.
     """
-    from utils.scores import load_score_file
-
     explicit = set(getattr(args, "explicit", ()))
     C, f, N = int(args.nclass), int(args.factor), len(x)
     per = C * f * f

@@ -21,7 +21,6 @@ import torch
 import yaml
 
 from data.condensed import load_condensed
-from utils.arguments import condense_tag
 from utils.config import UserError, atomic_save, jsonable
 
 CHECKPOINT = "checkpoint.pt"
@@ -36,6 +35,62 @@ NUMBER_KEYS = (
     "start_idx", "adaptive_reg", "adaptive_period", "adaptive_class_wise", "interval", "nclass_sub",
     "phase", "test", "pt_from",
 )
+
+
+def condense_tag(args, lr_img_unscaled, marker=""):
+    """Folder suffix of a condensation run, exactly as the reference builds it (spec mdc §1.2 item 7).
+    ``marker`` (ours: ``_dream``, ``_noreg``) goes right before the partition and ``--tag`` parts."""
+    t = ""
+    if args.match == "grad":
+        t += "_grad" + ("_b" if args.bias else "") + ("_fc" if args.fc else "")
+    else:
+        t += f"_f{args.f_idx}"
+    if args.adaptive_reg:
+        if args.adaptive_period != 100:
+            t += f"_{args.adaptive_period}"
+        if args.adaptive_class_wise:
+            t += "_class_wise"
+    t += f"_{args.metric}"
+    if args.pt_from >= 0:
+        t += f"_pt{args.pt_from}_{args.pt_num}"
+    if args.fix_iter > 0:
+        t += f"_fix{args.fix_iter}"
+    if args.early > 0:
+        t += f"_ely{args.early}"
+    t += f"_nd{args.n_data}"
+    if args.inner_loop != 100:
+        t += f"_inloop{args.inner_loop}"
+    if args.mixup_net == "cut":
+        t += "_cut"
+    if args.lr != 0.01:
+        t += f"_nlr{args.lr}"
+    if args.weight_decay != 5e-4:
+        t += f"_wd{args.weight_decay}"
+    if args.niter != 500:
+        t += f"_niter{args.niter}"
+    t += f"_factor{args.factor}"
+    if args.decode_type != "single":
+        t += f"_{args.decode_type}"
+    if args.aug_type != "color_crop_cutout":
+        t += f"_{args.aug_type}"
+    t += f"_lr{lr_img_unscaled}"
+    if args.mom_img != 0.5:
+        t += f"_mom{args.mom_img}"
+    if args.batch_real != 64:
+        t += f"_b_real{args.batch_real}"
+    if args.batch_syn_max != 128:
+        t += f"_synmax{args.batch_syn_max}"
+    t += f"_{args.init}_ipc{args.ipc}"
+    if args.start_idx > 0:
+        t += f"_idx_{args.start_idx}"
+    t += marker
+    if args.nclass_sub > 0:
+        t += f"_{args.nclass_sub}"
+    if args.phase >= 0:
+        t += f"_phase{args.phase}"
+    if args.tag:
+        t += f"_{args.tag}"
+    return t
 
 
 def run_tag(args, noreg=True):

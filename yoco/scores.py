@@ -8,12 +8,12 @@ last_correctness, accumulated_margin, last_correct_count, correct_num, loss_epoc
 
 * ``kmeans_*`` / ``imbalance_kmeans_*`` need ``features`` (``model.embed`` of ckpt-last on clean images);
 * ``entropy`` / ``loss`` need ``logits_last`` (ckpt-last, eval mode, clean images);
-* ``loss_epoch`` (and ``use_loss``) needs ``batch_ids`` (from ``utils.dynamics_io.epoch_arrays``; a stats
+* ``loss_epoch`` (and ``use_loss``) needs ``batch_ids`` (from ``yoco.dynamics_io.epoch_arrays``; a stats
   file carries its own).
 A faithful score file therefore passes all three.
 
 Dynamics input: either ``logp`` [E, N, C] log-softmax (any float dtype; fp16 is lossless and is converted to
-float32 one epoch at a time) or a ``utils.dynamics_stats.DynamicsStats`` (the ``--compact stats`` file). Either
+float32 one epoch at a time) or a ``yoco.dynamics_stats.DynamicsStats`` (the ``--compact stats`` file). Either
 way every dynamics key is computed from per-epoch ``EpochStats`` (for ``logp``: ``EpochStats.from_logp``
 epoch by epoch), so both inputs share one set of formulas. Notation: ``p = exp(logp)``, ``y`` = dataset
 labels, epochs 0..E-1.
@@ -24,9 +24,9 @@ import pickle
 import torch
 
 from utils.config import UserError, registrar
-from utils.dynamics_io import atomic_pickle
-from utils.dynamics_stats import DynamicsStats, EpochStats
 from utils.kmeans import kmeans, nearest_to_centroids
+from yoco.dynamics_io import atomic_pickle
+from yoco.dynamics_stats import DynamicsStats, EpochStats
 
 KMEANS_NS = (1, 2, 5, 10)  # spec yoco §3.2: kmeans_{n}, n in {1, 2, 5, 10}
 
@@ -194,8 +194,8 @@ def compute_scores(dynamics, targets, *, stop_epoch, topk, use_loss=False, batch
                    features=None, factor=1, seed=0):
     """All score keys of spec yoco §3.3 as a dict (insertion order = reference computation order).
 
-    dynamics: logp [E, N, C] log-softmax per epoch (``utils.dynamics_io.epoch_arrays``) or a
-    ``utils.dynamics_stats.DynamicsStats`` (stats file; same scores up to float32 rounding); targets [N] labels;
+    dynamics: logp [E, N, C] log-softmax per epoch (``yoco.dynamics_io.epoch_arrays``) or a
+    ``yoco.dynamics_stats.DynamicsStats`` (stats file; same scores up to float32 rounding); targets [N] labels;
     stop_epoch E_stop (LBPE epochs are chosen in [0, E_stop)); topk an int or list of ints;
     batch_ids [E, N] batch position of each sample per epoch (for ``loss_epoch``; default for a
     ``DynamicsStats``: its own); logits_last [N, C]; features [N, D]; factor f (k-means K = n*f^2); seed for k-means.

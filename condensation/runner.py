@@ -1,0 +1,123 @@
+"""The condensation run shared by ``condense_reg.py``, ``condense.py`` and ``condense_reg_mp.py``
+(spec mdc §8): argument checks, the lr_img scaling, the real-data sampler, the two augmentations and
+the model factory, handed to ``condensation.loop.Condenser``. The scripts differ only in the folder,
+the classes they condense and whether the adaptive subset loss may be on.
+"""
+import argparse
+import math
+
+import torch.nn as nn
+
+from condensation.loop import Condenser
+from condensation.run_files import default_save_dir
+from data.datasets import imagenet_folder, imagenet_load_transform, imagenet_tensors, load_tensors, mean_std
+from data.loaders import ClassSampler
+from models import define_model
+from reg_ipcx import check_mdc_args
+from utils.arguments import add_reference_args
+from utils.augment import DiffAug, Normalize
+from utils.config import UserError, resolve_device, set_seed
+
+
+def condense_parser(description):
+    """The command line of condense_reg.py, condense.py and condense_reg_mp.py: the reference flags plus
+    ``--stop_after``."""
+    p = argparse.ArgumentParser(description=description)
+    add_reference_args(p)
+    p.add_argument("--stop_after", default=-1, type=int,
+                   help="debug: stop after this many outer iterations (a save point: data_{it}.pt + resume checkpoint)")
+    return p
+
+
+# ------------------------------------------------------------------------------------------------
+# setup
+
+
+def check_args(args, mp=False):
+    """One-line errors for inputs the loop cannot run with (spec mdc §9.5, §14 items 3, 8)."""
+    if args.ipc <= 0:
+        raise UserError(f"--ipc must be >= 1 (got {args.ipc}): the number of condensed images per class")
+    for name in ("lr_img", "lr", "mom_img", "momentum", "weight_decay"):
+        v = getattr(args, name)
+        if not math.isfinite(v) or v < 0 or (name == "lr_img" and v == 0):
+            raise UserError(f"--{name} must be a finite {'positive' if name == 'lr_img' else 'non-negative'} "
+                            f"number (got {v})")
+    if args.niter < 1 or args.inner_loop < 1 or args.niter * 100 // args.inner_loop < 1:
+        raise UserError("--niter and --inner_loop must be >= 1 with niter*100 >= inner_loop")
+    if args.slct_type not in ("idc", "dream"):
+        raise UserError(f"-s {args.slct_type} is an evaluation source; condensation supports -s idc or dream")
+    if args.pt_from >= 0:
+        raise UserError("--pt_from (pretrained condensation networks) is not supported; leave it at -1")
+    if args.adaptive_reg:
+        check_mdc_args(args.ipc, args.factor, args.decode_type, args.batch_syn_max)
+        if args.match != "grad":
+            raise UserError("--adaptive_reg True needs --match grad (spec mdc §9.2)")
+        if args.adaptive_period < 1:
+            raise UserError(f"--adaptive_period must be >= 1 (got {args.adaptive_period})")
+    if args.slct_type == "dream" and args.interval < 1:
+        raise UserError(f"--interval must be >= 1 (got {args.interval})")
+    if not mp and (args.nclass_sub > 0 or args.phase >= 0):
+        raise UserError("--nclass_sub/--phase are for condense_reg_mp.py (class partitions); "
+                        "condense_reg.py condenses every class")
+
+
+def tune_lr_img(args, lr_img):
+    """lr_img · (ipc/10) · (size/base)² (spec mdc §1.4): linear in ipc in practice."""
+    # the reference tests the dataset name: only "mnist" has base 28, Fashion (28 px) keeps base 32
+    base = {"imagenet": 224, "mnist": 28}.get(args.dataset, 32)
+    return lr_img * (args.ipc / 10) * (args.size / base) ** 2
+
+
+def finalize_args(args):
+    """Scale lr_img (spec mdc §1.4) once; the folder tag keeps the un-scaled value."""
+    if not hasattr(args, "lr_img_unscaled"):
+        args.lr_img_unscaled = args.lr_img
+        args.lr_img = tune_lr_img(args, args.lr_img)
+    return args
+
+
+def load_real(args, device):
+    """The condensation source as a ``ClassSampler`` (spec mdc §8.5). ImageNet is loaded with
+    phase 0 whatever ``--phase`` says (fixes spec mdc §14 item 8)."""
+    if args.dataset == "imagenet":
+        ds = imagenet_folder(args.imagenet_dir, "train", args.nclass, 0, args.dseed)
+        if args.load_memory:
+            x, y = imagenet_tensors(ds, args.size)
+            return ClassSampler(x, y, args.nclass, args.batch_real, device)
+        ds.transform = imagenet_load_transform(args.size)  # streaming: decoded per access
+        return ClassSampler(ds, ds.targets, args.nclass, args.batch_real, device)
+    x, y = load_tensors(args.dataset, args.data_dir, train=True, download=args.download)
+    return ClassSampler(x, y, args.nclass, args.batch_real, device)
+
+
+def diffaug(args, device):
+    """Matching augmentation (batch-shared) and the network-update augmentation (per sample),
+    both after Normalize (spec mdc §3 usage sites)."""
+    mean, std = mean_std(args.dataset)
+    norm = Normalize(mean, std).to(device)
+    aug = nn.Sequential(norm, DiffAug(args.aug_type, batch=True))
+    ops = args.aug_type.split("_")
+    if args.mixup_net == "cut":  # cutout is dropped when the network update uses CutMix
+        ops = [o for o in ops if o != "cutout"]
+    aug_rand = nn.Sequential(norm, DiffAug("_".join(ops) or "none", batch=False))
+    return aug, aug_rand
+
+
+def make_model_fn(args, device):
+    def fn():
+        return define_model(args, args.nclass).to(device)
+    return fn
+
+
+def run_condensation(args, classes=None, save_dir=None, noreg=True, save_plain=False, mp=False):
+    """Shared entry of condense_reg.py, condense.py and condense_reg_mp.py; returns the Condenser."""
+    check_args(args, mp=mp)
+    finalize_args(args)
+    device = resolve_device(args.device)
+    set_seed(args.seed, args.deterministic)
+    save_dir = save_dir or default_save_dir(args, noreg=noreg)
+    cond = Condenser(args, device, save_dir, load_real=load_real, diffaug=diffaug,
+                     model_fn=make_model_fn(args, device), classes=classes, save_plain=save_plain,
+                     eval_enabled=not mp)
+    cond.run()
+    return cond

@@ -1,0 +1,121 @@
+"""The evaluation protocol of a condensed set (spec mdc §11.2, yoco §6.2): train fresh networks on it
+and validate on the real test set. Called by ``test.py``, by the in-run evaluations of the
+condensation loop (``condensation.loop``) and, for YOCO's pruned sets, through ``test.py --slct_ipc``;
+the validation batches come from ``data.loaders.test_loader``.
+
+``train_protocol``: SGD lr / momentum / weight decay (0.01 / 0.9 / 5e-4), E epochs, LR × 0.2 at
+⌊2E/3⌋ and ⌊5E/6⌋ (stepped per epoch), per-sample DSA then CutMix (p = mix_p, β = 1), validations every
+⌊E/4⌋ epochs (and at the final epoch); it reports the best and the last of them. ``evaluate_set``
+repeats it ``--repeat`` times per evaluation network and reports mean ± std.
+"""
+import math
+import time
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from data.datasets import mean_std
+from data.loaders import TensorLoader, test_loader
+from models import create_model, define_model
+from utils.augment import DiffAug, Normalize, imagenet_train_transform
+from utils.config import UserError
+from utils.train import StopTraining, evaluate, train_one_epoch
+
+
+def milestones(epochs):
+    return [2 * epochs // 3, 5 * epochs // 6]
+
+
+def train_protocol(model, train_loader, val_loader, args, desc="eval", progress=True):
+    """Train a fresh ``model`` on a (condensed) set and validate 4 times (spec mdc §11.2).
+
+    Uses args.epochs, lr, momentum, weight_decay, dsa, dsa_strategy, mixup, mix_p, beta.
+    Returns a dict with best/last top-1, the validation curve and the wall time.
+    """
+    t0 = time.time()
+    opt = torch.optim.SGD(model.parameters(), args.lr, momentum=args.momentum, weight_decay=args.weight_decay)
+    sched = torch.optim.lr_scheduler.MultiStepLR(opt, milestones=milestones(args.epochs), gamma=0.2)
+    aug = DiffAug(args.dsa_strategy, batch=False) if args.dsa else None
+    freq = max(1, args.epochs // 4)  # the reference validates every E//4 epochs
+    best, last, curve = 0.0, 0.0, []
+    quiet = {} if progress else {"disable": True}  # otherwise TQDM_DISABLE in the environment decides
+    bar = tqdm(range(1, args.epochs + 1), desc=desc, leave=False, dynamic_ncols=True, **quiet)
+    for epoch in bar:
+        top1, _, loss = train_one_epoch(model, train_loader, opt, aug=aug, mixup=args.mixup, mix_p=args.mix_p,
+                                        beta=args.beta)
+        sched.step()
+        if not math.isfinite(loss):
+            raise StopTraining(f"non-finite loss at epoch {epoch}")
+        if epoch % freq == 0 or epoch == args.epochs:
+            acc = evaluate(model, val_loader)[0]
+            curve.append((epoch, acc))
+            best, last = max(best, acc), acc
+            bar.set_postfix(train=f"{top1:.1f}", test=f"{acc:.2f}", best=f"{best:.2f}")
+    return {"best": best, "last": last, "curve": curve, "seconds": time.time() - t0}
+
+
+def summarize(values):
+    """Mean and (population, as numpy) std of a list of accuracies."""
+    a = np.asarray(values, dtype=float)
+    return {"mean": float(a.mean()), "std": float(a.std())}
+
+
+def loaders(args, x, y, device, pre_normalised):
+    """Training batches of the condensed set and the validation batches (spec mdc §11.2)."""
+    if args.dataset == "imagenet":  # per-sample RRC, flip, jitter, lighting (spec mdc §11.2)
+        tf = imagenet_train_transform(args.size, rrc=args.rrc, from_tensor=True)
+        train = TensorLoader(x, y, args.batch_size, True, device, sample_transform=tf)
+        return train, test_loader(args, device, max(1, args.batch_size // 2), workers=args.workers)
+    # mtt/dsa/kip under YOCO are normalised a second time, consistently (spec yoco §1.2)
+    norm = Normalize(*mean_std(args.dataset)).to(device)
+    train = TensorLoader(x, y, args.batch_size, True, device, transform=None if pre_normalised else norm)
+    return train, test_loader(args, device, 500)
+
+
+def eval_nets(args):
+    """``--eval_net`` names, else the reference model; YOCO adds ResNet-10-BN and DenseNet for
+    pruned CIFAR sets unless ``--no_resnet`` (spec yoco §6.2)."""
+    if args.eval_net:
+        return [n.strip() for n in args.eval_net.split(",") if n.strip()]
+    nets = ["default"]
+    if args.slct_ipc > 0 and not args.no_resnet and args.dataset != "imagenet":
+        nets += ["resnet10_bn", "densenet"]
+    return nets
+
+
+def make_model(args, name, device):
+    if name == "default":
+        return define_model(args, args.nclass).to(device)
+    try:
+        return create_model(name, nclass=args.nclass, nch=args.nch, size=args.size, depth=args.depth,
+                            width=args.width, norm_type=args.norm_type, dataset=args.dataset).to(device)
+    except ValueError as e:
+        raise UserError(f"--eval_net: {e}")
+
+
+def evaluate_set(args, x, y, device, pre_normalised=False, log=print, done=None, on_run=None):
+    """Train ``args.repeat`` fresh networks per evaluation net; returns the per-net results.
+
+    ``done`` ({net: [finished runs]}) skips repeats finished by an interrupted invocation;
+    ``on_run(net, runs)`` is called after every repeat (test.py keeps them in a ``.partial`` file).
+    """
+    train, val = loaders(args, x, y, device, pre_normalised)
+    out = {}
+    for name in eval_nets(args):
+        label = args.net_type if name == "default" else name
+        runs = list((done or {}).get(label, []))[:args.repeat]
+        if runs:
+            log(f"[{label}] {len(runs)} of {args.repeat} repeats already done (resumed)")
+        for r in range(len(runs), args.repeat):
+            model = make_model(args, name, device)
+            res = train_protocol(model, train, val, args, desc=f"{label} {r + 1}/{args.repeat}")
+            runs.append(res)
+            log(f"[{label}] repeat {r + 1}: best {res['best']:.2f}  last {res['last']:.2f}  ({res['seconds']:.0f}s)")
+            if on_run is not None:
+                on_run(label, runs)
+        out[label] = {"runs": runs, "best": summarize([r["best"] for r in runs]),
+                      "last": summarize([r["last"] for r in runs])}
+        log(f"[{label}] best {out[label]['best']['mean']:.2f} ± {out[label]['best']['std']:.2f}   "
+            f"last {out[label]['last']['mean']:.2f} ± {out[label]['last']['std']:.2f}")
+    return out

@@ -1,0 +1,121 @@
+"""What ``test.py`` evaluates (spec mdc §11.1–§11.5, yoco §4–§6): the argument checks and the training
+set of every test type and source, decoded and, for YOCO, pruned.
+
+Test types: ``other`` (the whole set), ``cx_cy`` (the IPC-y prefix of an IPC-N set: the first y·f²
+decoded images per class; Baseline C and MDC rows), ``baseline_b`` (N separate IPC-1 runs). Sources
+(``-s``): a condensed folder or ``.pt`` (idc, dream; ``idc_cat`` merges class-partitioned runs),
+``random`` (the first ipc real images per class), and pre-normalised dc/dsa/kip/mtt tensors.
+"""
+import os
+
+import torch
+
+from data.condensed import class_prefix, load_decoded
+from data.datasets import first_per_class, imagenet_folder, imagenet_tensors, load_tensors
+from utils.arguments import ipc_epoch
+from utils.config import UserError
+from yoco.pruning import condensed_dir, default_factor, prune_decoded
+
+TEST_TYPES = ("other", "cx_cy", "baseline_b")
+PRE_NORMALISED = ("dc", "dsa", "kip", "mtt")  # MDC's -s loaders: stored normalised, no Normalize
+
+
+def file_format(args):
+    """YOCO's --condense_key, else MDC's -s (dsa/kip/mtt files have their own layouts)."""
+    if args.condense_key != "idc":
+        return args.condense_key
+    return args.slct_type if args.slct_type in ("dsa", "kip", "mtt") else "idc"
+
+
+def source_path(args):
+    if args.test_data_dir:
+        return args.test_data_dir
+    if args.custom_data_dir:
+        return args.custom_data_dir
+    if args.slct_ipc > 0:  # YOCO: the condensed set of --condense_key (spec yoco §1.1)
+        if args.ipc <= 0:
+            raise UserError("--slct_ipc needs --ipc IPC_F (or --test_data_dir <condensed set>)")
+        return condensed_dir(args.condense_key, args.dataset, args.ipc, args.nclass)
+    raise UserError("no condensed set given; pass --test_data_dir <folder or .pt> (or -s random)")
+
+
+def partition_paths(args, base):
+    """``-s idc_cat``: the class-partitioned runs ``{base}_{k}_phase{i}`` to concatenate (spec mdc §10)."""
+    if args.nclass_sub <= 0 or args.nclass % args.nclass_sub:
+        raise UserError(f"-s idc_cat needs --nclass_sub dividing --nclass {args.nclass}")
+    return [f"{base}_{args.nclass_sub}_phase{i}" for i in range(args.nclass // args.nclass_sub)]
+
+
+def baseline_b(args, base):
+    """N IPC-1 runs ``base``, ``base_idx_1`` … concatenated; the first y runs (spec mdc §11.5)."""
+    xs, ys = [], []
+    for k in range(args.ipcy):
+        folder = base if k == 0 else f"{base}_idx_{k}"
+        if not os.path.exists(folder):
+            raise UserError(f"baseline_b needs the --start_idx {k} run at {folder}")
+        d, dy, _ = load_decoded(folder, args.nclass, args.nch, args.size, args.factor, niter=args.niter, ipc=1)
+        xs.append(d)
+        ys.append(dy)
+    x, y = torch.cat(xs), torch.cat(ys)
+    order = torch.sort(y, stable=True).indices  # class-major like every other set we export
+    return x[order], y[order]
+
+
+def build_train_set(args):
+    """The (decoded) training images in [0, 1] (or pre-normalised), labels, and where they came from."""
+    if args.slct_type == "random":  # real-data subset baseline: first ipc images per class
+        if args.ipc <= 0:
+            raise UserError("-s random needs --ipc > 0")
+        if args.dataset == "imagenet":
+            ds = imagenet_folder(args.imagenet_dir, "train", args.nclass, args.phase, args.dseed, ipc=args.ipc)
+            x, y = imagenet_tensors(ds, args.size)
+            return x.float() / 255, y, f"{args.imagenet_dir}/train (first {args.ipc} per class)"
+        x, y = load_tensors(args.dataset, args.data_dir, train=True, download=args.download)
+        x, y = first_per_class(x, y, args.nclass, args.ipc)
+        return x.float() / 255, y, f"{args.dataset} train (first {args.ipc} per class)"
+    base = source_path(args)
+    if args.test_type == "baseline_b":
+        return (*baseline_b(args, base), base)
+    # test.py honours only the multi decode; bound falls back to single (spec mdc §11.3)
+    dtype = "multi" if args.decode_type == "multi" else "single"
+    if args.slct_type == "idc_cat":
+        paths, key, pinned = partition_paths(args, base), "idc", None
+    else:
+        paths, key = base, file_format(args)
+        pinned = args.ipc if args.ipc > 0 and (args.test_type == "cx_cy" or "ipc" in args.explicit) else None
+    x, y, per = load_decoded(paths, args.nclass, args.nch, args.size, args.factor, condense_key=key,
+                             niter=args.niter, ipc=pinned, decode_type=dtype, where=base)
+    if args.test_type == "cx_cy":
+        n_per = len(x) // args.nclass
+        keep = n_per * args.ipcy // per  # = ipcy·f² for single decoding
+        x, y = class_prefix(x, y, args.nclass, n_per, keep)
+    if args.slct_ipc > 0:
+        x, y = prune_decoded(args, x, y)  # YOCO selection (spec yoco §4-§5)
+    return x, y, base
+
+
+def validate_args(args):
+    """test.py's argument checks and derived settings (evaluation epochs, YOCO factor)."""
+    if args.test_type not in TEST_TYPES:
+        raise UserError(f"unknown --test_type {args.test_type!r}; choose one of {', '.join(TEST_TYPES)}")
+    if args.test_type in ("cx_cy", "baseline_b"):
+        if args.ipc <= 0 or args.ipcy <= 0:
+            raise UserError(f"--test_type {args.test_type} needs --ipc N and --ipcy y (1 <= y <= N)")
+        if args.ipcy > args.ipc:
+            raise UserError(f"--ipcy {args.ipcy} is larger than --ipc {args.ipc}; pass 1 <= --ipcy <= --ipc")
+        if args.dataset == "imagenet" and "epochs" not in args.explicit:
+            # fixed: the reference used the epochs of the full --ipc here (spec mdc §14 item 7)
+            args.epochs = ipc_epoch(args.ipcy, args.factor, args.nclass)
+    if args.slct_ipc > 0:  # YOCO pruning (spec yoco §4, §6.1)
+        if args.test_type != "other" or args.slct_type == "random":
+            raise UserError("--slct_ipc prunes a condensed set: use it with --test_type other and no -s random")
+        if 0 < args.ipc <= args.slct_ipc:
+            raise UserError(f"--slct_ipc {args.slct_ipc} must be smaller than --ipc {args.ipc} (IPC_T < IPC_F)")
+        if "factor" not in args.explicit:
+            args.factor = default_factor(args.condense_key, args.dataset)
+            if args.dataset == "imagenet" and "epochs" not in args.explicit:  # from IPC_F*f^2, as the reference (B14)
+                args.epochs = ipc_epoch(args.ipc, args.factor, args.nclass)
+    if args.repeat < 1 or args.epochs < 1:
+        raise UserError("--repeat and --epochs must be >= 1")
+    if args.same_compute and args.factor > 1:
+        args.epochs = max(1, args.epochs // args.factor**2)

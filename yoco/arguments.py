@@ -1,0 +1,33 @@
+"""The flags shared by YOCO's two scripts (``get_training_dynamics.py``, ``generate_importance_score.py``):
+which condensed set, where its dynamics and scores live (spec yoco §1.1, §2.1, §3.1). The reference
+spells them with dashes (``--custom-data-dir``); the underscore forms are accepted too.
+"""
+import argparse
+
+from utils.arguments import DATASETS
+from yoco.pruning import CONDENSE_KEYS
+
+NETWORKS = ("convnet", "resnet10_ap")
+
+
+def add_condensed_set_args(parser):
+    """Dataset, condense key, IPC / factor, network, folders and device, as both reference scripts declare them."""
+    a = parser.add_argument
+    hide = argparse.SUPPRESS
+    a("-d", "--dataset", choices=DATASETS, default="cifar10")
+    a("--condense_key", choices=CONDENSE_KEYS, default="idc")
+    a("--ipc", type=int, default=None, help="IPC of the condensed set (default: from the folder name / data)")
+    a("--factor", type=int, default=None, help="default 2 (CIFAR), 3 (ImageNet), 1 (mtt/dsa/kip)")
+    a("--network", choices=NETWORKS, default=None, help="default: convnet (ConvNet-3), resnet10_ap for ImageNet")
+    a("--custom-data-dir", "--custom_data_dir", dest="custom_data_dir", default=None,
+      help="condensed set (folder or .pt); default raid/condensed_img/... (spec yoco §1.1)")
+    a("--base-dir", dest="base_dir", default=None,
+      help="default raid/{reproduce_exp}/dynamics_and_scores/{condense_key}/{dataset}")
+    a("--task-name", dest="task_name", default=None, help="sub-folder of --base-dir (default ipc{IPC})")
+    a("--reproduce_exp", default="reproduce_3", help="which repetition: raid/{reproduce_exp}/... (B1 fixed)")
+    a("--device", default="auto", help="auto, cpu or cuda")
+    a("--gpuid", default="0", help=hide)  # unused by the reference; see --device
+    for k in ("mtt", "dsa", "kip"):
+        a(f"--load_{k}", action="store_true", help=hide)  # set from --condense_key in the reference
+    a("--random_selection", action="store_true", help=hide)
+    return parser
