@@ -25,12 +25,16 @@ def get_args_parser():
 
 
 def partition(args):
-    k, p = args.nclass_sub, args.phase
-    if k <= 0 or p < 0:
-        raise UserError("condense_reg_mp.py needs --nclass_sub k (>= 1) and --phase p (>= 0)")
-    if (p + 1) * k > args.nclass:
-        raise UserError(f"--phase {p} with --nclass_sub {k} goes past --nclass {args.nclass}; "
-                        f"use phases 0..{args.nclass // k - 1}")
+    """The classes of partition ``--phase p``: p·k … (p+1)·k−1 for ``--nclass_sub k`` (spec mdc §10)."""
+    k, p, n = args.nclass_sub, args.phase, args.nclass
+    allowed = [d for d in range(1, n + 1) if n % d == 0]
+    if k not in allowed:
+        raise UserError(f"--nclass_sub {k}: it is the number of classes each partition (one process) condenses "
+                        f"and must divide --nclass {n} so that every class is condensed once; "
+                        f"use one of {', '.join(map(str, allowed))}")
+    if not 0 <= p < n // k:
+        raise UserError(f"--phase {p}: it is the partition this process condenses; with --nclass_sub {k} and "
+                        f"--nclass {n} use 0..{n // k - 1}")
     return list(range(p * k, (p + 1) * k))
 
 

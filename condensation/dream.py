@@ -2,7 +2,9 @@
 
 * Initialisation: per class, k-means (euclidean, ``utils.kmeans``) on ``model.embed`` features of
   a freshly initialised network with k = ipc·f²; the real image nearest to each centroid, in
-  centroid order, feeds the ``mix`` tiles (decoded index d = centroid d).
+  centroid order, feeds the ``mix`` tiles (decoded index d = centroid d). With ``--init random``
+  (only possible at f = 1) the reference computes the picks and then ignores them: its random branch
+  takes the first ipc real images of each class; we do the same unless ``--dream_random_init picks``.
 * Real batches: every ``--interval`` inner steps, per class, k-means with k = batch_real on the
   current network's features; the images nearest to the centroids are that class's real batch
   until the next re-clustering.
@@ -24,8 +26,13 @@ def check_dream(args, model):
         raise UserError("-s dream keeps every training image in memory; pass --load_memory True")
 
 
+EMBED_CHUNK = 256  # the reference embeds a class in DataLoader batches of 256 (its query_strategies Data)
+
+
 @torch.no_grad()
-def embed_all(model, x, chunk=512):
+def embed_all(model, x, chunk=EMBED_CHUNK):
+    """``model.embed`` of ``x`` in chunks of 256 images, as the reference: with batch-norm networks in
+    train mode the chunking changes the features, hence the picks."""
     return torch.cat([model.embed(x[i:i + chunk]).flatten(1) for i in range(0, len(x), chunk)])
 
 
@@ -51,6 +58,17 @@ def dream_init(model, sampler, classes, n):
         if len(x) < n:
             raise UserError(f"class {c} has {len(x)} images, fewer than ipc*factor^2 = {n}")
         picked.append(nearest_images(model, x, n))
+    return picked
+
+
+def init_picks(args, model, sampler, classes, n):
+    """The real images the initialisation of a DREAM run uses (``picked`` of ``Synthesizer.init``), or None
+    for the reference's ``--init random`` branch, which takes the first ipc images of each class: the
+    picks are computed in every case (the same RNG stream), as the reference does (spec mdc §8.8)."""
+    check_dream(args, model)
+    picked = dream_init(model, sampler, classes, n)
+    if args.init == "random" and args.dream_random_init == "first":
+        return None
     return picked
 
 

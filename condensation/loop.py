@@ -11,7 +11,7 @@ import time
 import torch
 from tqdm import tqdm
 
-from condensation.dream import check_dream, dream_batches, dream_init
+from condensation.dream import dream_batches, init_picks
 from condensation.matchloss import feature_distances, grad_match_loss, matched_params, matchloss
 from condensation.run_files import (METRICS, check_resume_args, load_checkpoint, load_reference_resume, pack_rng,
                                     reset_metrics, save_checkpoint, truncate_metrics, unpack_rng)
@@ -70,12 +70,14 @@ class RealBatches:
 
 def network_update(model, opt_net, sampler, aug_rand, args):
     """``n_data`` real samples in all-class batches of batch_real, per-sample DiffAug and CutMix
-    (p = mix_p), repeated net_epoch times (spec mdc §8.6 "Network update"); nothing when n_data <= 0."""
+    (p = mix_p), repeated net_epoch times (spec mdc §8.6 "Network update"); nothing when n_data <= 0.
+    As the reference's ``train_epoch`` over its real loader, one update takes at most one loader
+    length of batches (``ClassSampler.batches_per_pass``; in mp mode the partial batch is dropped)."""
     if args.n_data <= 0:
         return
     for _ in range(args.net_epoch):
-        train_one_epoch(model, RealBatches(sampler), opt_net, aug=aug_rand, mixup=args.mixup_net,
-                        mix_p=args.mix_p, beta=args.beta, n_data=args.n_data)
+        train_one_epoch(model, RealBatches(sampler, sampler.batches_per_pass()), opt_net, aug=aug_rand,
+                        mixup=args.mixup_net, mix_p=args.mix_p, beta=args.beta, n_data=args.n_data)
 
 
 class Condenser:
@@ -138,9 +140,7 @@ class Condenser:
                  f"{self.save_dir} on {self.device}; {self.n_iter} outer iterations")
         picked = None
         if args.slct_type == "dream":  # k-means picks the init images (spec mdc §8.8)
-            model = self.model_fn()
-            check_dream(args, model)
-            picked = dream_init(model, self.sampler, self.classes, args.ipc * self.f2)
+            picked = init_picks(args, self.model_fn(), self.sampler, self.classes, args.ipc * self.f2)
         init = "mix" if picked is not None and args.init == "random" else args.init
         self.synset.init(self.sampler, init, args.start_idx, picked)
         save_grid(os.path.join(self.save_dir, "init.png"), self.synset.data)
@@ -157,7 +157,7 @@ class Condenser:
         """Fresh random network + ``early`` epochs on real data (spec mdc §8.6)."""
         self.new_model()
         a = self.args
-        n_batches = math.ceil(len(self.sampler.targets) / a.batch_real)
+        n_batches = self.sampler.batches_per_pass()
         for _ in range(a.early):
             train_one_epoch(self.model, RealBatches(self.sampler, n_batches), self.opt_net, aug=self.aug_rand,
                             mixup=a.mixup_net, mix_p=a.mix_p, beta=a.beta)

@@ -1,11 +1,11 @@
 """Files of a condensation run (spec mdc §8.6 saves, §8.7, §12): folder name, resume checkpoint,
 argument check on resume, metrics.
 
-Folder: ``raid/results/{datatag}/{modeltag}{tag}`` with the reference tag (spec mdc §1.2 item 7).
-A non-MDC ``condense_reg.py`` run with ipc ≥ 2 gets ``_noreg`` so Baseline C never shares MDC's
-folder (fixes spec mdc §14 item 12); DREAM runs get ``_dream`` (the reference tag could not tell
-them from an IDC run with ``--batch_real 128``). The mp suffixes ``_{k}_phase{p}`` and ``_{tag}``
-stay last so that ``test.py -s idc_cat`` finds the partitions from one base name.
+Folder: ``raid/results/{datatag}/{modeltag}{tag}`` with the reference tag (spec mdc §1.2 item 7;
+``--tag`` first, ``_dream`` right after it, as the reference). A non-MDC ``condense_reg.py`` run with
+ipc ≥ 2 gets ``_noreg`` so Baseline C never shares MDC's folder (fixes spec mdc §14 item 12). The mp
+suffixes ``_{k}_phase{p}`` stay last so that ``test.py -s idc_cat`` finds the partitions from one
+base name.
 
 Resume checkpoint ``checkpoint.pt`` (re-impl; the reference restored only the images and the
 iteration, spec mdc §12): images, image-optimiser momentum, network and its optimiser, regulariser
@@ -33,18 +33,24 @@ NUMBER_KEYS = (
     "init", "aug_type", "match", "metric", "bias", "fc", "f_idx", "niter", "inner_loop", "early",
     "fix_iter", "net_epoch", "n_data", "batch_real", "batch_syn_max", "lr_img", "mom_img", "slct_type",
     "start_idx", "adaptive_reg", "adaptive_period", "adaptive_class_wise", "interval", "nclass_sub",
-    "phase", "test", "pt_from",
+    "phase", "test", "pt_from", "dream_random_init",
 )
 
 
 def condense_tag(args, lr_img_unscaled, marker=""):
-    """Folder suffix of a condensation run, exactly as the reference builds it (spec mdc §1.2 item 7).
-    ``marker`` (ours: ``_dream``, ``_noreg``) goes right before the partition and ``--tag`` parts."""
-    t = ""
-    if args.match == "grad":
-        t += "_grad" + ("_b" if args.bias else "") + ("_fc" if args.fc else "")
-    else:
+    """Folder suffix of a condensation run, built as the reference's ``argument.py`` builds it (spec mdc
+    §1.2 item 7, read from the code): ``_{tag}`` first, ``_dream`` for DREAM runs, then matching, MDC
+    period, network-update, multi-formation and image-update parts (``_mom`` is the *network* momentum
+    ``--momentum``; ``--mom_img`` never enters the name), ``_{init}_ipc{ipc}``, ``_idx_{start_idx}``.
+    ``marker`` (ours: ``_noreg``) goes right before the partition parts ``_{k}_phase{p}``, which stay
+    last so that ``test.py -s idc_cat`` finds the partitions from one base name."""
+    t = f"_{args.tag}" if args.tag else ""
+    if args.slct_type == "dream":
+        t += "_dream"
+    if args.match == "feat":
         t += f"_f{args.f_idx}"
+    elif args.match == "grad":
+        t += "_grad" + ("_b" if args.bias else "") + ("_fc" if args.fc else "")
     if args.adaptive_reg:
         if args.adaptive_period != 100:
             t += f"_{args.adaptive_period}"
@@ -52,14 +58,15 @@ def condense_tag(args, lr_img_unscaled, marker=""):
             t += "_class_wise"
     t += f"_{args.metric}"
     if args.pt_from >= 0:
-        t += f"_pt{args.pt_from}_{args.pt_num}"
+        t += f"_pt{args.pt_from}" + (f"_{args.pt_num}" if args.pt_num > 1 else "")
     if args.fix_iter > 0:
         t += f"_fix{args.fix_iter}"
     if args.early > 0:
         t += f"_ely{args.early}"
-    t += f"_nd{args.n_data}"
-    if args.inner_loop != 100:
-        t += f"_inloop{args.inner_loop}"
+    if args.n_data >= 0:
+        t += f"_nd{args.n_data}"
+        if args.inner_loop != 100:
+            t += f"_inloop{args.inner_loop}"
     if args.mixup_net == "cut":
         t += "_cut"
     if args.lr != 0.01:
@@ -68,36 +75,38 @@ def condense_tag(args, lr_img_unscaled, marker=""):
         t += f"_wd{args.weight_decay}"
     if args.niter != 500:
         t += f"_niter{args.niter}"
-    t += f"_factor{args.factor}"
-    if args.decode_type != "single":
-        t += f"_{args.decode_type}"
+    if args.factor > 0:
+        t += f"_factor{args.factor}"
+        if args.decode_type != "single":
+            t += f"_{args.decode_type}"
     if args.aug_type != "color_crop_cutout":
         t += f"_{args.aug_type}"
     t += f"_lr{lr_img_unscaled}"
-    if args.mom_img != 0.5:
-        t += f"_mom{args.mom_img}"
+    if args.momentum != 0.9:
+        t += f"_mom{args.momentum}"
     if args.batch_real != 64:
         t += f"_b_real{args.batch_real}"
     if args.batch_syn_max != 128:
         t += f"_synmax{args.batch_syn_max}"
     t += f"_{args.init}_ipc{args.ipc}"
-    if args.start_idx > 0:
+    if args.start_idx != 0:
         t += f"_idx_{args.start_idx}"
     t += marker
     if args.nclass_sub > 0:
         t += f"_{args.nclass_sub}"
     if args.phase >= 0:
         t += f"_phase{args.phase}"
-    if args.tag:
-        t += f"_{args.tag}"
     return t
 
 
 def run_tag(args, noreg=True):
-    """Reference tag (with the un-scaled lr_img), plus ``_dream``/``_noreg`` before the mp/tag parts."""
-    marker = "_dream" if args.slct_type == "dream" else ""
+    """Reference tag (with the un-scaled lr_img), plus our markers before the mp parts: ``_noreg`` for a
+    ``condense_reg.py`` run without MDC (ipc >= 2), ``_picks`` for ``--dream_random_init picks``."""
+    marker = ""
     if noreg and not args.adaptive_reg and args.ipc >= 2:
         marker += "_noreg"
+    if args.slct_type == "dream" and args.init == "random" and args.dream_random_init == "picks":
+        marker += "_picks"
     return condense_tag(args, args.lr_img_unscaled, marker)
 
 

@@ -4,6 +4,7 @@ the model factory, handed to ``condensation.loop.Condenser``. The scripts differ
 the classes they condense and whether the adaptive subset loss may be on.
 """
 import argparse
+import functools
 import math
 
 import torch.nn as nn
@@ -76,18 +77,19 @@ def finalize_args(args):
     return args
 
 
-def load_real(args, device):
+def load_real(args, device, drop_last=False):
     """The condensation source as a ``ClassSampler`` (spec mdc §8.5). ImageNet is loaded with
-    phase 0 whatever ``--phase`` says (fixes spec mdc §14 item 8)."""
+    phase 0 whatever ``--phase`` says (fixes spec mdc §14 item 8). ``drop_last``: all-class batches
+    drop the partial batch of each pass (``condense_reg_mp.py``, as its reference loader)."""
     if args.dataset == "imagenet":
         ds = imagenet_folder(args.imagenet_dir, "train", args.nclass, 0, args.dseed)
         if args.load_memory:
             x, y = imagenet_tensors(ds, args.size)
-            return ClassSampler(x, y, args.nclass, args.batch_real, device)
+            return ClassSampler(x, y, args.nclass, args.batch_real, device, drop_last)
         ds.transform = imagenet_load_transform(args.size)  # streaming: decoded per access
-        return ClassSampler(ds, ds.targets, args.nclass, args.batch_real, device)
+        return ClassSampler(ds, ds.targets, args.nclass, args.batch_real, device, drop_last)
     x, y = load_tensors(args.dataset, args.data_dir, train=True, download=args.download)
-    return ClassSampler(x, y, args.nclass, args.batch_real, device)
+    return ClassSampler(x, y, args.nclass, args.batch_real, device, drop_last)
 
 
 def diffaug(args, device):
@@ -116,7 +118,7 @@ def run_condensation(args, classes=None, save_dir=None, noreg=True, save_plain=F
     device = resolve_device(args.device)
     set_seed(args.seed, args.deterministic)
     save_dir = save_dir or default_save_dir(args, noreg=noreg)
-    cond = Condenser(args, device, save_dir, load_real=load_real, diffaug=diffaug,
+    cond = Condenser(args, device, save_dir, load_real=functools.partial(load_real, drop_last=mp), diffaug=diffaug,
                      model_fn=make_model_fn(args, device), classes=classes, save_plain=save_plain,
                      eval_enabled=not mp)
     cond.run()

@@ -62,8 +62,9 @@ class ClassSampler:
     returning ``(image_tensor, label)`` (streaming). Outputs are float in [0, 1] on ``device``.
     """
 
-    def __init__(self, images, targets, nclass, batch_size, device="cpu"):
+    def __init__(self, images, targets, nclass, batch_size, device="cpu", drop_last=False):
         self.device = torch.device(device)
+        self.drop_last = drop_last
         self.in_memory = torch.is_tensor(images)
         self.images = images.to(self.device) if self.in_memory else images
         self.targets = torch.as_tensor(targets).long()
@@ -100,11 +101,20 @@ class ClassSampler:
         return x, torch.full((len(idx),), c, dtype=torch.long, device=self.device)
 
     def sample(self):
-        """The next all-class batch of ``batch_size`` from a persistent shuffled pass (no drop_last)."""
-        if len(self._all_queue) == 0:
+        """The next all-class batch of ``batch_size`` from a persistent shuffled pass over the training
+        set. Without ``drop_last`` a pass ends with its partial batch (the reference's
+        ``ClassMemDataLoader``); with it the remainder is dropped and a new pass starts (the
+        ``drop_last=True`` loader of the reference's ``condense_reg_mp.py``)."""
+        if len(self._all_queue) < (self.batch_size if self.drop_last else 1):
             self._all_queue = torch.randperm(len(self.targets))
         idx, self._all_queue = self._all_queue[:self.batch_size], self._all_queue[self.batch_size:]
         return self._fetch(idx), self.targets[idx].to(self.device)
+
+    def batches_per_pass(self):
+        """Length of the reference's real-data loader: the most all-class batches one network-update
+        or ``early`` epoch takes (ceil(N / batch), floor with ``drop_last``, at least 1)."""
+        n = len(self.targets)
+        return max(1, n // self.batch_size if self.drop_last else -(-n // self.batch_size))
 
     def state_dict(self):
         return {"cls_queue": list(self._cls_queue), "all_queue": self._all_queue}

@@ -106,6 +106,9 @@ def add_reference_args(parser):
     a("--ipcy", default=-1, type=int)
     a("--test_data_dir", default="", type=str)
     a("--interval", default=10, type=int)
+    a("--dream_random_init", default="first", choices=["first", "picks"],
+      help="-s dream with --init random (f = 1): 'first' = the first ipc real images of each class, ignoring "
+           "the k-means picks (the reference); 'picks' = initialise from the DREAM picks (folder gets _picks)")
     a("--use_aim", default=False, type=str2bool, help="accepted for compatibility; aim is not used")
     a("--aim_repo", default=".aim", type=str)
     a("--run_name", default="default_run", type=str)
