@@ -24,7 +24,7 @@ def add_condensed_set_args(parser):
     a("--base-dir", dest="base_dir", default=None,
       help="default raid/{reproduce_exp}/dynamics_and_scores/{condense_key}/{dataset}")
     a("--task-name", dest="task_name", default=None, help="sub-folder of --base-dir (default ipc{IPC})")
-    a("--reproduce_exp", default="reproduce_3", help="which repetition: raid/{reproduce_exp}/... (B1 fixed)")
+    a("--reproduce_exp", default="reproduce_3", help="which repetition: raid/{reproduce_exp}/...")
     a("--device", default="auto", help="auto, cpu or cuda")
     a("--gpuid", default="0", help=hide)  # unused by the reference; see --device
     for k in ("mtt", "dsa", "kip"):
