@@ -16,7 +16,7 @@ classes of phase 0 (as the reference mp script, which ignored ``--phase`` there)
 evaluations are off (evaluate the merged set with ``test.py -s idc_cat``).
 """
 from condensation.runner import condense_parser, run_condensation
-from utils.arguments import cli
+from utils.arguments import check_nclass_sub, cli
 from utils.config import UserError
 
 
@@ -27,11 +27,7 @@ def get_args_parser():
 def partition(args):
     """The classes of partition ``--phase p``: p·k … (p+1)·k−1 for ``--nclass_sub k`` (spec mdc §10)."""
     k, p, n = args.nclass_sub, args.phase, args.nclass
-    allowed = [d for d in range(1, n + 1) if n % d == 0]
-    if k not in allowed:
-        raise UserError(f"--nclass_sub {k}: it is the number of classes each partition (one process) condenses "
-                        f"and must divide --nclass {n} so that every class is condensed once; "
-                        f"use one of {', '.join(map(str, allowed))}")
+    check_nclass_sub(k, n)
     if not 0 <= p < n // k:
         raise UserError(f"--phase {p}: it is the partition this process condenses; with --nclass_sub {k} and "
                         f"--nclass {n} use 0..{n // k - 1}")

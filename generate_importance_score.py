@@ -25,7 +25,7 @@ from utils.arguments import cli
 from utils.augment import Normalize
 from utils.config import UserError, resolve_device, set_seed
 from yoco.arguments import add_condensed_set_args
-from yoco.dynamics import data_settings, load_decoded, resolve_paths
+from yoco.dynamics import data_settings, load_condensed_set, resolve_paths
 from yoco.dynamics_stats import load_score_input
 from yoco.pruning import default_stop_epoch, default_topk, find_td_file, score_name
 from yoco.scores import compute_scores, save_score_file
@@ -97,7 +97,7 @@ def main(args):
     resolve_paths(args)
     device = resolve_device(args.device)
     set_seed(args.seed)
-    x, y = load_decoded(args)
+    x, y = load_condensed_set(args)
     folder = os.path.join(args.base_dir, args.task_name or f"ipc{args.ipc}")
     stop = args.stop_epoch if args.stop_epoch is not None else default_stop_epoch(args.condense_key, args.dataset)
     topk = parse_topk(args.topk) if args.topk is not None else [default_topk(args.condense_key)]

@@ -28,7 +28,7 @@ from utils.arguments import cli
 from utils.config import UserError, atomic_save, resolve_device, save_config, set_seed, str2bool
 from utils.train import evaluate
 from yoco.arguments import add_condensed_set_args
-from yoco.dynamics import (DSA_STRATEGY, STATE, DynamicsTrainer, TextLog, load_decoded, load_state, resolve_paths,
+from yoco.dynamics import (DSA_STRATEGY, STATE, DynamicsTrainer, TextLog, load_condensed_set, load_state, resolve_paths,
                            resolve_settings, save_state, test_loader, write_outputs)
 from yoco.dynamics_io import DynamicsLog
 
@@ -70,7 +70,7 @@ def main(args):
     resolve_paths(args)
     device = resolve_device(args.device)
     set_seed(args.seed)
-    x, y = load_decoded(args)
+    x, y = load_condensed_set(args)
     task = args.task_name or f"ipc{args.ipc}"
     out_dir = os.path.join(args.base_dir, task)
     resume_dir = os.path.join(out_dir, "resume")

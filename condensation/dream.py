@@ -62,14 +62,15 @@ def dream_init(model, sampler, classes, n):
 
 
 def init_picks(args, model, sampler, classes, n):
-    """The real images the initialisation of a DREAM run uses (``picked`` of ``Synthesizer.init``), or None
-    for the reference's ``--init random`` branch, which takes the first ipc images of each class: the
-    picks are computed in every case (the same RNG stream), as the reference does (spec mdc §8.8)."""
+    """``(init_type, picked)`` for ``Synthesizer.init`` of a DREAM run: the k-means picks feed the mix
+    tiles; with ``--init random`` the reference computes the picks (the same RNG stream) and then takes
+    the first ipc images of each class instead (spec mdc §8.8): ``("random", None)`` unless
+    ``--dream_random_init picks``."""
     check_dream(args, model)
     picked = dream_init(model, sampler, classes, n)
-    if args.init == "random" and args.dream_random_init == "first":
-        return None
-    return picked
+    if args.init != "random":
+        return args.init, picked
+    return ("random", None) if args.dream_random_init == "first" else ("mix", picked)
 
 
 def dream_batches(model, sampler, classes, batch_real):

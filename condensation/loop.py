@@ -13,14 +13,14 @@ from tqdm import tqdm
 
 from condensation.dream import dream_batches, init_picks
 from condensation.matchloss import feature_distances, grad_match_loss, matched_params, matchloss
-from condensation.run_files import (METRICS, check_resume_args, load_checkpoint, load_reference_resume, pack_rng,
-                                    reset_metrics, save_checkpoint, truncate_metrics, unpack_rng)
+from condensation.run_files import (METRICS, check_resume_args, load_checkpoint, load_reference_resume,
+                                    reset_metrics, save_checkpoint, truncate_metrics)
 from condensation.synthesizer import Synthesizer, save_grid
 from data.condensed import save_condensed
 from evaluation.protocol import evaluate_set
 from reg_ipcx import Regularizer, average_featlog, is_window, subset_prefix_sizes
 from utils.config import (Logger, UserError, append_jsonl, atomic_save, atomic_write_text, ensure_writable_dir,
-                          rng_state, save_config, set_rng_state, set_seed)
+                          pack_rng, rng_state, save_config, set_rng_state, set_seed, unpack_rng)
 from utils.train import StopTraining, train_one_epoch
 
 
@@ -138,10 +138,9 @@ class Condenser:
         reset_metrics(self.save_dir)
         self.log(f"condensing {len(self.classes)} classes x {args.ipc} images (factor {args.factor}) into "
                  f"{self.save_dir} on {self.device}; {self.n_iter} outer iterations")
-        picked = None
+        init, picked = args.init, None
         if args.slct_type == "dream":  # k-means picks the init images (spec mdc §8.8)
-            picked = init_picks(args, self.model_fn(), self.sampler, self.classes, args.ipc * self.f2)
-        init = "mix" if picked is not None and args.init == "random" else args.init
+            init, picked = init_picks(args, self.model_fn(), self.sampler, self.classes, args.ipc * self.f2)
         self.synset.init(self.sampler, init, args.start_idx, picked)
         save_grid(os.path.join(self.save_dir, "init.png"), self.synset.data)
         self.evaluate(0)

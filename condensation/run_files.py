@@ -16,7 +16,6 @@ import json
 import math
 import os
 
-import numpy as np
 import torch
 import yaml
 
@@ -145,22 +144,6 @@ def check_resume_args(args, folder):
     if diff:
         raise UserError(f"cannot resume {folder}: it was run with different settings ({'; '.join(diff)}); "
                         "use the original flags or another --save_dir")
-
-
-def pack_rng(st):
-    """``utils.config.rng_state()`` with the numpy key array as a tensor (weights_only-loadable)."""
-    st = dict(st)
-    name, keys, pos, has_gauss, cached = st["numpy"]
-    st["numpy"] = (name, torch.from_numpy(np.asarray(keys).astype(np.int64)), int(pos), int(has_gauss),
-                   float(cached))
-    return st
-
-
-def unpack_rng(st):
-    st = dict(st)
-    name, keys, pos, has_gauss, cached = st["numpy"]
-    st["numpy"] = (name, keys.numpy().astype(np.uint32), pos, has_gauss, cached)
-    return st
 
 
 def save_checkpoint(folder, state):

@@ -12,7 +12,7 @@ import torch
 
 from data.condensed import class_prefix, load_decoded
 from data.datasets import first_per_class, imagenet_folder, imagenet_tensors, load_tensors
-from utils.arguments import ipc_epoch
+from utils.arguments import check_nclass_sub, ipc_epoch
 from utils.config import UserError
 from yoco.pruning import condensed_dir, default_factor, prune_decoded
 
@@ -41,8 +41,7 @@ def source_path(args):
 
 def partition_paths(args, base):
     """``-s idc_cat``: the class-partitioned runs ``{base}_{k}_phase{i}`` to concatenate (spec mdc §10)."""
-    if args.nclass_sub <= 0 or args.nclass % args.nclass_sub:
-        raise UserError(f"-s idc_cat needs --nclass_sub dividing --nclass {args.nclass}")
+    check_nclass_sub(args.nclass_sub, args.nclass)
     return [f"{base}_{args.nclass_sub}_phase{i}" for i in range(args.nclass // args.nclass_sub)]
 
 

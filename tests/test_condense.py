@@ -13,14 +13,14 @@ import condense_reg
 import condensation.loop as loop
 from condense import ROOT as IDC_ROOT
 from condensation.matchloss import matched_params
-from condensation.run_files import check_resume_args, condense_tag, default_save_dir, pack_rng, unpack_rng
+from condensation.run_files import check_resume_args, condense_tag, default_save_dir
 from condensation.runner import check_args, diffaug, finalize_args, run_condensation
 from condensation.synthesizer import Synthesizer, mix_tiles, tile_sizes
 from condense_reg import get_args_parser
 from data.condensed import decode_class
 from models import create_model
 from utils.arguments import parse_args
-from utils.config import UserError, rng_state, save_config
+from utils.config import UserError, pack_rng, rng_state, save_config, unpack_rng
 
 
 def args_of(*argv):

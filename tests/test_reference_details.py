@@ -43,21 +43,20 @@ def test_dream_random_init_f1(mode):
     model = create_model("convnet", nclass=3, nch=3, size=8, depth=2, width=0.125, norm_type="instance")
     ipc = 2
     torch.manual_seed(1)
-    picked = init_picks(args, model, sampler, [0, 1, 2], ipc)
+    init, picked = init_picks(args, model, sampler, [0, 1, 2], ipc)
     rng_after = torch.get_rng_state()
     torch.manual_seed(1)
     expect_picks = dream_init(model, sampler, [0, 1, 2], ipc)
     assert torch.equal(torch.get_rng_state(), rng_after)  # the k-means ran in both modes
     syn = Synthesizer(types.SimpleNamespace(ipc=ipc, factor=1, decode_type="single", batch_syn_max=128), 3, 3, 8,
                       "cpu", [0, 1, 2])
-    init = "mix" if picked is not None else "random"  # as Condenser.init
     syn.init(sampler, init, 0, picked)
     first = torch.cat([x[y == c][:ipc] for c in range(3)]).float() / 255
     if mode == "first":
-        assert picked is None
+        assert (init, picked) == ("random", None)
         assert torch.equal(syn.data.detach(), first)
     else:
-        assert all(torch.equal(p, e) for p, e in zip(picked, expect_picks))
+        assert init == "mix" and all(torch.equal(p, e) for p, e in zip(picked, expect_picks))
         assert torch.equal(syn.data.detach(), torch.cat(expect_picks))
         assert not torch.equal(syn.data.detach(), first)
 

@@ -94,13 +94,13 @@ def test_pipeline_idc_default_paths(fake_root, tmp_path):
 
 def test_dsa_format_loads_at_factor_1(tmp_path):
     from get_training_dynamics import get_args_parser
-    from yoco.dynamics import data_settings, load_decoded, resolve_paths
+    from yoco.dynamics import data_settings, load_condensed_set, resolve_paths
 
     x, y = condensed(seed=1)
     torch.save({"data": [[x, y]]}, tmp_path / "data.pt")  # DSA result dict, first experiment
     args = get_args_parser().parse_args(["--condense_key", "dsa", "--custom-data-dir", str(tmp_path)])
     resolve_paths(data_settings(args))
-    dx, dy = load_decoded(args)
+    dx, dy = load_condensed_set(args)
     assert args.factor == 1 and args.ipc == IPC_F and torch.equal(dx, x) and torch.equal(dy, y)
     assert args.base_dir == os.path.join("raid", "reproduce_3", "dynamics_and_scores", "dsa", "cifar10")
 

@@ -209,6 +209,16 @@ def _default(args, explicit, key, value):
         setattr(args, key, value)
 
 
+def check_nclass_sub(k, nclass):
+    """``--nclass_sub k`` of class-partitioned runs (condense_reg_mp.py, ``test.py -s idc_cat``, spec mdc §10)
+    must divide ``--nclass`` so that every class is condensed exactly once."""
+    allowed = [d for d in range(1, nclass + 1) if nclass % d == 0]
+    if k not in allowed:
+        raise UserError(f"--nclass_sub {k}: it is the number of classes each partition (one process) condenses "
+                        f"and must divide --nclass {nclass} so that every class is condensed once; "
+                        f"use one of {', '.join(map(str, allowed))}")
+
+
 def ipc_epoch(ipc, factor, nclass=10, bound=-1):
     """ImageNet evaluation epochs from the decoded count (spec mdc §1.3)."""
     n = ipc * factor**2

@@ -107,6 +107,23 @@ def set_rng_state(st):
         torch.cuda.set_rng_state_all(st["cuda"])
 
 
+def pack_rng(st):
+    """``rng_state()`` with the numpy key array as a tensor, so that a resume file holding it loads with
+    ``torch.load(weights_only=True)``; ``unpack_rng`` turns it back."""
+    st = dict(st)
+    name, keys, pos, has_gauss, cached = st["numpy"]
+    st["numpy"] = (name, torch.from_numpy(np.asarray(keys).astype(np.int64)), int(pos), int(has_gauss),
+                   float(cached))
+    return st
+
+
+def unpack_rng(st):
+    st = dict(st)
+    name, keys, pos, has_gauss, cached = st["numpy"]
+    st["numpy"] = (name, keys.numpy().astype(np.uint32), pos, has_gauss, cached)
+    return st
+
+
 def atomic_write(path, write):
     """Call ``write(f)`` on a temp file in the target folder, then rename it into place."""
     d = os.path.dirname(os.path.abspath(path)) or "."

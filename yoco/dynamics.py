@@ -17,13 +17,13 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from data.condensed import load_decoded as load_condensed_decoded
+from data.condensed import load_decoded
 from data.datasets import INFO, mean_std
 from data.loaders import TensorLoader
 from data.loaders import test_loader as real_test_loader
 from models import create_model
 from utils.augment import DiffAug, Normalize, imagenet_train_transform
-from utils.config import UserError, atomic_save, rng_state, set_rng_state
+from utils.config import UserError, atomic_save, pack_rng, rng_state, set_rng_state, unpack_rng
 from utils.train import train_one_epoch
 from yoco.dynamics_io import save_compact, save_reference_pickle
 from yoco.dynamics_stats import save_stats
@@ -89,11 +89,11 @@ def resolve_paths(args):
     return args
 
 
-def load_decoded(args):
+def load_condensed_set(args):
     """Decoded pixels [N, C, H, W] and labels (spec yoco §1.2–1.3) through ``data.condensed.load_decoded``;
     sets args.ipc (from the data when not given) and args.num_samples."""
-    x, y, args.ipc = load_condensed_decoded(args.custom_data_dir, args.nclass, args.nch, args.size, args.factor,
-                                            condense_key=args.condense_key, ipc=args.ipc)
+    x, y, args.ipc = load_decoded(args.custom_data_dir, args.nclass, args.nch, args.size, args.factor,
+                                  condense_key=args.condense_key, ipc=args.ipc)
     args.num_samples = len(x)
     return x, y
 
@@ -196,8 +196,8 @@ def save_state(resume_dir, trainer, log, chunks, epoch_done, best):
         save_chunk(os.path.join(resume_dir, name), log.records)
         chunks.append(name)
         log.records.clear()
-    # own resume state: holds python/numpy RNG states (pickled objects), so it is read with weights_only=False
-    atomic_save({"epoch_done": epoch_done, "trainer": trainer.state_dict(), "rng": rng_state(), "best": best,
+    # tensors and plain values only (the numpy RNG key packed as a tensor): read back with weights_only=True
+    atomic_save({"epoch_done": epoch_done, "trainer": trainer.state_dict(), "rng": pack_rng(rng_state()), "best": best,
                  "chunks": list(chunks), "signature": run_signature(trainer.args)}, os.path.join(resume_dir, STATE))
 
 
@@ -205,14 +205,14 @@ def load_state(resume_dir, trainer):
     path = os.path.join(resume_dir, STATE)
     if not os.path.isfile(path):
         raise UserError(f"--resume: no interrupted run in {resume_dir}; run without --resume")
-    st = torch.load(path, map_location="cpu", weights_only=False)  # our own file, see save_state
+    st = torch.load(path, map_location="cpu", weights_only=True)
     want = run_signature(trainer.args)
     diff = [k for k in want if st["signature"].get(k) != want[k]]
     if diff:
         raise UserError(f"--resume: the interrupted run used other settings ({', '.join(diff)}); "
                         "repeat its command line or start over without --resume")
     trainer.load_state_dict(st["trainer"])
-    set_rng_state(st["rng"])
+    set_rng_state(unpack_rng(st["rng"]))
     return st["epoch_done"], st["best"], list(st["chunks"])
 
 
