@@ -6,13 +6,13 @@ trains works on float tensors in [0, 1] and normalises on the fly. Nothing is do
 """
 import gzip
 import os
-import pickle
 import struct
 
 import numpy as np
 import torch
 
 from utils.config import UserError
+from utils.safe_pickle import load_pickle
 
 # spec mdc §2.1
 MEANS = {
@@ -86,21 +86,37 @@ def _load_mnist_like(name, root, train, download):
 
 def _presence_checked(cls):
     """torchvision's class, but a present file counts as intact: its md5 check re-reads the whole
-    dataset on every load (seconds for CIFAR); ``--download`` still verifies what it fetches."""
+    dataset on every load; ``--download`` still verifies what it fetches."""
 
     class Checked(cls):
         def _check_integrity(self):
-            files = getattr(self, "train_list", []) + getattr(self, "test_list", [])
-            if files:
-                return all(os.path.exists(os.path.join(self.root, self.base_folder, f[0])) for f in files)
             return os.path.exists(os.path.join(self.root, self.filename))
-
-        def _load_meta(self):  # CIFAR: class names, read without the md5 check
-            with open(os.path.join(self.root, self.base_folder, self.meta["filename"]), "rb") as f:
-                self.classes = pickle.load(f, encoding="latin1")[self.meta["key"]]
 
     Checked.__name__ = cls.__name__
     return Checked
+
+
+# torchvision's CIFAR layout: folder, train batches, test batches, label key
+CIFAR_FILES = {"cifar10": ("cifar-10-batches-py", [f"data_batch_{i}" for i in range(1, 6)], ["test_batch"], "labels"),
+               "cifar100": ("cifar-100-python", ["train"], ["test"], "fine_labels")}
+
+
+def _load_cifar(name, root, train):
+    """CIFAR batches (python pickles) read as torchvision reads them, but through the restricted unpickler
+    (``utils.safe_pickle``): a batch file cannot run code. Returns uint8 [N, 3, 32, 32], int64 [N]."""
+    folder, train_files, test_files, key = CIFAR_FILES[name]
+    xs, ys = [], []
+    for f in train_files if train else test_files:
+        path = os.path.join(root, folder, f)
+        if not os.path.isfile(path):
+            raise UserError(f"{name} not found under {os.path.abspath(root)} ({path} is missing); "
+                            "pass --data_dir or add --download")
+        d = load_pickle(path, f"{name} batch", encoding="latin1")
+        if not isinstance(d, dict) or "data" not in d or key not in d:
+            raise UserError(f"{path} is not a {name} batch (expected the keys 'data' and {key!r})")
+        xs.append(np.asarray(d["data"], dtype=np.uint8).reshape(-1, 3, 32, 32))
+        ys.extend(d[key])
+    return torch.from_numpy(np.concatenate(xs)), torch.tensor(ys, dtype=torch.int64)
 
 
 def load_tensors(name, root, train=True, download=False):
@@ -111,9 +127,10 @@ def load_tensors(name, root, train=True, download=False):
         return _load_mnist_like(name, root, train, download)
     try:
         if name in ("cifar10", "cifar100"):
-            cls = torchvision.datasets.CIFAR10 if name == "cifar10" else torchvision.datasets.CIFAR100
-            ds = (cls if download else _presence_checked(cls))(root, train=train, download=download)
-            return torch.from_numpy(ds.data).permute(0, 3, 1, 2).contiguous(), torch.tensor(ds.targets)
+            if download:  # fetches the official archive; torchvision md5-checks every file before it reads one
+                cls = torchvision.datasets.CIFAR10 if name == "cifar10" else torchvision.datasets.CIFAR100
+                cls(root, train=train, download=True)
+            return _load_cifar(name, root, train)
         if name == "svhn":
             root = os.path.join(root, "svhn")
             cls = torchvision.datasets.SVHN if download else _presence_checked(torchvision.datasets.SVHN)

@@ -205,7 +205,10 @@ def load_state(resume_dir, trainer):
     path = os.path.join(resume_dir, STATE)
     if not os.path.isfile(path):
         raise UserError(f"--resume: no interrupted run in {resume_dir}; run without --resume")
-    st = torch.load(path, map_location="cpu", weights_only=True)
+    try:
+        st = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # damaged, truncated, or holding objects weights_only refuses
+        raise UserError(f"--resume: cannot read {path} ({type(e).__name__}); start over without --resume")
     want = run_signature(trainer.args)
     diff = [k for k in want if st["signature"].get(k) != want[k]]
     if diff:

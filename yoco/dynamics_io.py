@@ -4,8 +4,8 @@ Records (reference layout) are dicts ``{'epoch': int, 'iteration': int, 'idx': i
 'output': float16 (B, C) log-softmax}`` in training order. Three file formats:
 
 * **reference pickle** (``td-ipc{IPC}.pickle``): ``pickle.dump({'data-name': str,
-  'training_dynamics': [record, ...]})``. Reading it needs ``pickle.load`` (the tensors inside are
-  unpickled by torch with ``weights_only=False``): only open trusted, locally produced files.
+  'training_dynamics': [record, ...]})``. It is read with ``utils.safe_pickle``'s restricted unpickler,
+  which admits only containers, numbers, strings and tensors (a downloaded file cannot run code).
 * **compact** (``.pt``, ``torch.save`` of plain tensors/ints/str, loadable with ``weights_only=True``):
   per epoch one fp16 [N, C] array of the log-softmax of every sample *ordered by sample index*, plus the
   per-epoch log order of the samples (int32 [N]) and per record (epoch, iteration, batch size), which
@@ -39,6 +39,7 @@ import numpy as np
 import torch
 
 from utils.config import UserError, atomic_save, atomic_write
+from utils.safe_pickle import load_pickle
 
 COMPACT_FORMAT = "yoco-dynamics-compact"
 COMPACT_VERSION = 1
@@ -278,8 +279,9 @@ def check_file(path):
 def load_dynamics(path):
     """Read a dynamics log (pickle or compact) -> ``{'data-name': str, 'training_dynamics': [record, ...]}``.
 
-    The reference pickle is read with ``pickle.load`` (trusted local files only, see module docstring).
-    A stats file has no records: ``UserError``.
+    The reference pickle is read with the restricted unpickler (``utils.safe_pickle``): a file that
+    names anything but containers, numbers, strings and tensors is refused. A stats file has no
+    records: ``UserError``.
     """
     check_file(path)
     if is_compact(path):
@@ -287,8 +289,7 @@ def load_dynamics(path):
         if blob["format"] == STATS_FORMAT:
             raise _no_records(path)
         return {"data-name": blob["data-name"], "training_dynamics": _compact_records(blob)}
-    with open(path, "rb") as f:
-        d = pickle.load(f)  # trusted local reference log: the tensors inside need full unpickling
+    d = load_pickle(path, "training-dynamics log")
     if not isinstance(d, dict) or "training_dynamics" not in d:
         raise UserError(f"{path} is not a training-dynamics log (expected keys 'data-name', 'training_dynamics')")
     return d

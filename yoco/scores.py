@@ -19,12 +19,12 @@ epoch by epoch), so both inputs share one set of formulas. Notation: ``p = exp(l
 labels, epochs 0..E-1.
 """
 import os
-import pickle
 
 import torch
 
 from utils.config import UserError, registrar
 from utils.kmeans import kmeans, nearest_to_centroids
+from utils.safe_pickle import load_pickle
 from yoco.dynamics_io import atomic_pickle
 from yoco.dynamics_stats import DynamicsStats, EpochStats
 
@@ -235,11 +235,10 @@ def save_score_file(path, d):
 
 
 def load_score_file(path):
-    """Read a score pickle (ours or the reference's). Uses ``pickle.load``: trusted local files only."""
+    """Read a score pickle (ours or the reference's) with the restricted unpickler (``utils.safe_pickle``)."""
     if not os.path.isfile(path):
         raise UserError(f"score file {path!r} not found; run generate_importance_score.py first")
-    with open(path, "rb") as f:
-        d = pickle.load(f)  # trusted local file: values are torch tensors / lists pickled by pickle.dump
+    d = load_pickle(path, "score file")
     if not isinstance(d, dict):
         raise UserError(f"{path} is not a score file (expected a pickled dict)")
     return d
