@@ -61,11 +61,15 @@ def plot(tables, path):
     return True
 
 
-def main(argv=None):
+def get_args_parser():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("runs", nargs="+", help="LABEL=path/to/test_results.json")
     p.add_argument("--plot", default="")
-    a = p.parse_args(argv)
+    return p
+
+
+def main(argv=None):
+    a = get_args_parser().parse_args(argv)
     tables = {}
     for spec in a.runs:
         if "=" not in spec:

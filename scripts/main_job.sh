@@ -11,11 +11,12 @@
 #                 the same for both runs), ConvNet-3, everything else as --reproduce;
 #   evaluation:   ConvNet-3, 60 epochs (LR ×0.2 at 40 and 50), DSA + CutMix, 4 validations on the
 #                 10 000 test images, --repeat 1.
-# Usage: bash scripts/main_job.sh [OUT_DIR]        (default raid/main_job)
+# Usage: bash scripts/main_job.sh [OUT_DIR]        (default raid/main_job; DRY_RUN=1 prints the commands)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-python3 -m pip install -q --disable-pip-version-check -r requirements.txt
-if [ ! -e /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ] && [ ! -e datasets/FashionMNIST/raw ]; then
+source scripts/lib.sh
+install_requirements
+if ! dry && [ ! -e /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ] && [ ! -e datasets/FashionMNIST/raw ]; then
   echo "installing the Debian package dataset-fashion-mnist (real Fashion-MNIST, no download from elsewhere)"
   SUDO=$([ "$(id -u)" = 0 ] && echo "" || echo sudo)
   $SUDO apt-get update -qq && $SUDO apt-get install -y -qq dataset-fashion-mnist
@@ -27,18 +28,18 @@ COND="--reproduce -d fashion -f 2 --ipc 4 --metric mse --lr_img 5e-3 --niter 1 -
       --adaptive_period 5 --eval_during False --device $DEV"
 start=$(date +%s)
 echo "== MDC (adaptive subset loss) =="
-python3 condense_reg.py $COND --adaptive_reg True --save_dir "$OUT/mdc" --resume
+run python3 condense_reg.py $COND --adaptive_reg True --save_dir "$OUT/mdc" --resume
 echo "== Baseline C (same run without the adaptive subset loss) =="
-python3 condense_reg.py $COND --save_dir "$OUT/baseline_c" --resume
+run python3 condense_reg.py $COND --save_dir "$OUT/baseline_c" --resume
 for RUN in mdc baseline_c; do
-  rm -f "$OUT/$RUN/test_results.json"
+  run rm -f "$OUT/$RUN/test_results.json"
   for Y in 1 2 3 4; do
     echo "== evaluate $RUN IPC-$Y =="
-    python3 test.py -d fashion -f 2 --ipc 4 --ipcy "$Y" --test_type cx_cy --test_data_dir "$OUT/$RUN" \
+    run python3 test.py -d fashion -f 2 --ipc 4 --ipcy "$Y" --test_type cx_cy --test_data_dir "$OUT/$RUN" \
       --epochs "$EPOCHS" --repeat 1 --device "$DEV" --results_file "$OUT/$RUN/test_results.json"
   done
 done
 echo "== IPC-x prefixes of one condensed set (Fashion-MNIST, reduced budget above; best of 4 validations, %) =="
-python3 -m evaluation.report "Baseline C=$OUT/baseline_c/test_results.json" "MDC=$OUT/mdc/test_results.json" \
-  --plot "$OUT/prefix_accuracy.png" | tee "$OUT/table.md"
+run_tee "$OUT/table.md" python3 -m evaluation.report "Baseline C=$OUT/baseline_c/test_results.json" \
+  "MDC=$OUT/mdc/test_results.json" --plot "$OUT/prefix_accuracy.png"
 echo "total wall time: $(( $(date +%s) - start )) s"

@@ -1,0 +1,21 @@
+# Sourced by every reproduction script. DRY_RUN=1 prints each command the script would run, one
+# shell-quoted line each, and runs nothing (no install, no training, no file written); the test
+# tests/test_scripts.py parses every printed command with its script's parser, so a flag typo fails CI.
+
+dry() { [ "${DRY_RUN:-0}" != 0 ]; }
+
+# run CMD ARGS...: run it, or print it under DRY_RUN
+run() {
+  if dry; then printf '%q ' "$@"; echo; else "$@"; fi
+}
+
+# run_tee FILE CMD ARGS...: run CMD with its output copied to FILE, or print CMD under DRY_RUN
+run_tee() {
+  local file=$1; shift
+  if dry; then printf '%q ' "$@"; echo; else "$@" | tee "$file"; fi
+}
+
+# install the Python requirements (skipped under DRY_RUN)
+install_requirements() {
+  dry || python3 -m pip install -q --disable-pip-version-check -r requirements.txt
+}
