@@ -24,6 +24,7 @@ from models import create_model
 from utils.arguments import cli
 from utils.augment import Normalize
 from utils.config import UserError, resolve_device, set_seed
+from utils.files import check_output_file, load_torch
 from yoco.arguments import add_condensed_set_args
 from yoco.dynamics import data_settings, load_condensed_set, resolve_paths
 from yoco.dynamics_stats import load_score_input
@@ -74,9 +75,7 @@ def clean_pass(model, x, dataset, batch_size, device):
 
 
 def load_model(args, path, device):
-    if not os.path.isfile(path):
-        raise UserError(f"checkpoint {path!r} not found; run get_training_dynamics.py first (or pass --ckpt)")
-    st = torch.load(path, map_location="cpu", weights_only=True)
+    st = load_torch(path, "model checkpoint", "run get_training_dynamics.py first (or pass --ckpt)")
     if not isinstance(st, dict) or "model_state_dict" not in st:
         raise UserError(f"{path} is not a dynamics checkpoint ({{'model_state_dict', 'epoch'}})")
     model = create_model(args.network, nclass=args.nclass, nch=args.nch, size=args.size, depth=3,
@@ -106,6 +105,7 @@ def main(args):
         raise UserError(f"no td-ipc{args.ipc}.pickle, .pt or -stats.pt in {folder}; run get_training_dynamics.py "
                         "first (or pass --td-file)")
     out = args.out or os.path.join(folder, score_name(args.ipc, stop))
+    check_output_file(out, "score file", "--custom-out-name")
     t0 = time.time()
     model = load_model(args, args.ckpt or os.path.join(folder, "ckpt-last.pt"), device)
     logits, feats = clean_pass(model, x, args.dataset, args.batch_size, device)

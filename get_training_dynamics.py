@@ -25,7 +25,8 @@ import time
 from tqdm import tqdm
 
 from utils.arguments import cli
-from utils.config import UserError, atomic_save, resolve_device, save_config, set_seed, str2bool
+from utils.config import UserError, resolve_device, set_seed, str2bool
+from utils.files import atomic_save, check_output_dir, clean_stale_temps, save_config
 from utils.train import evaluate
 from yoco.arguments import add_condensed_set_args
 from yoco.dynamics import (DSA_STRATEGY, STATE, DynamicsTrainer, TextLog, load_condensed_set, load_state, resolve_paths,
@@ -70,6 +71,7 @@ def main(args):
     resolve_paths(args)
     device = resolve_device(args.device)
     set_seed(args.seed)
+    check_output_dir(args.base_dir, "output folder", "--base-dir")  # before any work; creates nothing
     x, y = load_condensed_set(args)
     task = args.task_name or f"ipc{args.ipc}"
     out_dir = os.path.join(args.base_dir, task)
@@ -77,6 +79,8 @@ def main(args):
     if args.resume and not os.path.isfile(os.path.join(resume_dir, STATE)):
         raise UserError(f"--resume: no interrupted run in {resume_dir}; run without --resume")
     os.makedirs(out_dir, exist_ok=True)
+    for folder in (out_dir, resume_dir):
+        clean_stale_temps(folder, print)
     trainer = DynamicsTrainer(args, x, y, device)
     test = test_loader(args, device)
     log, chunks, start, best = DynamicsLog(), [], 0, {"acc": -1.0, "epoch": -1}

@@ -14,14 +14,15 @@ The work is done by the ``evaluation`` package: ``sources`` (which set, decoded 
 ``protocol`` (the training protocol) and ``records`` (the JSON record and resumable repeats).
 """
 import argparse
-import time
+import os
 
 from data.condensed import save_condensed
 from evaluation.protocol import evaluate_set
-from evaluation.records import PartialRuns, append_record, default_results_file, make_record
-from evaluation.sources import PRE_NORMALISED, build_train_set, validate_args
+from evaluation.records import PartialRuns, append_record, check_results_file, default_results_file, make_record
+from evaluation.sources import PRE_NORMALISED, build_train_set, source_path, validate_args
 from utils.arguments import add_reference_args, cli
 from utils.config import resolve_device, set_seed
+from utils.files import check_output_file, clean_stale_temps
 
 
 def get_args_parser():
@@ -32,22 +33,28 @@ def get_args_parser():
 def main(args):
     validate_args(args)
     device = resolve_device(args.device)
+    # every output path is checked before any work (a bad one must not cost a training run)
+    results_file = default_results_file(args, None if args.slct_type == "random" else source_path(args))
+    check_results_file(results_file)
+    if args.save_subset:
+        check_output_file(args.save_subset, "--save_subset file", "--save_subset")
     set_seed(args.seed, args.deterministic)
-    t0 = time.time()
+    partial = PartialRuns(results_file, args)
     x, y, source = build_train_set(args)
     pre_norm = args.slct_type in PRE_NORMALISED and args.condense_key == "idc"
-    results_file = default_results_file(args, source)
+    clean_stale_temps(os.path.dirname(os.path.abspath(results_file)))
     if args.save_subset:
         save_condensed(args.save_subset, x, y)
         print(f"saved the evaluated training set ({len(x)} images) to {args.save_subset}")
     print(f"{args.test_type}: {len(x)} training images of {args.nclass} classes from {source}; "
           f"{args.epochs} epochs x {args.repeat} on {device}")
-    partial = PartialRuns(results_file, args)
-    res = evaluate_set(args, x, y, device, pre_norm, done=partial.done, on_run=partial.save)
-    record = make_record(args, device, source, len(x), res, time.time() - t0)
-    append_record(results_file, record)
+    res = evaluate_set(args, x, y, device, pre_norm, done=partial.done, on_run=partial.save, seed_repeats=True)
+    record = make_record(args, device, source, len(x), res, partial.elapsed(), run_id=partial.run_id)
+    if append_record(results_file, record):
+        print(f"results appended to {results_file}")
+    else:
+        print(f"results were already in {results_file} (an interrupted run had written them)")
     partial.clear()
-    print(f"results appended to {results_file}")
     return record
 
 

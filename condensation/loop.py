@@ -19,8 +19,9 @@ from condensation.synthesizer import Synthesizer, save_grid
 from data.condensed import save_condensed
 from evaluation.protocol import evaluate_set
 from reg_ipcx import Regularizer, average_featlog, is_window, subset_prefix_sizes
-from utils.config import (Logger, UserError, append_jsonl, atomic_save, atomic_write_text, ensure_writable_dir,
-                          pack_rng, rng_state, save_config, set_rng_state, set_seed, unpack_rng)
+from utils.config import Logger, UserError, pack_rng, rng_state, set_rng_state, set_seed, unpack_rng
+from utils.files import (append_jsonl, atomic_save, atomic_write_text, check_output_dir, clean_stale_temps,
+                         save_config)
 from utils.train import StopTraining, train_one_epoch
 
 
@@ -89,7 +90,7 @@ class Condenser:
         self.mdc = bool(args.adaptive_reg)
         self.f2 = max(1, args.factor) ** 2
         self.eval_on = eval_enabled and args.eval_during and not args.test
-        ensure_writable_dir(save_dir)
+        check_output_dir(save_dir, "run folder", "--save_dir")  # before any work; creates nothing
         self.log = Logger(save_dir)
         self.metrics = os.path.join(save_dir, METRICS)
         self.sampler = load_real(args, device)
@@ -101,6 +102,8 @@ class Condenser:
         self.model = self.opt_net = self.params = None
         self.start_it, self.last_saved = 0, None
         self.n_iter = args.niter * 100 // args.inner_loop
+        os.makedirs(save_dir, exist_ok=True)  # the inputs are good: now the run folder may appear
+        clean_stale_temps(save_dir, self.log)
         self._resume_or_init()
 
     # ---- setup -------------------------------------------------------------------------------
@@ -109,7 +112,7 @@ class Condenser:
         ck = None
         if args.resume or args.load_checkpoint:
             check_resume_args(args, self.save_dir)
-            ck = load_checkpoint(self.save_dir, self.device)
+            ck = load_checkpoint(self.save_dir)
             if ck is None:
                 ref = load_reference_resume(self.save_dir)
                 if ref is not None:

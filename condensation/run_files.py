@@ -16,11 +16,11 @@ import json
 import math
 import os
 
-import torch
 import yaml
 
 from data.condensed import load_condensed
-from utils.config import UserError, atomic_save, jsonable
+from utils.config import UserError, jsonable
+from utils.files import atomic_save, atomic_write_text, load_torch, nonfinite
 
 CHECKPOINT = "checkpoint.pt"
 METRICS = "metrics.jsonl"
@@ -150,15 +150,22 @@ def save_checkpoint(folder, state):
     atomic_save(state, os.path.join(folder, CHECKPOINT))
 
 
-def load_checkpoint(folder, device):
+def load_checkpoint(folder):
+    """The resume checkpoint of ``folder`` (on CPU; the loop moves each part to its device) or None.
+    A truncated or damaged file, or one holding NaN/Inf, is a one-line error: resuming from it would
+    continue a broken run."""
     path = os.path.join(folder, CHECKPOINT)
     if not os.path.exists(path):
         return None
-    try:
-        return torch.load(path, map_location=device, weights_only=True)
-    except Exception as e:
-        raise UserError(f"cannot read the resume checkpoint {path} ({type(e).__name__}: {e}); "
-                        "delete it to restart from scratch")
+    fix = "delete it to restart from scratch (or restore it from a backup)"
+    ck = load_torch(path, "resume checkpoint", fix)
+    if not isinstance(ck, dict) or "it" not in ck or "data" not in ck:
+        raise UserError(f"{path} is not a resume checkpoint of this project; {fix}")
+    bad = nonfinite({k: ck.get(k) for k in ("data", "opt_img", "model", "opt_net")})
+    if bad:
+        raise UserError(f"the resume checkpoint {path} holds NaN/Inf values ({', '.join(bad[:3])}): the run had "
+                        f"diverged before it was saved; {fix}")
+    return ck
 
 
 def load_reference_resume(folder):
@@ -167,11 +174,19 @@ def load_reference_resume(folder):
     it_path = os.path.join(folder, "it.pt")
     if not os.path.exists(it_path):
         return None
-    it = int(torch.load(it_path, weights_only=True))
+    fix = "delete it (and the data files after it) to resume from scratch"
+    it = load_torch(it_path, "iteration file", fix)
+    try:
+        it = int(it)
+    except (TypeError, ValueError, RuntimeError):
+        raise UserError(f"{it_path} does not hold an iteration number; {fix}") from None
     data_path = os.path.join(folder, f"data_{it}.pt")
     if not os.path.exists(data_path):
         raise UserError(f"{it_path} says iteration {it} but {data_path} is missing; cannot resume")
-    return it, load_condensed(data_path)[0]
+    data = load_condensed(data_path)[0]
+    if nonfinite(data):
+        raise UserError(f"{data_path} holds NaN/Inf pixels; resume from another folder or start again")
+    return it, data
 
 
 # ------------------------------------------------------------------------------------------------
@@ -192,8 +207,7 @@ def truncate_metrics(folder, it):
                 continue  # a line cut by a crash
             if rec.get("it", 0) <= it:
                 keep.append(line if line.endswith("\n") else line + "\n")
-    with open(path, "w") as f:
-        f.writelines(keep)
+    atomic_write_text(path, "".join(keep))  # a kill here keeps the old file, never a cut one
 
 
 def reset_metrics(folder):

@@ -18,7 +18,8 @@ import torch
 import torch.nn.functional as F
 
 from data.condensed import decode_class
-from utils.config import UserError, atomic_write_bytes
+from utils.config import UserError
+from utils.files import atomic_write_bytes
 
 
 def tile_sizes(size, factor):

@@ -15,7 +15,8 @@ import re
 import torch
 import torch.nn.functional as F
 
-from utils.config import UserError, atomic_save
+from utils.config import UserError
+from utils.files import atomic_save, load_torch
 
 
 def decode_zoom(img, y, factor):
@@ -93,12 +94,8 @@ def save_condensed(path, data, targets):
 
 
 def _load(path):
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except FileNotFoundError:
-        raise UserError(f"condensed file {path} not found; check --test_data_dir")
-    except Exception as e:  # a pickle that is not a plain tensor container
-        raise UserError(f"cannot read {path} as a condensed set ({type(e).__name__}); expected [data, targets]")
+    return load_torch(path, "condensed set", "check --test_data_dir (a condensed set is a torch file "
+                      "[data, targets] of tensors)")
 
 
 def latest_data_file(folder, niter=None):
@@ -127,6 +124,8 @@ def load_condensed(path, condense_key="idc", niter=None):
         folder = path if os.path.isdir(path) else os.path.dirname(path)
         x = _load(os.path.join(folder, "images_best.pt"))
         y = _load(os.path.join(folder, "labels_best.pt"))
+        if not (torch.is_tensor(x) and torch.is_tensor(y)):
+            raise UserError(f"{folder}: images_best.pt / labels_best.pt must each hold one tensor (MTT format)")
         return x.float(), y.long()
     if os.path.isdir(path):
         path = latest_data_file(path, niter) if condense_key in ("idc", "dream") else os.path.join(path, "data.pt")
@@ -149,6 +148,12 @@ def load_condensed(path, condense_key="idc", niter=None):
 def check_condensed(data, targets, nclass, nch, size, ipc=None, path=""):
     """Shape and class-layout checks with one-line errors (class-major, equal ipc per class)."""
     where = f"{path}: " if path else ""
+    if len(data) == 0:
+        raise UserError(f"{where}the condensed set holds no images; point --test_data_dir at a finished run")
+    bad = int((~torch.isfinite(data)).sum()) if data.is_floating_point() else 0
+    if bad:
+        raise UserError(f"{where}the condensed set holds {bad} NaN/Inf pixel values (a diverged run); evaluate an "
+                        "earlier data_{it}.pt or condense again with a lower --lr_img")
     if data.shape[1] != nch or data.shape[-1] != size or data.shape[-2] != size:
         raise UserError(f"{where}images are {tuple(data.shape[1:])}, the dataset needs ({nch}, {size}, {size}); "
                         "check -d/--dataset")

@@ -19,7 +19,7 @@ from data.datasets import mean_std
 from data.loaders import TensorLoader, test_loader
 from models import create_model, define_model
 from utils.augment import DiffAug, Normalize, imagenet_train_transform
-from utils.config import UserError
+from utils.config import UserError, set_seed
 from utils.train import StopTraining, evaluate, train_one_epoch
 
 
@@ -94,20 +94,33 @@ def make_model(args, name, device):
         raise UserError(f"--eval_net: {e}")
 
 
-def evaluate_set(args, x, y, device, pre_normalised=False, log=print, done=None, on_run=None):
+def repeat_seed(seed, net_index, repeat):
+    """The seed of repeat ``repeat`` of the ``net_index``-th evaluation network: ``seed + repeat`` for the
+    first network (repeat 0 uses --seed itself), plus 1000 per further network. Seeding every repeat by
+    its index makes it independent of the repeats before it, so a resumed ``test.py`` run trains the
+    same networks as an uninterrupted one (bit for bit on CPU with ``--deterministic True``). The
+    reference seeds once before all repeats; the accuracies are draws of the same distribution."""
+    return seed + 1000 * net_index + repeat
+
+
+def evaluate_set(args, x, y, device, pre_normalised=False, log=print, done=None, on_run=None, seed_repeats=False):
     """Train ``args.repeat`` fresh networks per evaluation net; returns the per-net results.
 
     ``done`` ({net: [finished runs]}) skips repeats finished by an interrupted invocation;
-    ``on_run(net, runs)`` is called after every repeat (test.py keeps them in a ``.partial`` file).
+    ``on_run(net, runs)`` is called after every repeat (test.py keeps them in a ``.partial`` file);
+    ``seed_repeats`` seeds every repeat with ``repeat_seed`` (test.py; the evaluations inside a
+    condensation run keep drawing from the run's random stream). A negative --seed means unseeded.
     """
     train, val = loaders(args, x, y, device, pre_normalised)
     out = {}
-    for name in eval_nets(args):
+    for i, name in enumerate(eval_nets(args)):
         label = args.net_type if name == "default" else name
         runs = list((done or {}).get(label, []))[:args.repeat]
         if runs:
             log(f"[{label}] {len(runs)} of {args.repeat} repeats already done (resumed)")
         for r in range(len(runs), args.repeat):
+            if seed_repeats and args.seed is not None and args.seed >= 0:
+                set_seed(repeat_seed(args.seed, i, r), args.deterministic)
             model = make_model(args, name, device)
             res = train_protocol(model, train, val, args, desc=f"{label} {r + 1}/{args.repeat}")
             runs.append(res)

@@ -1,15 +1,25 @@
 """The evaluation record of ``test.py`` (spec mdc §11, yoco §6.2): one JSON object per evaluation
 appended to ``--results_file`` (settings, per-repeat best/last and curve, mean ± std, wall time,
 device), and the ``<results_file>.partial`` file that keeps finished repeats of an interrupted run.
+
+Crash safety: the partial file is rewritten atomically after every repeat with the wall time spent so
+far, so a re-run of the same command resumes with honest statistics (each repeat is seeded by its
+index, ``evaluation.protocol.repeat_seed``) and a wall time that adds up the invocations (time spent
+on a repeat that a kill interrupted is not counted). Every evaluation carries a ``run_id`` kept in the
+partial file: a kill between appending the record and removing the partial file cannot append the
+record twice. Appends are serialised by a lock file, so parallel jobs sharing one results file never
+lose a record.
 """
 import json
 import os
 import platform
 import time
+import uuid
 
 import torch
 
-from utils.config import UserError, atomic_write_text, jsonable
+from utils.config import UserError, jsonable
+from utils.files import atomic_write_text, check_output_file, locked
 
 
 class PartialRuns:
@@ -22,19 +32,27 @@ class PartialRuns:
     def __init__(self, results_file, args):
         self.path = results_file + ".partial"
         self.key = json.dumps(jsonable({k: v for k, v in sorted(vars(args).items()) if k not in self.IGNORED}))
-        self.done = {}
+        self.done, self.run_id, self.prior_seconds = {}, uuid.uuid4().hex, 0.0
+        self.started = time.time()
         if os.path.exists(self.path):
             try:
                 with open(self.path) as f:
                     st = json.load(f)
                 if st.get("key") == self.key:
                     self.done = st["runs"]
-            except (OSError, ValueError, KeyError):
+                    self.run_id = st.get("run_id", self.run_id)
+                    self.prior_seconds = float(st.get("seconds", 0.0))
+            except (OSError, ValueError, KeyError, TypeError):
                 pass
+
+    def elapsed(self):
+        """Wall seconds of this evaluation: earlier invocations (up to their last finished repeat) + this one."""
+        return self.prior_seconds + time.time() - self.started
 
     def save(self, label, runs):
         self.done[label] = runs
-        atomic_write_text(self.path, json.dumps({"key": self.key, "runs": jsonable(self.done)}))
+        atomic_write_text(self.path, json.dumps({"key": self.key, "run_id": self.run_id, "seconds": self.elapsed(),
+                                                 "runs": jsonable(self.done)}))
 
     def clear(self):
         if os.path.exists(self.path):
@@ -52,22 +70,44 @@ def default_results_file(args, source):
     return os.path.join(folder, "test_results.json")
 
 
+def read_records(path):
+    """The records of a results file ([] when it does not exist); a damaged file is a one-line error."""
+    if not os.path.exists(path):
+        return []
+    try:
+        with open(path) as f:
+            records = json.load(f)
+    except (OSError, ValueError):
+        records = None
+    if not isinstance(records, list):
+        raise UserError(f"{path} exists but is not a JSON list of results; pass another --results_file")
+    return records
+
+
+def check_results_file(path):
+    """Before any work: the results file can be written and, if it exists, is a list of records."""
+    check_output_file(path, "results file", "--results_file")
+    read_records(path)
+
+
 def append_record(path, record):
-    """Append one evaluation to a JSON list, atomically (an interrupted write never corrupts it)."""
-    records = []
-    if os.path.exists(path):
-        try:
-            with open(path) as f:
-                records = json.load(f)
-        except (OSError, ValueError):
-            raise UserError(f"{path} exists but is not a JSON list of results; pass another --results_file")
-    records.append(jsonable(record))
-    atomic_write_text(path, json.dumps(records, indent=1))
+    """Append one evaluation to a JSON list, atomically (an interrupted write never corrupts it) and under
+    a lock (parallel jobs never drop each other's records). A record whose ``run_id`` is already in the
+    file is not appended again; returns whether it was appended."""
+    with locked(path):
+        records = read_records(path)
+        rid = record.get("run_id")
+        if rid is not None and any(isinstance(r, dict) and r.get("run_id") == rid for r in records):
+            return False
+        records.append(jsonable(record))
+        atomic_write_text(path, json.dumps(records, indent=1))
+    return True
 
 
-def make_record(args, device, source, n_train, results, wall_seconds):
+def make_record(args, device, source, n_train, results, wall_seconds, run_id=None):
     """One evaluation as a JSON-able dict (every setting except the bookkeeping ``explicit`` list)."""
     return {
+        "run_id": run_id or uuid.uuid4().hex,
         "time": time.strftime("%Y-%m-%dT%H:%M:%S"), "wall_seconds": wall_seconds,
         "device": str(device), "device_name": torch.cuda.get_device_name(device) if device.type == "cuda"
         else platform.processor() or platform.machine(), "torch": torch.__version__,

@@ -14,6 +14,7 @@ from data.condensed import class_prefix, load_decoded
 from data.datasets import first_per_class, imagenet_folder, imagenet_tensors, load_tensors
 from utils.arguments import check_nclass_sub, ipc_epoch
 from utils.config import UserError
+from utils.img_loader import check_pruning_key
 from yoco.pruning import condensed_dir, default_factor, prune_decoded
 
 TEST_TYPES = ("other", "cx_cy", "baseline_b")
@@ -108,6 +109,7 @@ def validate_args(args):
     if args.slct_ipc > 0:  # YOCO pruning (spec yoco §4, §6.1)
         if args.test_type != "other" or args.slct_type == "random":
             raise UserError("--slct_ipc prunes a condensed set: use it with --test_type other and no -s random")
+        check_pruning_key(args.pruning_key)
         if 0 < args.ipc <= args.slct_ipc:
             raise UserError(f"--slct_ipc {args.slct_ipc} must be smaller than --ipc {args.ipc} (IPC_T < IPC_F)")
         if "factor" not in args.explicit:

@@ -15,6 +15,7 @@ import sys
 import yaml
 
 from utils.config import UserError, str2bool, tune_allocator
+from utils.train import StopTraining
 
 DATASETS = ("cifar10", "cifar100", "svhn", "mnist", "fashion", "imagenet")
 PRESETS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs", "reproduce.yaml")
@@ -179,11 +180,27 @@ def _rule_matches(cond, ns):
 
 def preset_values(ns, path=PRESETS):
     """Merge every matching rule of the preset file, in file order (spec mdc §1.5)."""
-    with open(path) as f:
-        rules = yaml.safe_load(f)["rules"]
+    fix = "pass --presets with a file laid out as configs/reproduce.yaml"
+    try:
+        with open(path) as f:
+            doc = yaml.safe_load(f)
+    except OSError as e:
+        raise UserError(f"cannot read the preset file {path} ({e.strerror}); {fix}") from None
+    except yaml.YAMLError as e:
+        where = getattr(e, "problem_mark", None)
+        at = f" at line {where.line + 1}" if where is not None else ""
+        raise UserError(f"the preset file {path} is not valid YAML{at}; {fix}") from None
+    rules = doc.get("rules") if isinstance(doc, dict) else None
+    if not isinstance(rules, list) or not all(isinstance(r, dict) and isinstance(r.get("set"), dict)
+                                              and isinstance(r.get("if", {}), dict) for r in rules):
+        raise UserError(f"the preset file {path} needs a list 'rules' of {{if: {{...}}, set: {{...}}}} entries; {fix}")
     out = {}
     for r in rules:
-        if _rule_matches(r.get("if", {}), ns):
+        try:
+            hit = _rule_matches(r.get("if", {}), ns)
+        except AttributeError as e:
+            raise UserError(f"the preset file {path} tests an unknown setting ({e.name}); {fix}") from None
+        if hit:
             out.update(r["set"])
     return out
 
@@ -197,8 +214,14 @@ def parse_args(parser, argv=None):
     explicit = explicit_dests(parser, argv)
     if args.reproduce or args.reproduce_condense:
         preset = {k: v for k, v in preset_values(args, args.presets).items() if k not in explicit}
+        unknown = sorted(set(preset) - set(vars(args)))
+        if unknown:
+            raise UserError(f"the preset file {args.presets} sets unknown options ({', '.join(unknown)}); "
+                            "use the dest names of the command line flags")
         parser.set_defaults(**preset)
         args = parser.parse_args(argv)
+    if args.factor < 1:
+        raise UserError(f"-f/--factor must be >= 1 (got {args.factor}): 1 = no multi-formation, f = f x f mosaics")
     args.explicit = sorted(explicit)
     resolve(args, explicit)
     return args
@@ -311,6 +334,9 @@ def cli(main, get_args_parser, argv=None):
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
+    except StopTraining as e:  # a diverged training run: the inputs are fine, the settings are not
+        print(f"error: training diverged: {e}", file=sys.stderr)
+        sys.exit(3)
     except KeyboardInterrupt:
         print("error: interrupted; re-run the same command with --resume to continue", file=sys.stderr)
         sys.exit(130)

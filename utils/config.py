@@ -1,17 +1,14 @@
-"""Run plumbing shared by every script: errors, device, seeds, RNG state, atomic files, logging.
+"""Run plumbing shared by every script: errors, device, seeds, RNG state, logging (files: ``utils.files``).
 
 Nothing of the project is imported here: every other module may use this one.
 """
-import json
 import os
 import random
 import sys
-import tempfile
 import time
 
 import numpy as np
 import torch
-import yaml
 
 
 class UserError(Exception):
@@ -124,48 +121,6 @@ def unpack_rng(st):
     return st
 
 
-def atomic_write(path, write):
-    """Call ``write(f)`` on a temp file in the target folder, then rename it into place."""
-    d = os.path.dirname(os.path.abspath(path)) or "."
-    os.makedirs(d, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp_", dir=d)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; give the file ordinary permissions
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
-def atomic_save(obj, path):
-    """``torch.save`` through a temp file + rename: a crash never leaves a half-written file."""
-    atomic_write(path, lambda f: torch.save(obj, f))
-
-
-def atomic_write_bytes(path, data):
-    atomic_write(path, lambda f: f.write(data))
-
-
-def atomic_write_text(path, text):
-    atomic_write_bytes(path, text.encode())
-
-
-def ensure_writable_dir(path, what="output folder"):
-    """Create ``path`` and check it is writable, or raise a one-line ``UserError``."""
-    try:
-        os.makedirs(path, exist_ok=True)
-        probe = tempfile.NamedTemporaryFile(dir=path, prefix=".probe_", delete=True)
-        probe.close()
-    except OSError as e:
-        raise UserError(f"cannot write the {what} {path!r} ({e.strerror}); pass a writable --save_dir")
-    return path
-
-
 def jsonable(v):
     if isinstance(v, (str, int, float, bool)) or v is None:
         return v
@@ -174,16 +129,6 @@ def jsonable(v):
     if isinstance(v, dict):
         return {str(k): jsonable(x) for k, x in v.items()}
     return str(v)
-
-
-def save_config(args, path):
-    """The resolved arguments of a run, as YAML (timm-style ``args.yaml``)."""
-    atomic_write_text(path, yaml.safe_dump(jsonable(vars(args)), sort_keys=True))
-
-
-def append_jsonl(path, record):
-    with open(path, "a") as f:
-        f.write(json.dumps(jsonable(record)) + "\n")
 
 
 class Logger:

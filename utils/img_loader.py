@@ -20,6 +20,7 @@ Deviations from the reference, all documented where they occur:
   reference default.
 """
 import random
+import re
 from dataclasses import dataclass
 
 import torch
@@ -30,6 +31,9 @@ from utils.config import UserError
 BASE_KEYS = ("entropy", "accumulated_margin", "forgetting", "el2n", "random", "ssp", "ccs", "yoco")
 SUFFIXES = ("_hard", "_easy", "_balance", "_imbalance")
 SCORE_BASES = ("entropy", "accumulated_margin", "forgetting", "el2n")
+# the keys the reference resolves as intended: a base, then optionally _hard|_easy, then _balance|_imbalance
+# (its substring tests would run ``random_sideways`` as ``random``; we refuse anything else)
+KEY_GRAMMAR = re.compile(rf"({'|'.join(BASE_KEYS)})(_hard|_easy)?(_balance|_imbalance)?")
 
 # spec yoco §5.4: CCS hard cut-off ratio r by (dataset, IPC_F, IPC_T)
 CCS_RATIOS = {
@@ -62,9 +66,16 @@ def _check_ipcs(ipc_f, ipc_t):
 
 
 def _valid_keys_msg():
-    return ("valid --pruning_key values contain one of " + ", ".join(BASE_KEYS)
-            + " (e.g. yoco, random, ssp, entropy, accumulated_margin, forgetting, el2n, ccs), optionally followed by "
-            + "_hard or _easy and then _balance or _imbalance")
+    return ("a --pruning_key is one of " + ", ".join(BASE_KEYS)
+            + ", optionally followed by _hard or _easy and then by _balance or _imbalance (e.g. yoco, el2n_easy, "
+            + "random_balance)")
+
+
+def check_pruning_key(key):
+    """``key`` if it follows ``KEY_GRAMMAR``, else a one-line ``UserError`` listing the grammar."""
+    if not KEY_GRAMMAR.fullmatch(str(key)):
+        raise UserError(f"unknown --pruning_key {key!r}; {_valid_keys_msg()}")
+    return str(key)
 
 
 def ccs_ratio(dataset, ipc_f, ipc_t, override=None):
@@ -83,7 +94,7 @@ def ccs_ratio(dataset, ipc_f, ipc_t, override=None):
 def resolve_pruning_key(key, *, ipc_f, ipc_t, topk, dataset, prune_score_ratio=None):
     """Resolve ``--pruning_key`` exactly as spec yoco §4 (substring rules, first match wins)."""
     _check_ipcs(ipc_f, ipc_t)
-    k = str(key)
+    k = check_pruning_key(key)
     balance = use_hard = stratified = random_selection = False
     ratio = 0.0
     # step 1 — base key

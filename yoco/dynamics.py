@@ -23,7 +23,8 @@ from data.loaders import TensorLoader
 from data.loaders import test_loader as real_test_loader
 from models import create_model
 from utils.augment import DiffAug, Normalize, imagenet_train_transform
-from utils.config import UserError, atomic_save, pack_rng, rng_state, set_rng_state, unpack_rng
+from utils.config import UserError, pack_rng, rng_state, set_rng_state, unpack_rng
+from utils.files import atomic_save, load_torch, nonfinite
 from utils.train import train_one_epoch
 from yoco.dynamics_io import save_compact, save_reference_pickle
 from yoco.dynamics_stats import save_stats
@@ -174,7 +175,7 @@ def save_chunk(path, records):
 
 
 def load_chunk(path):
-    c = torch.load(path, map_location="cpu", weights_only=True)
+    c = load_torch(path, "dynamics chunk of an interrupted run", "start over without --resume")
     out, s = [], 0
     for e, it, b in c["meta"].tolist():
         out.append({"epoch": e, "iteration": it, "idx": c["idx"][s:s + b].clone(),
@@ -205,10 +206,13 @@ def load_state(resume_dir, trainer):
     path = os.path.join(resume_dir, STATE)
     if not os.path.isfile(path):
         raise UserError(f"--resume: no interrupted run in {resume_dir}; run without --resume")
-    try:
-        st = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # damaged, truncated, or holding objects weights_only refuses
-        raise UserError(f"--resume: cannot read {path} ({type(e).__name__}); start over without --resume")
+    st = load_torch(path, "resume state", "start over without --resume")
+    if not isinstance(st, dict) or "signature" not in st or "trainer" not in st:
+        raise UserError(f"--resume: {path} is not a dynamics resume state; start over without --resume")
+    bad = nonfinite(st["trainer"])
+    if bad:
+        raise UserError(f"--resume: the resume state {path} holds NaN/Inf values ({', '.join(bad[:3])}); "
+                        "start over without --resume (with a lower --lr)")
     want = run_signature(trainer.args)
     diff = [k for k in want if st["signature"].get(k) != want[k]]
     if diff:

@@ -38,7 +38,8 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
-from utils.config import UserError, atomic_save, atomic_write
+from utils.config import UserError
+from utils.files import atomic_save, atomic_write, load_torch
 from utils.safe_pickle import load_pickle
 
 COMPACT_FORMAT = "yoco-dynamics-compact"
@@ -230,7 +231,7 @@ _VERSIONS = {COMPACT_FORMAT: COMPACT_VERSION, STATS_FORMAT: STATS_VERSION}
 
 def load_blob(path):
     """A torch-saved dynamics file (compact log or stats), format and version checked."""
-    blob = torch.load(path, map_location="cpu", weights_only=True)
+    blob = load_torch(path, "training-dynamics file", "regenerate it with get_training_dynamics.py")
     fmt = blob.get("format") if isinstance(blob, dict) else None
     if fmt not in _VERSIONS:
         raise UserError(f"{path} is a torch file but not a training-dynamics log (compact or stats)")
