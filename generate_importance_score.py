@@ -107,11 +107,11 @@ def main(args):
     out = args.out or os.path.join(folder, score_name(args.ipc, stop))
     check_output_file(out, "score file", "--custom-out-name")
     t0 = time.time()
-    model = load_model(args, args.ckpt or os.path.join(folder, "ckpt-last.pt"), device)
-    logits, feats = clean_pass(model, x, args.dataset, args.batch_size, device)
     name, dynamics, batch_ids = load_score_input(td, len(x), args.nclass, dtype=torch.float16)
     if name != args.dataset:
         raise UserError(f"{td} was recorded on {name!r}, not on {args.dataset!r}; check -d/--dataset")
+    model = load_model(args, args.ckpt or os.path.join(folder, "ckpt-last.pt"), device)
+    logits, feats = clean_pass(model, x, args.dataset, args.batch_size, device)
     scores = compute_scores(dynamics, y, stop_epoch=stop, topk=topk, use_loss=args.use_loss,
                             batch_ids=batch_ids, logits_last=logits, features=feats, factor=args.factor,
                             seed=args.seed)

@@ -145,5 +145,9 @@ class Logger:
 
             tqdm.write(line)
         if self.path:
-            with open(self.path, "a") as f:
-                f.write(time.strftime("[%H:%M:%S] ") + line + "\n")
+            try:
+                with open(self.path, "a") as f:
+                    f.write(time.strftime("[%H:%M:%S] ") + line + "\n")
+            except OSError as e:  # e.g. a full disk: one line, not a traceback from a log call
+                raise UserError(f"cannot append to the run log {self.path} ({e.strerror}); free space or fix the "
+                                "folder's permissions and re-run") from None
