@@ -78,11 +78,11 @@ def main(args):
     resume_dir = os.path.join(out_dir, "resume")
     if args.resume and not os.path.isfile(os.path.join(resume_dir, STATE)):
         raise UserError(f"--resume: no interrupted run in {resume_dir}; run without --resume")
-    os.makedirs(out_dir, exist_ok=True)
-    for folder in (out_dir, resume_dir):
-        clean_stale_temps(folder, print)
     trainer = DynamicsTrainer(args, x, y, device)
     test = test_loader(args, device)
+    os.makedirs(out_dir, exist_ok=True)  # the inputs are good: now the output folder may appear
+    for folder in (out_dir, resume_dir):
+        clean_stale_temps(folder, print)
     log, chunks, start, best = DynamicsLog(), [], 0, {"acc": -1.0, "epoch": -1}
     if args.resume:
         start, best, chunks = load_state(resume_dir, trainer)

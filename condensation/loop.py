@@ -6,6 +6,7 @@ import copy
 import json
 import math
 import os
+import shutil
 import time
 
 import torch
@@ -21,7 +22,7 @@ from evaluation.protocol import evaluate_set
 from reg_ipcx import Regularizer, average_featlog, is_window, subset_prefix_sizes
 from utils.config import Logger, UserError, pack_rng, rng_state, set_rng_state, set_seed, unpack_rng
 from utils.files import (append_jsonl, atomic_save, atomic_write_text, check_output_dir, clean_stale_temps,
-                         save_config)
+                         first_missing, nonfinite, save_config)
 from utils.train import StopTraining, train_one_epoch
 
 
@@ -102,9 +103,15 @@ class Condenser:
         self.model = self.opt_net = self.params = None
         self.start_it, self.last_saved = 0, None
         self.n_iter = args.niter * 100 // args.inner_loop
+        created = first_missing(save_dir)
         os.makedirs(save_dir, exist_ok=True)  # the inputs are good: now the run folder may appear
         clean_stale_temps(save_dir, self.log)
-        self._resume_or_init()
+        try:
+            self._resume_or_init()
+        except (UserError, StopTraining):
+            if created:  # a run that fails its checks (e.g. too few real images to initialise) leaves nothing
+                shutil.rmtree(created, ignore_errors=True)
+            raise
 
     # ---- setup -------------------------------------------------------------------------------
     def _resume_or_init(self):
@@ -272,6 +279,9 @@ class Condenser:
         self.last_saved = it
 
     def save_point(self, it):
+        bad = nonfinite(self.model.state_dict()) if self.model is not None else []
+        if bad:  # never write a checkpoint that a resume would refuse
+            raise DivergedError(self._diverged(f"the network holds NaN/Inf ({bad[0]}) at iteration {it}"))
         d, y = self.synset.data.detach(), self.synset.targets  # not clamped (spec mdc §8.6, §14 item 11)
         save_condensed(os.path.join(self.save_dir, f"data_{it}.pt"), d, y)
         if self.save_plain:

@@ -155,6 +155,9 @@ CASES = [
     # cases that were already refused before this file existed
     ("condense_reg.py", [*CONDENSE, "--data_dir", "missing"], "not found"),
     ("condense_reg.py", [*CONDENSE, "--ipc", "0"], "--ipc must be >= 1"),
+    ("condense_reg.py", [*CONDENSE, "--ipc", "8", "-f", "2"], "fewer than block 0"),  # fails after loading data
+    ("get_training_dynamics.py", ["-d", "cifar10", "--custom-data-dir", "cond", "--base-dir", "dyn2",
+                                  "--data-dir", "missing", *FAST], "not found"),
     ("test.py", ["-s", "random", "--ipc", "1", "-d", "tinyimagenet", "--results_file", "r.json"], "unknown dataset"),
     ("test.py", ["--test_data_dir", "good.pt", *TEST_PY, "--device", "cuda"] if not torch.cuda.is_available()
      else ["--test_data_dir", "good.pt", *TEST_PY, "--device", "tpu"], "--device"),
@@ -323,3 +326,19 @@ def test_metrics_truncation_is_atomic(tmp_path, monkeypatch):
     rf.truncate_metrics(str(tmp_path), 3)
     assert seen == [str(tmp_path / rf.METRICS)]
     assert (tmp_path / rf.METRICS).read_text() == "".join(lines[:4])
+
+
+def test_no_checkpoint_of_a_diverged_network(tmp_path):
+    """A network holding NaN at a save point stops the run before anything is written, so the last
+    checkpoint on disk is a good one (a resume refuses NaN checkpoints, see the cases above)."""
+    from types import SimpleNamespace
+
+    from condensation.loop import Condenser, DivergedError
+
+    model = torch.nn.Linear(2, 2)
+    model.weight.data[0, 0] = float("nan")
+    stub = SimpleNamespace(model=model, save_dir=str(tmp_path), last_saved=3)
+    stub._diverged = lambda what: Condenser._diverged(stub, what)
+    with pytest.raises(DivergedError, match=r"NaN/Inf \(weight\).*iteration 3\) .* is intact"):
+        Condenser.save_point(stub, 5)
+    assert os.listdir(tmp_path) == []

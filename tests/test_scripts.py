@@ -10,6 +10,7 @@ import pytest
 
 from conftest import ROOT
 from utils.arguments import parse_args
+from utils.img_loader import check_pruning_key
 
 # (script, arguments, extra environment): every script, with the variants that print other commands
 CASES = [
@@ -51,9 +52,11 @@ def check_commands(out):
             continue
         factory, argv = parser_of(cmd)
         try:
-            parse_args(factory(), argv)
+            args = parse_args(factory(), argv)
         except SystemExit:
             raise AssertionError(f"the command does not parse: {line}")
+        if getattr(args, "slct_ipc", 0) > 0:
+            check_pruning_key(args.pruning_key)  # a key outside the grammar fails here, not days later
         n += 1
     return n
 

@@ -147,6 +147,18 @@ def _existing_ancestor(path):
     return p
 
 
+def first_missing(path):
+    """The outermost folder of ``path`` that does not exist yet (what ``os.makedirs`` would create; the
+    thing to remove to undo it), or None when ``path`` exists."""
+    p, top = os.path.abspath(path), None
+    while not os.path.exists(p):
+        top, parent = p, os.path.dirname(p)
+        if parent == p:
+            break
+        p = parent
+    return top
+
+
 def _probe_dir(d, what, path, flag):
     if not os.path.isdir(d):
         raise UserError(f"cannot write the {what} {path}: {d} is not a folder; pass another {flag}")
