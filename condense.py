@@ -15,19 +15,25 @@ in-run evaluations follow IDC/MDC's schedule (every 100 iterations and at the en
 """
 import os
 
-from condensation.run_files import default_save_dir
-from condensation.runner import condense_parser, finalize_args, run_condensation
 from utils.arguments import cli
-from utils.config import UserError
+from utils.errors import UserError
+from utils.options import condense_parser
 
 ROOT = os.path.join("raid", "condensed_img", "idc")
 
 
 def get_args_parser():
-    return condense_parser("IDC condensation (YOCO's condense.py); MDC is condense_reg.py --adaptive_reg True")
+    return condense_parser("IDC condensation (YOCO's condense.py); MDC is condense_reg.py --adaptive_reg True",
+                           examples="""examples:
+  python condense.py --reproduce_condense -d cifar10 -f 2 --ipc 10    # YOCO's IDC input sets
+  python condense.py --reproduce_condense -d imagenet --nclass 10 -f 3 --ipc 10 --imagenet_dir <folder>
+""")
 
 
 def main(args):
+    from condensation.run_files import default_save_dir  # the work modules load torch: not needed for -h
+    from condensation.runner import finalize_args, run_condensation
+
     if args.adaptive_reg:
         raise UserError("condense.py is plain IDC; run condense_reg.py for --adaptive_reg True (MDC)")
     if args.save_dir:

@@ -28,8 +28,8 @@ Also item 12 (``_noreg`` folder suffix for Baseline C, see ``condensation/run_fi
 items 11 (saved data not clamped), 14 (in-run subset evals only when ipc ≤ 10 and f < 3), 15
 (it_test from niter) and 18 (DREAM k-means on unnormalised images).
 """
-from condensation.runner import condense_parser, run_condensation
 from utils.arguments import cli
+from utils.options import condense_parser
 
 
 def get_args_parser():
@@ -37,6 +37,8 @@ def get_args_parser():
 
 
 def main(args):
+    from condensation.runner import run_condensation  # the work modules load torch: not needed for -h
+
     return run_condensation(args)
 
 

@@ -15,13 +15,13 @@ hard-coded 64, spec §14 item 17), resume and DREAM work as in condense_reg.py, 
 classes of phase 0 (as the reference mp script, which ignored ``--phase`` there), and the in-run
 evaluations are off (evaluate the merged set with ``test.py -s idc_cat``).
 """
-from condensation.runner import condense_parser, run_condensation
 from utils.arguments import check_nclass_sub, cli
-from utils.config import UserError
+from utils.errors import UserError
+from utils.options import M, condense_parser
 
 
 def get_args_parser():
-    return condense_parser("Class-partitioned condensation (condense_reg_mp.py): --nclass_sub k --phase p")
+    return condense_parser("Class-partitioned condensation (condense_reg_mp.py): --nclass_sub k --phase p", M)
 
 
 def partition(args):
@@ -35,6 +35,8 @@ def partition(args):
 
 
 def main(args):
+    from condensation.runner import run_condensation  # the work modules load torch: not needed for -h
+
     return run_condensation(args, classes=partition(args), mp=True)
 
 

@@ -17,24 +17,22 @@ import argparse
 import os
 import time
 
-import torch
-
-from data.datasets import mean_std
-from models import create_model
 from utils.arguments import cli
-from utils.augment import Normalize
-from utils.config import UserError, resolve_device, set_seed
-from utils.files import check_output_file, load_torch
-from yoco.arguments import add_condensed_set_args
-from yoco.dynamics import data_settings, load_condensed_set, resolve_paths
-from yoco.dynamics_stats import load_score_input
-from yoco.pruning import default_stop_epoch, default_topk, find_td_file, score_name
-from yoco.scores import compute_scores, save_score_file
+from utils.errors import UserError
+from yoco.arguments import add_condensed_set_args, hidden_flags, yoco_parser
+
+
+EXAMPLES = """examples:
+  python generate_importance_score.py -d cifar10 --condense_key idc --ipc 10 --reproduce_exp reproduce_1
+  python generate_importance_score.py -d fashion --custom-data-dir <run folder> --base-dir <dynamics folder> \\
+      --stop_epoch 50
+"""
 
 
 def get_args_parser():
-    p = argparse.ArgumentParser(description="YOCO importance scores from training dynamics (spec yoco §3)")
-    a = p.add_argument
+    p = yoco_parser("YOCO step 3: importance scores of every decoded image (LBPE, EL2N, forgetting, AUM, entropy, "
+                    "SSP k-means) from the training dynamics", EXAMPLES)
+    a = p.add_argument_group("scores and files").add_argument
     hide = argparse.SUPPRESS
     a("--batch-size", "--batch_size", dest="batch_size", type=int, default=256, help="batch of the clean passes")
     a("--score_file", default="", help=hide)  # unused by the reference; see --custom-out-name
@@ -48,7 +46,7 @@ def get_args_parser():
     a("--topk", type=str, default=None, help="comma list of K for LBPE_top{K} (default 10 idc/dream, 3 others)")
     a("--use-loss", dest="use_loss", action="store_true", help="also loss_LBPE_top{K}: epochs of smallest loss")
     a("--seed", type=int, default=0, help="k-means seed (the reference is unseeded)")
-    return add_condensed_set_args(p)
+    return hidden_flags(add_condensed_set_args(p))
 
 
 def parse_topk(text):
@@ -61,33 +59,17 @@ def parse_topk(text):
     return ks
 
 
-@torch.no_grad()
-def clean_pass(model, x, dataset, batch_size, device):
-    """Logits and ``embed`` features of ckpt-last in eval mode on the normalised decoded images."""
-    norm = Normalize(*mean_std(dataset)).to(device)
-    model.eval()
-    logits, feats = [], []
-    for s in range(0, len(x), batch_size):
-        xb = norm(x[s:s + batch_size].to(device))
-        feats.append(model.embed(xb).flatten(1).float())
-        logits.append(model(xb).float().cpu())
-    return torch.cat(logits), torch.cat(feats)
-
-
-def load_model(args, path, device):
-    st = load_torch(path, "model checkpoint", "run get_training_dynamics.py first (or pass --ckpt)")
-    if not isinstance(st, dict) or "model_state_dict" not in st:
-        raise UserError(f"{path} is not a dynamics checkpoint ({{'model_state_dict', 'epoch'}})")
-    model = create_model(args.network, nclass=args.nclass, nch=args.nch, size=args.size, depth=3,
-                         norm_type="instance", dataset=args.dataset)
-    try:
-        model.load_state_dict(st["model_state_dict"])
-    except RuntimeError as e:
-        raise UserError(f"{path} does not fit a {args.network} for {args.dataset}: {str(e).splitlines()[0]}")
-    return model.to(device)
-
-
 def main(args):
+    # the work modules load torch: imported here so that -h does not need it
+    import torch
+
+    from utils.config import resolve_device, set_seed
+    from utils.files import check_output_file
+    from yoco.dynamics import clean_pass, data_settings, load_condensed_set, load_dynamics_model, resolve_paths
+    from yoco.dynamics_stats import load_score_input
+    from yoco.pruning import default_stop_epoch, default_topk, find_td_file, score_name
+    from yoco.scores import compute_scores, save_score_file
+
     if args.score_file:
         raise UserError("--score_file is not used by the generator; choose the output with --custom-out-name")
     if args.random_selection:
@@ -110,7 +92,7 @@ def main(args):
     name, dynamics, batch_ids = load_score_input(td, len(x), args.nclass, dtype=torch.float16)
     if name != args.dataset:
         raise UserError(f"{td} was recorded on {name!r}, not on {args.dataset!r}; check -d/--dataset")
-    model = load_model(args, args.ckpt or os.path.join(folder, "ckpt-last.pt"), device)
+    model = load_dynamics_model(args, args.ckpt or os.path.join(folder, "ckpt-last.pt"), device)
     logits, feats = clean_pass(model, x, args.dataset, args.batch_size, device)
     scores = compute_scores(dynamics, y, stop_epoch=stop, topk=topk, use_loss=args.use_loss,
                             batch_ids=batch_ids, logits_last=logits, features=feats, factor=args.factor,

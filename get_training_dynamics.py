@@ -22,39 +22,42 @@ import os
 import shutil
 import time
 
-from tqdm import tqdm
+from utils.arguments import cli, str2bool
+from utils.errors import UserError
+from yoco.arguments import DSA_STRATEGY, add_condensed_set_args, hidden_flags, yoco_parser
 
-from utils.arguments import cli
-from utils.config import UserError, resolve_device, set_seed, str2bool
-from utils.files import atomic_save, check_output_dir, clean_stale_temps, save_config
-from utils.train import evaluate
-from yoco.arguments import add_condensed_set_args
-from yoco.dynamics import (DSA_STRATEGY, STATE, DynamicsTrainer, TextLog, load_condensed_set, load_state, resolve_paths,
-                           resolve_settings, save_state, test_loader, write_outputs)
-from yoco.dynamics_io import DynamicsLog
+
+EXAMPLES = """examples:
+  python get_training_dynamics.py -d cifar10 --condense_key idc --ipc 10 --reproduce_exp reproduce_1
+  python get_training_dynamics.py -d fashion --custom-data-dir <run folder> --epochs 200 --data-dir <datasets>
+  python get_training_dynamics.py ... --resume        # continue an interrupted run
+"""
 
 
 def get_args_parser():
-    p = argparse.ArgumentParser(description="YOCO training dynamics on a decoded condensed set (spec yoco §2)")
-    a = p.add_argument
+    p = yoco_parser("YOCO step 2: train a network on the decoded condensed set and log every sample's output "
+                    "(the training dynamics the scores are computed from)", EXAMPLES)
     hide = argparse.SUPPRESS
-    a("--epochs", type=int, default=1000, help="training epochs (honoured, B12)")
+    a = p.add_argument_group("training").add_argument
+    a("--epochs", type=int, default=1000, help="training epochs")
     a("--iterations", type=int, default=None, help="train at least this many iterations instead (whole epochs)")
-    a("--batch-size", "--batch_size", dest="batch_size", type=int, default=64)
-    a("--lr", type=float, default=0.01)
+    a("--batch-size", "--batch_size", dest="batch_size", type=int, default=64, help="batch size")
+    a("--lr", type=float, default=0.01, help="SGD learning rate")
     a("--iterations-per-testing", type=int, default=800, help=hide)  # unused by the reference
     a("--test-period", type=int, default=10, help="test every N epochs and after the last")
     a("--data-dir", "--data_dir", dest="data_dir", default="datasets", help="torchvision root of the test set")
     a("--download", action="store_true", help="let torchvision download a missing test set")
-    a("--imagenet-dir", "--imagenet_dir", dest="imagenet_dir", default="datasets/imagenet")
+    a("--imagenet-dir", "--imagenet_dir", dest="imagenet_dir", default="datasets/imagenet",
+      help="ImageNet folder with train/ and val/")
     a("--score_file", default="", help=hide)  # no effect in the reference; must stay empty
-    a("--dsa", type=str2bool, default=True)
-    a("--dsa_strategy", default=None, help=f"default {DSA_STRATEGY} (without flip for mnist/svhn)")
+    a("--dsa", type=str2bool, default=True, help="differentiable Siamese augmentation per sample")
+    a("--dsa_strategy", default=None, help=f"DSA operations (default {DSA_STRATEGY}, without flip for mnist/svhn)")
     a("--mixup", type=str2bool, default=True, help="CutMix with probability --mix_p")
-    a("--mix_p", type=float, default=0.5)
-    a("--beta", type=float, default=1.0)
-    a("--run_tag", default="")
+    a("--mix_p", type=float, default=0.5, help="CutMix probability")
+    a("--beta", type=float, default=1.0, help="CutMix Beta(β, β) parameter")
+    a("--run_tag", default="", help=hide)  # unused by the reference's dynamics script
     a("--seed", type=int, default=0, help="global seed (the reference is unseeded); -1 = unseeded")
+    a = p.add_argument_group("output and resume").add_argument
     a("--compact", nargs="?", const="also", default=None, choices=["also", "only", "stats"],
       help="also (or only) write the lossless compact log td-ipc{IPC}.pt; stats: only the score statistics "
            "td-ipc{IPC}-stats.pt (smallest; cannot be turned back into the pickle)")
@@ -62,11 +65,20 @@ def get_args_parser():
     a("--resume", action="store_true", help="continue an interrupted run from {out}/resume/")
     a("--stop-after-epochs", dest="stop_after", type=int, default=0,
       help="train at most N epochs in this invocation, save and exit (continue with --resume)")
-    add_condensed_set_args(p)
-    return p
+    return hidden_flags(add_condensed_set_args(p))
 
 
 def main(args):
+    # the work modules load torch: imported here so that -h does not need it
+    from tqdm import tqdm
+
+    from utils.config import resolve_device, set_seed
+    from utils.files import atomic_save, check_output_dir, clean_stale_temps, save_config
+    from utils.train import evaluate
+    from yoco.dynamics import (STATE, DynamicsTrainer, TextLog, load_condensed_set, load_state, resolve_paths,
+                               resolve_settings, save_state, test_loader, write_outputs)
+    from yoco.dynamics_io import DynamicsLog
+
     resolve_settings(args)
     resolve_paths(args)
     device = resolve_device(args.device)

@@ -17,7 +17,7 @@ tie rule, spec §14 item 13). ``decimals=None`` disables the Δ rounding.
 """
 from dataclasses import asdict, dataclass
 
-from utils.config import UserError
+from utils.errors import UserError
 
 
 def is_window(t, period):

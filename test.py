@@ -13,24 +13,26 @@ exact (decoded) training set that was evaluated.
 The work is done by the ``evaluation`` package: ``sources`` (which set, decoded and pruned),
 ``protocol`` (the training protocol) and ``records`` (the JSON record and resumable repeats).
 """
-import argparse
 import os
 
-from data.condensed import save_condensed
-from evaluation.protocol import evaluate_set
-from evaluation.records import PartialRuns, append_record, check_results_file, default_results_file, make_record
-from evaluation.sources import PRE_NORMALISED, build_train_set, source_path, validate_args
-from utils.arguments import add_reference_args, cli
-from utils.config import resolve_device, set_seed
-from utils.files import check_output_file, clean_stale_temps
+from utils.arguments import cli
+from utils.options import T, script_parser
 
 
 def get_args_parser():
-    p = argparse.ArgumentParser(description="Evaluate a condensed set (MDC / YOCO test.py)")
-    return add_reference_args(p)
+    return script_parser("Evaluate a condensed set: train fresh networks on it, report test accuracy (MDC / YOCO "
+                         "test.py)", T)
 
 
 def main(args):
+    # the work modules load torch: imported here so that -h does not need it
+    from data.condensed import save_condensed
+    from evaluation.protocol import evaluate_set
+    from evaluation.records import PartialRuns, append_record, check_results_file, default_results_file, make_record
+    from evaluation.sources import PRE_NORMALISED, build_train_set, source_path, validate_args
+    from utils.config import resolve_device, set_seed
+    from utils.files import check_output_file, clean_stale_temps
+
     validate_args(args)
     device = resolve_device(args.device)
     # every output path is checked before any work (a bad one must not cost a training run)

@@ -15,7 +15,7 @@ RNG, so a seeded run (and a resumed one) is reproducible.
 """
 import torch
 
-from utils.config import UserError
+from utils.errors import UserError
 from utils.kmeans import kmeans, nearest_to_centroids
 
 

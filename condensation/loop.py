@@ -20,10 +20,11 @@ from condensation.synthesizer import Synthesizer, save_grid
 from data.condensed import save_condensed
 from evaluation.protocol import evaluate_set
 from reg_ipcx import Regularizer, average_featlog, is_window, subset_prefix_sizes
-from utils.config import Logger, UserError, pack_rng, rng_state, set_rng_state, set_seed, unpack_rng
+from utils.config import Logger, pack_rng, rng_state, set_rng_state, set_seed, unpack_rng
+from utils.errors import StopTraining, UserError
 from utils.files import (append_jsonl, atomic_save, atomic_write_text, check_output_dir, clean_stale_temps,
                          first_missing, nonfinite, save_config)
-from utils.train import StopTraining, train_one_epoch
+from utils.train import train_one_epoch
 
 
 class DivergedError(UserError):

@@ -31,7 +31,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from utils.config import UserError
+from utils.errors import UserError
 
 METRICS = ("mse", "l1", "l1_mean", "cos", "l2")
 

@@ -19,7 +19,8 @@ import os
 import yaml
 
 from data.condensed import load_condensed
-from utils.config import UserError, jsonable
+from utils.config import jsonable
+from utils.errors import UserError
 from utils.files import atomic_save, atomic_write_text, load_torch, nonfinite
 
 CHECKPOINT = "checkpoint.pt"

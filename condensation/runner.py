@@ -3,7 +3,6 @@
 the model factory, handed to ``condensation.loop.Condenser``. The scripts differ only in the folder,
 the classes they condense and whether the adaptive subset loss may be on.
 """
-import argparse
 import functools
 import math
 
@@ -15,19 +14,9 @@ from data.datasets import imagenet_folder, imagenet_load_transform, imagenet_ten
 from data.loaders import ClassSampler
 from models import define_model
 from reg_ipcx import check_mdc_args
-from utils.arguments import add_reference_args
 from utils.augment import DiffAug, Normalize
-from utils.config import UserError, resolve_device, set_seed
-
-
-def condense_parser(description):
-    """The command line of condense_reg.py, condense.py and condense_reg_mp.py: the reference flags plus
-    ``--stop_after``."""
-    p = argparse.ArgumentParser(description=description)
-    add_reference_args(p)
-    p.add_argument("--stop_after", default=-1, type=int,
-                   help="debug: stop after this many outer iterations (a save point: data_{it}.pt + resume checkpoint)")
-    return p
+from utils.config import resolve_device, set_seed
+from utils.errors import UserError
 
 
 # ------------------------------------------------------------------------------------------------

@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from data.condensed import decode_class
-from utils.config import UserError
+from utils.errors import UserError
 from utils.files import atomic_write_bytes
 
 

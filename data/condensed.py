@@ -15,7 +15,7 @@ import re
 import torch
 import torch.nn.functional as F
 
-from utils.config import UserError
+from utils.errors import UserError
 from utils.files import atomic_save, load_torch
 
 

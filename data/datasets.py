@@ -11,7 +11,7 @@ import struct
 import numpy as np
 import torch
 
-from utils.config import UserError
+from utils.errors import UserError
 from utils.safe_pickle import load_pickle
 
 # spec mdc §2.1

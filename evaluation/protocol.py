@@ -19,8 +19,9 @@ from data.datasets import mean_std
 from data.loaders import TensorLoader, test_loader
 from models import create_model, define_model
 from utils.augment import DiffAug, Normalize, imagenet_train_transform
-from utils.config import UserError, set_seed
-from utils.train import StopTraining, evaluate, train_one_epoch
+from utils.config import set_seed
+from utils.errors import StopTraining, UserError
+from utils.train import evaluate, train_one_epoch
 
 
 def milestones(epochs):

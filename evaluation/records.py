@@ -18,7 +18,8 @@ import uuid
 
 import torch
 
-from utils.config import UserError, jsonable
+from utils.config import jsonable
+from utils.errors import UserError
 from utils.files import atomic_write_text, check_output_file, locked
 
 

@@ -13,7 +13,7 @@ import torch
 from data.condensed import class_prefix, load_decoded
 from data.datasets import first_per_class, imagenet_folder, imagenet_tensors, load_tensors
 from utils.arguments import check_nclass_sub, ipc_epoch
-from utils.config import UserError
+from utils.errors import UserError
 from utils.img_loader import check_pruning_key
 from yoco.pruning import condensed_dir, default_factor, prune_decoded
 

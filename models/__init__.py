@@ -8,7 +8,8 @@ Names: ``convnet``, ``resnet_ap``, ``resnet``, ``densenet`` (reference ``--net_t
 ``--eval_net`` shorthands ``resnet10_bn``, ``resnet10_in``, ``resnet18_bn``, ``resnet10_ap``
 (ResNetAP-10, instance norm, width passed through) and ``convnet3`` (ConvNet-3, instance, width 128).
 """
-from utils.config import UserError, registrar
+from utils.config import registrar
+from utils.errors import UserError
 
 from .convnet import ConvNet
 from .densenet_cifar import DenseNet, densenet_cifar

@@ -9,8 +9,8 @@ from condensation.run_files import condense_tag
 from condensation.runner import tune_lr_img
 from evaluation.protocol import milestones, train_protocol
 from test import get_args_parser
-from utils.arguments import ipc_epoch, parse_args
-from utils.config import UserError, str2bool
+from utils.arguments import ipc_epoch, parse_args, str2bool
+from utils.errors import UserError
 
 
 def parse(*argv):

@@ -10,7 +10,7 @@ from PIL import Image
 import utils.augment as A
 from utils.augment import (DiffAug, Normalize, ColorJitter, Lighting, cutmix, rand_bbox,
                            imagenet_train_transform, imagenet_test_transform)
-from utils.config import UserError
+from utils.errors import UserError
 
 DEV = torch.device("cuda" if torch.cuda.is_available() else "cpu")
 

@@ -20,7 +20,8 @@ from condense_reg import get_args_parser
 from data.condensed import decode_class
 from models import create_model
 from utils.arguments import parse_args
-from utils.config import UserError, pack_rng, rng_state, unpack_rng
+from utils.config import pack_rng, rng_state, unpack_rng
+from utils.errors import UserError
 from utils.files import save_config
 
 

@@ -10,7 +10,7 @@ from data.condensed import (check_condensed, class_prefix, decode, decode_bound,
                             load_condensed, save_condensed)
 from data.loaders import ClassSampler, TensorLoader
 from fakedata import make_mnist_like
-from utils.config import UserError
+from utils.errors import UserError
 
 
 @pytest.mark.parametrize("name,shape,n", [("cifar10", (3, 32, 32), 100), ("cifar100", (3, 32, 32), 200),

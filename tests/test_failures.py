@@ -152,6 +152,8 @@ CASES = [
     ("condense_reg.py", [*CONDENSE, "--save_dir", "run_nan", "--resume"], "NaN/Inf"),
     ("test.py", ["--test_data_dir", "good.pt", "--reproduce", "--presets", "broken.yaml", *TEST_PY], "not valid YAML"),
     ("test.py", ["--test_data_dir", "good.pt", "--reproduce", "--presets", "norules.yaml", *TEST_PY], "'rules'"),
+    ("get_training_dynamics.py", ["-d", "cifar10", "--ipc", "0", "--data-dir", "data", *FAST], "--ipc 0"),
+    ("generate_importance_score.py", ["-d", "cifar10", "--ipc", "-1", *FAST], "--ipc -1"),
     # cases that were already refused before this file existed
     ("condense_reg.py", [*CONDENSE, "--data_dir", "missing"], "not found"),
     ("condense_reg.py", [*CONDENSE, "--ipc", "0"], "--ipc must be >= 1"),
@@ -302,7 +304,7 @@ def test_disk_full_keeps_the_previous_files(world, tmp_path):
 def test_atomic_write_on_a_full_disk(tmp_path, monkeypatch):
     """Unit level: torch.save into a full disk becomes a UserError; the previous file stays."""
     import utils.files as files
-    from utils.config import UserError
+    from utils.errors import UserError
 
     target = tmp_path / "x.pt"
     files.atomic_save({"a": torch.ones(3)}, str(target))

@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from utils.config import UserError
+from utils.errors import UserError
 from utils.kmeans import kmeans, nearest_to_centroids, pairwise_distance
 
 

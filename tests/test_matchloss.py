@@ -7,7 +7,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from utils.config import UserError
+from utils.errors import UserError
 from condensation.matchloss import (dist, feat_match_loss, feature_distances, feature_distances_from_feats,
                              grad_match_loss, is_per_sample, matched_params, matchloss, parse_f_idx)
 

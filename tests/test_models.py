@@ -8,7 +8,7 @@ import torch.nn as nn
 
 from models import MODELS, ModelError, create_model, define_model, register_model
 from models.convnet import ConvNet
-from utils.config import UserError
+from utils.errors import UserError
 from utils.flops import count_flops, train_step_flops
 
 

@@ -16,7 +16,7 @@ from condense_reg import get_args_parser
 from data.loaders import ClassSampler
 from models import create_model
 from utils.arguments import parse_args
-from utils.config import UserError
+from utils.errors import UserError
 
 
 def args_of(*argv, parser=get_args_parser):

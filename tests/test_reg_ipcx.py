@@ -4,7 +4,7 @@ import json
 import pytest
 
 from reg_ipcx import Regularizer, average_featlog, is_window, subset_prefix_sizes, check_mdc_args
-from utils.config import UserError
+from utils.errors import UserError
 
 P = 100
 IPC = 6  # subsets x = 1..5

@@ -12,7 +12,7 @@ import torch
 from conftest import run_script
 from data.condensed import save_condensed
 from models import create_model
-from utils.config import UserError
+from utils.errors import UserError
 from yoco.dynamics_io import DynamicsLog, load_dynamics, save_reference_pickle
 from yoco.scores import load_score_file, save_score_file
 

@@ -6,7 +6,7 @@ import pickle
 import pytest
 import torch
 
-from utils.config import UserError
+from utils.errors import UserError
 from yoco.dynamics_io import (DynamicsLog, epoch_arrays, load_dynamics, load_epoch_arrays, save_compact,
                               save_reference_pickle, to_epoch_array)
 from yoco.dynamics_stats import DynamicsStats, EpochStats, load_score_input, save_stats

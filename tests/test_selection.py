@@ -5,7 +5,7 @@ import random
 import pytest
 import torch
 
-from utils.config import UserError
+from utils.errors import UserError
 from utils.img_loader import (CCS_RATIOS, PruneConfig, allocate_budget, resolve_pruning_key, select_indices,
                               stratified_sampling)
 

@@ -1,7 +1,7 @@
 """The shared command line of every script (the reference's ``argument.py``, spec mdc §1, yoco §6.1).
 
-Nothing is parsed at import time. ``add_reference_args`` declares the reference flags (same names,
-types and defaults, so existing shell scripts keep working) plus our additions; ``parse_args``
+Nothing is parsed at import time and nothing here imports torch. ``utils.options`` declares the reference
+flags (same names, types and defaults, so existing shell scripts keep working) plus ours; ``parse_args``
 applies the ``--reproduce`` presets as *parser defaults* (an explicit flag always wins) and then the
 reference's derived settings (spec mdc §1.2–§1.4), again only where the user gave no value.
 
@@ -14,142 +14,23 @@ import sys
 
 import yaml
 
-from utils.config import UserError, str2bool, tune_allocator
-from utils.train import StopTraining
+from utils.errors import StopTraining, UserError
+
+
+def str2bool(v):
+    """The reference's boolean flags: ``--flag True``/``--flag False`` (and yes/no, 1/0)."""
+    if isinstance(v, bool):
+        return v
+    s = str(v).strip().lower()
+    if s in ("true", "t", "yes", "y", "1"):
+        return True
+    if s in ("false", "f", "no", "n", "0"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected True or False, got {v!r}")
+
 
 DATASETS = ("cifar10", "cifar100", "svhn", "mnist", "fashion", "imagenet")
 PRESETS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs", "reproduce.yaml")
-
-
-def add_reference_args(parser):
-    """Flags of the reference ``argument.py`` (MDC and YOCO), then ours."""
-    a = parser.add_argument
-    a("-d", "--dataset", default="cifar10", type=str, help=f"one of {', '.join(DATASETS)}")
-    a("--data_dir", default="datasets", type=str,
-      help="torchvision dataset root (SVHN under <data_dir>/svhn); not ./data, which is our package")
-    a("--imagenet_dir", default="datasets/imagenet", type=str, help="folder with train/ and val/")
-    a("--download", action="store_true", help="let torchvision download a missing dataset")
-    a("--nclass", default=10, type=int)
-    a("--dseed", default=0, type=int, help="ImageNet class-subset seed (0 = class100.txt order)")
-    a("--size", default=224, type=int)
-    a("--phase", default=-1, type=int)
-    a("--nclass_sub", default=-1, type=int)
-    a("-l", "--load_memory", default=True, type=str2bool)
-    # model
-    a("-n", "--net_type", default="convnet", type=str)
-    a("--norm_type", default="instance", type=str, choices=["batch", "instance", "sn", "none", "layer", "group"])
-    a("--depth", default=10, type=int)
-    a("--width", default=1.0, type=float)
-    a("--eval_net", default="", type=str,
-      help="evaluation architecture(s), comma separated registry names (default: the --net_type net)")
-    # training / evaluation
-    a("--epochs", default=1000, type=int)
-    a("--batch_size", default=64, type=int)
-    a("--lr", default=0.01, type=float)
-    a("--momentum", default=0.9, type=float)
-    a("--weight-decay", "--wd", dest="weight_decay", default=5e-4, type=float)
-    a("--seed", default=123, type=int)
-    a("--deterministic", default=False, type=str2bool, help="deterministic algorithms (bit-exact CPU reruns)")
-    a("--device", default="auto", type=str, help="auto, cpu or cuda")
-    a("--pretrained", action="store_true")
-    a("--mixup", default="cut", type=str, choices=["vanilla", "cut"])
-    a("--mixup_net", default="cut", type=str, choices=["vanilla", "cut"])
-    a("--beta", default=1.0, type=float)
-    a("--mix_p", default=1.0, type=float)
-    a("-p", "--print-freq", dest="print_freq", default=10, type=int)
-    a("--verbose", action="store_true")
-    a("-j", "--workers", default=0, type=int, help="dataloader workers (per-sample ImageNet transforms only)")
-    a("--save_ckpt", default=False, type=str2bool)
-    a("--tag", default="", type=str)
-    a("--test", action="store_true", help="debug: save to raid/results/test, skip evaluations")
-    a("--time", action="store_true")
-    # condensed data
-    a("-i", "--ipc", default=-1, type=int)
-    a("-f", "--factor", default=1, type=int)
-    a("--decode_type", default="single", type=str, choices=["single", "multi", "bound"])
-    a("--init", default="random", type=str, choices=["random", "noise", "mix"])
-    a("-a", "--aug_type", default="color_crop_cutout", type=str)
-    a("--match", default="grad", type=str, choices=["feat", "grad", "logit"])
-    a("--metric", default="l1", type=str, choices=["mse", "l1", "l1_mean", "l2", "cos"])
-    a("--after_softmax", default=False, type=str2bool)
-    a("--per_logit", default=False, type=str2bool)
-    a("--bias", default=False, type=str2bool)
-    a("--fc", default=False, type=str2bool)
-    a("--f_idx", default="4", type=str)
-    a("--niter", default=500, type=int)
-    a("--inner_loop", default=100, type=int)
-    a("--early", default=0, type=int)
-    a("--fix_iter", default=-1, type=int)
-    a("--net_epoch", default=1, type=int)
-    a("--n_data", default=500, type=int)
-    a("--pt_from", default=-1, type=int)
-    a("--pt_num", default=1, type=int)
-    a("--batch_real", default=64, type=int)
-    a("--batch_syn_max", default=128, type=int)
-    a("--lr_img", default=5e-3, type=float)
-    a("--mom_img", default=0.5, type=float)
-    a("--reproduce", action="store_true", help="apply the presets of configs/reproduce.yaml")
-    a("--reproduce_condense", action="store_true", help="YOCO's name for --reproduce (condense.py)")
-    a("--presets", default=PRESETS, type=str, help=argparse.SUPPRESS)
-    a("-s", "--slct_type", default="idc", type=str)
-    a("--test_type", default="other", type=str)
-    a("--repeat", default=1, type=int)
-    a("--dsa", default=False, type=str2bool)
-    a("--dsa_strategy", default="color_crop_cutout_flip_scale_rotate", type=str)
-    a("--rrc", default=True, type=str2bool)
-    a("--same_compute", default=False, type=str2bool)
-    a("--name", default="", type=str)
-    a("--start_idx", default=0, type=int)
-    # MDC
-    a("--adaptive_reg", default=False, type=str2bool, help="MDC's adaptive subset loss")
-    a("--adaptive_period", default=100, type=int)
-    a("--adaptive_class_wise", action="store_true")
-    a("--ipcy", default=-1, type=int)
-    a("--test_data_dir", default="", type=str)
-    a("--interval", default=10, type=int)
-    a("--dream_random_init", default="first", choices=["first", "picks"],
-      help="-s dream with --init random (f = 1): 'first' = the first ipc real images of each class, ignoring "
-           "the k-means picks (the reference); 'picks' = initialise from the DREAM picks (folder gets _picks)")
-    a("--use_aim", default=False, type=str2bool, help="accepted for compatibility; aim is not used")
-    a("--aim_repo", default=".aim", type=str)
-    a("--run_name", default="default_run", type=str)
-    a("--exp_name", default="MDC", type=str)
-    a("--load_checkpoint", action="store_true", help="reference name of --resume")
-    a("--resume", action="store_true", help="continue the run found in the save folder")
-    a("--save_dir", default="", type=str, help="override the reference output folder")
-    a("--eval_during", default=True, type=str2bool, help="in-run evaluations at save points")
-    a("--eval_epochs", default=-1, type=int, help="epochs of in-run evaluations (default: the protocol's)")
-    a("--results_file", default="", type=str, help="JSON record of test.py (default: in the evaluated folder)")
-    a("--save_subset", default="", type=str, help="export the evaluated (decoded) training set as [data, targets]")
-    # YOCO (spec yoco §6.1)
-    a("--custom_data_dir", default="", type=str)
-    a("--no_resnet", action="store_true")
-    a("--aug_seed", default=0, type=int)
-    a("--fix_seed", action="store_true")
-    a("--no_aug", action="store_true")
-    a("--resume_epoch", default=0, type=int)
-    a("--pruning_key", default="yoco", type=str)
-    a("--balance", action="store_true")
-    a("--use_hard", action="store_true")
-    a("--stratified_sampling", action="store_true")
-    a("--random_selection", action="store_true")
-    a("--score_file", default="", type=str)
-    a("--strata_fixed_select", action="store_true")
-    a("--strata_random_select", action="store_true")
-    a("--prune_score", default=None, type=float)
-    a("--prune_score_ratio", default=None, type=float)
-    a("--ccs_type", default="ccs_1", type=str)
-    a("--topk", default=10, type=int)
-    a("--epoch", default=100, type=int, help=argparse.SUPPRESS)
-    a("--condense_key", default="idc", type=str, choices=["idc", "dream", "mtt", "dsa", "kip"])
-    a("--load_mtt", action="store_true")
-    a("--load_dsa", action="store_true")
-    a("--load_kip", action="store_true")
-    a("--slct_ipc", default=0, type=int)
-    a("--stop_epoch", default=100, type=int)
-    a("--reproduce_exp", default="reproduce_3", type=str)
-    a("--run_tag", default="", type=str)
-    return parser
 
 
 def explicit_dests(parser, argv):
@@ -327,9 +208,11 @@ def resolve(args, explicit=()):
 
 def cli(main, get_args_parser, argv=None):
     """Parse, run ``main(args)`` and turn a ``UserError`` into a one-line message and exit 2."""
-    tune_allocator()
     try:
-        args = parse_args(get_args_parser(), argv)
+        args = parse_args(get_args_parser(), argv)  # -h ends here, before torch is imported
+        from utils.config import tune_allocator
+
+        tune_allocator()
         return main(args)
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)

@@ -16,7 +16,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 import torchvision.transforms as T
 
-from utils.config import UserError
+from utils.errors import UserError
 
 # spec mdc §3: fixed DiffAug constants
 PROB_FLIP = 0.5

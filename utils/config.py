@@ -10,9 +10,7 @@ import time
 import numpy as np
 import torch
 
-
-class UserError(Exception):
-    """Bad input from the user: reported as one line ``error: ...`` and exit status 2."""
+from utils.errors import UserError
 
 
 def tune_allocator():
@@ -45,20 +43,6 @@ def registrar(table, kind):
             return fn
         return deco
     return register
-
-
-def str2bool(v):
-    """The reference's boolean flags: ``--flag True``/``--flag False`` (and yes/no, 1/0)."""
-    if isinstance(v, bool):
-        return v
-    s = str(v).strip().lower()
-    if s in ("true", "t", "yes", "y", "1"):
-        return True
-    if s in ("false", "f", "no", "n", "0"):
-        return False
-    import argparse
-
-    raise argparse.ArgumentTypeError(f"expected True or False, got {v!r}")
 
 
 def resolve_device(name="auto"):

@@ -27,7 +27,8 @@ import time
 import torch
 import yaml
 
-from utils.config import UserError, jsonable
+from utils.config import jsonable
+from utils.errors import UserError
 
 TMP_PREFIX = ".tmp_"
 STALE_FOREIGN_SECONDS = 24 * 3600

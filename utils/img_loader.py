@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 import torch
 
-from utils.config import UserError
+from utils.errors import UserError
 
 # spec yoco §4 step 1: accepted base keys (substring rules) and step 2 suffixes
 BASE_KEYS = ("entropy", "accumulated_margin", "forgetting", "el2n", "random", "ssp", "ccs", "yoco")

@@ -15,7 +15,7 @@ Works on any device: the computation stays on ``x.device``; only the initial per
 """
 import torch
 
-from utils.config import UserError
+from utils.errors import UserError
 
 _CHUNK_ELEMS = 1 << 24  # rows x centroids per distance block (bounds memory for N=20000, k=4000)
 

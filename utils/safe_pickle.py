@@ -14,7 +14,7 @@ import pickle
 
 import torch
 
-from utils.config import UserError
+from utils.errors import UserError
 
 
 def _storage_from_bytes(data):

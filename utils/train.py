@@ -7,6 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from utils.augment import cutmix
+from utils.errors import StopTraining
 
 
 def accuracy(output, target, topk=(1,)):
@@ -15,10 +16,6 @@ def accuracy(output, target, topk=(1,)):
     pred = output.topk(maxk, 1, True, True).indices.t()
     correct = pred.eq(target.view(1, -1))
     return [correct[:min(k, maxk)].reshape(-1).float().sum().item() * 100.0 / target.size(0) for k in topk]
-
-
-class StopTraining(RuntimeError):
-    """A non-finite loss: training cannot continue."""
 
 
 def train_one_epoch(model, loader, optimizer, *, aug=None, mixup="cut", mix_p=0.5, beta=1.0, n_data=-1,

@@ -3,31 +3,52 @@ which condensed set, where its dynamics and scores live (spec yoco §1.1, §2.1,
 spells them with dashes (``--custom-data-dir``); the underscore forms are accepted too.
 """
 import argparse
+import textwrap
 
 from utils.arguments import DATASETS
-from yoco.pruning import CONDENSE_KEYS
+from utils.options import HelpFormatter
 
 NETWORKS = ("convnet", "resnet10_ap")
+CONDENSE_KEYS = ("idc", "dream", "mtt", "dsa", "kip")
+DSA_STRATEGY = "color_crop_flip_scale_rotate"  # the dynamics run's augmentation (spec yoco §2.5)
 
 
 def add_condensed_set_args(parser):
     """Dataset, condense key, IPC / factor, network, folders and device, as both reference scripts declare them."""
-    a = parser.add_argument
+    g = parser.add_argument_group("condensed set")
+    a = g.add_argument
     hide = argparse.SUPPRESS
-    a("-d", "--dataset", choices=DATASETS, default="cifar10")
-    a("--condense_key", choices=CONDENSE_KEYS, default="idc")
+    a("-d", "--dataset", choices=DATASETS, default="cifar10", help="dataset of the condensed set")
+    a("--condense_key", choices=CONDENSE_KEYS, default="idc", help="which condensation method made the set")
     a("--ipc", type=int, default=None, help="IPC of the condensed set (default: from the folder name / data)")
-    a("--factor", type=int, default=None, help="default 2 (CIFAR), 3 (ImageNet), 1 (mtt/dsa/kip)")
-    a("--network", choices=NETWORKS, default=None, help="default: convnet (ConvNet-3), resnet10_ap for ImageNet")
+    a("--factor", type=int, default=None, help="multi-formation factor (default 2 CIFAR, 3 ImageNet, 1 mtt/dsa/kip)")
+    a("--network", choices=NETWORKS, default=None,
+      help="network trained on the set (default: convnet = ConvNet-3; resnet10_ap for ImageNet)")
     a("--custom-data-dir", "--custom_data_dir", dest="custom_data_dir", default=None,
-      help="condensed set (folder or .pt); default raid/condensed_img/... (spec yoco §1.1)")
+      help="condensed set (folder or .pt); default raid/condensed_img/{condense_key}/{dataset}/...")
+    a = parser.add_argument_group("folders and device").add_argument
     a("--base-dir", dest="base_dir", default=None,
-      help="default raid/{reproduce_exp}/dynamics_and_scores/{condense_key}/{dataset}")
+      help="folder of the dynamics and scores (default raid/{reproduce_exp}/dynamics_and_scores/{condense_key}/"
+           "{dataset})")
     a("--task-name", dest="task_name", default=None, help="sub-folder of --base-dir (default ipc{IPC})")
     a("--reproduce_exp", default="reproduce_3", help="which repetition: raid/{reproduce_exp}/...")
     a("--device", default="auto", help="auto, cpu or cuda")
     a("--gpuid", default="0", help=hide)  # unused by the reference; see --device
     for k in ("mtt", "dsa", "kip"):
         a(f"--load_{k}", action="store_true", help=hide)  # set from --condense_key in the reference
-    a("--random_selection", action="store_true", help=hide)
+    a("--random_selection", action="store_true", help=hide)  # refused: scores need the full set
+    return parser
+
+
+def yoco_parser(description, examples):
+    """A YOCO script's parser (short usage, defaults shown, examples after the options)."""
+    return argparse.ArgumentParser(description=description, formatter_class=HelpFormatter, usage="%(prog)s [options]",
+                                   epilog=examples)
+
+
+def hidden_flags(parser):
+    """Lists the flags accepted only for the reference's command lines in one group that says so."""
+    hidden = sorted(act.option_strings[0] for act in parser._actions if act.help == argparse.SUPPRESS)
+    parser.add_argument_group("accepted for compatibility with the reference's command lines (no effect)",
+                              textwrap.fill(", ".join(hidden), width=100))
     return parser

@@ -23,14 +23,15 @@ from data.loaders import TensorLoader
 from data.loaders import test_loader as real_test_loader
 from models import create_model
 from utils.augment import DiffAug, Normalize, imagenet_train_transform
-from utils.config import UserError, pack_rng, rng_state, set_rng_state, unpack_rng
+from utils.config import pack_rng, rng_state, set_rng_state, unpack_rng
+from utils.errors import UserError
 from utils.files import atomic_save, load_torch, nonfinite
 from utils.train import train_one_epoch
+from yoco.arguments import DSA_STRATEGY
 from yoco.dynamics_io import save_compact, save_reference_pickle
 from yoco.dynamics_stats import save_stats
 from yoco.pruning import condensed_dir, default_factor, dynamics_base, ipc_from_folder, td_name
 
-DSA_STRATEGY = "color_crop_flip_scale_rotate"  # spec yoco §2.5
 STATE = "state.pt"
 
 
@@ -77,6 +78,10 @@ def resolve_settings(args):
 
 def resolve_paths(args):
     """Condensed-data folder, IPC and output folder (spec yoco §1.1, §2.2)."""
+    if args.ipc is not None and args.ipc < 1:
+        raise UserError(f"--ipc {args.ipc}: it is the condensed set's images per class (IPC_F) and must be >= 1")
+    if args.factor is not None and args.factor < 1:
+        raise UserError(f"--factor {args.factor} must be >= 1 (1 = no multi-formation)")
     if args.custom_data_dir is None:
         if args.ipc is None:
             raise UserError("pass --ipc N (or --custom-data-dir <condensed folder>)")
@@ -241,3 +246,34 @@ def write_outputs(args, out_dir, model, records, resume_dir, chunks, log_msg, ta
     shutil.rmtree(resume_dir, ignore_errors=True)
     for w in written:
         log_msg(f"training dynamics ({len(all_records)} records) -> {w} ({os.path.getsize(w) / 2**20:.1f} MiB)")
+
+
+# ------------------------------------------------------------------------------------------------
+# the trained network, for the score generator (spec yoco §3.2: entropy/loss and the SSP k-means features)
+
+
+@torch.no_grad()
+def clean_pass(model, x, dataset, batch_size, device):
+    """Logits and ``embed`` features of ckpt-last in eval mode on the normalised decoded images."""
+    norm = Normalize(*mean_std(dataset)).to(device)
+    model.eval()
+    logits, feats = [], []
+    for s in range(0, len(x), batch_size):
+        xb = norm(x[s:s + batch_size].to(device))
+        feats.append(model.embed(xb).flatten(1).float())
+        logits.append(model(xb).float().cpu())
+    return torch.cat(logits), torch.cat(feats)
+
+
+def load_dynamics_model(args, path, device):
+    """The network of a dynamics run (``ckpt-last.pt``) for the clean passes of the score generator."""
+    st = load_torch(path, "model checkpoint", "run get_training_dynamics.py first (or pass --ckpt)")
+    if not isinstance(st, dict) or "model_state_dict" not in st:
+        raise UserError(f"{path} is not a dynamics checkpoint ({{'model_state_dict', 'epoch'}})")
+    model = create_model(args.network, nclass=args.nclass, nch=args.nch, size=args.size, depth=3,
+                         norm_type="instance", dataset=args.dataset)
+    try:
+        model.load_state_dict(st["model_state_dict"])
+    except RuntimeError as e:
+        raise UserError(f"{path} does not fit a {args.network} for {args.dataset}: {str(e).splitlines()[0]}")
+    return model.to(device)

@@ -38,7 +38,7 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
-from utils.config import UserError
+from utils.errors import UserError
 from utils.files import atomic_save, atomic_write, load_torch
 from utils.safe_pickle import load_pickle
 

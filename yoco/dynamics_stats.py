@@ -7,7 +7,7 @@ from typing import NamedTuple
 
 import torch
 
-from utils.config import UserError
+from utils.errors import UserError
 from utils.files import atomic_save
 from yoco.dynamics_io import (STATS_FORMAT, STATS_VERSION, check_file, check_nc, compact_arrays, is_compact, load_blob,
                               load_epoch_arrays, record_layout)

@@ -16,11 +16,10 @@ import warnings
 
 import torch
 
-from utils.config import UserError
+from utils.errors import UserError
 from utils.img_loader import resolve_pruning_key, select_indices
 from yoco.scores import load_score_file
 
-CONDENSE_KEYS = ("idc", "dream", "mtt", "dsa", "kip")
 SINGLE_FORMATION = ("mtt", "dsa", "kip")  # stored at factor 1 (spec yoco §1.2)
 TOPK = {"idc": 10, "dream": 10, "mtt": 3, "dsa": 3, "kip": 3}  # spec yoco §3.1 / §4
 # spec yoco §3.1 stop epoch E (LBPE epochs in [0, E), file name ``-ep{E}``); dsa = 100 on both sides (B2)

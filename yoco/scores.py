@@ -22,7 +22,8 @@ import os
 
 import torch
 
-from utils.config import UserError, registrar
+from utils.config import registrar
+from utils.errors import UserError
 from utils.kmeans import kmeans, nearest_to_centroids
 from utils.safe_pickle import load_pickle
 from yoco.dynamics_io import atomic_pickle
