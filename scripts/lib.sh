@@ -15,7 +15,18 @@ run_tee() {
   if dry; then printf '%q ' "$@"; echo; else "$@" | tee "$file"; fi
 }
 
-# install the Python requirements (skipped under DRY_RUN)
+# install the Python requirements and matplotlib into the interpreter `python3` resolves to (an activated
+# virtual environment, else the system's), saying which; skipped under DRY_RUN. PyPI's torch for Linux is
+# the CUDA build (~5 GB with its nvidia-* packages); a CPU-only torch installed beforehand is kept.
 install_requirements() {
-  dry || python3 -m pip install -q --disable-pip-version-check -r requirements.txt
+  dry && return 0
+  local py
+  py=$(python3 -c 'import sys; print(sys.executable)')
+  if [ -z "${VIRTUAL_ENV:-}${CONDA_PREFIX:-}" ]; then
+    echo "installing requirements.txt + requirements-plots.txt into $py (no virtual environment is active;" \
+         "see README: Set-up)"
+  else
+    echo "installing requirements.txt + requirements-plots.txt into $py"
+  fi
+  python3 -m pip install -q --disable-pip-version-check -r requirements.txt -r requirements-plots.txt
 }

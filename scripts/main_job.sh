@@ -12,6 +12,7 @@
 #   evaluation:   ConvNet-3, 60 epochs (LR ×0.2 at 40 and 50), DSA + CutMix, 4 validations on the
 #                 10 000 test images, --repeat 1.
 # Usage: bash scripts/main_job.sh [OUT_DIR]        (default raid/main_job; DRY_RUN=1 prints the commands)
+#        DEVICE=auto|cpu|cuda (default auto), EPOCHS=<evaluation epochs> (default 60)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib.sh
@@ -43,3 +44,4 @@ echo "== IPC-x prefixes of one condensed set (Fashion-MNIST, reduced budget abov
 run_tee "$OUT/table.md" python3 -m evaluation.report "Baseline C=$OUT/baseline_c/test_results.json" \
   "MDC=$OUT/mdc/test_results.json" --plot "$OUT/prefix_accuracy.png"
 echo "total wall time: $(( $(date +%s) - start )) s"
+dry || echo "table: $OUT/table.md   plot: $OUT/prefix_accuracy.png   records: $OUT/{mdc,baseline_c}/test_results.json"
