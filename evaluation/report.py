@@ -51,6 +51,7 @@ def plot(tables, path):
     for lab, t in tables.items():
         ys = sorted(t)
         ax.plot(ys, [t[y][0] for y in ys], marker="o", label=lab)
+    ax.set_xticks(sorted({y for t in tables.values() for y in t}))  # whole IPCs only
     ax.set_xlabel("IPC (prefix of the condensed set)")
     ax.set_ylabel("test accuracy (%)")
     ax.legend()
