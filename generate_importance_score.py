@@ -19,7 +19,8 @@ import time
 
 from utils.arguments import cli
 from utils.errors import UserError
-from yoco.arguments import add_condensed_set_args, hidden_flags, yoco_parser
+from utils.options import compat_group, described_parser
+from yoco.arguments import add_condensed_set_args
 
 
 EXAMPLES = """examples:
@@ -30,7 +31,7 @@ EXAMPLES = """examples:
 
 
 def get_args_parser():
-    p = yoco_parser("YOCO step 3: importance scores of every decoded image (LBPE, EL2N, forgetting, AUM, entropy, "
+    p = described_parser("YOCO step 3: importance scores of every decoded image (LBPE, EL2N, forgetting, AUM, entropy, "
                     "SSP k-means) from the training dynamics", EXAMPLES)
     a = p.add_argument_group("scores and files").add_argument
     hide = argparse.SUPPRESS
@@ -46,7 +47,7 @@ def get_args_parser():
     a("--topk", type=str, default=None, help="comma list of K for LBPE_top{K} (default 10 idc/dream, 3 others)")
     a("--use-loss", dest="use_loss", action="store_true", help="also loss_LBPE_top{K}: epochs of smallest loss")
     a("--seed", type=int, default=0, help="k-means seed (the reference is unseeded)")
-    return hidden_flags(add_condensed_set_args(p))
+    return compat_group(add_condensed_set_args(p))
 
 
 def parse_topk(text):

@@ -24,7 +24,8 @@ import time
 
 from utils.arguments import cli, str2bool
 from utils.errors import UserError
-from yoco.arguments import DSA_STRATEGY, add_condensed_set_args, hidden_flags, yoco_parser
+from utils.options import compat_group, described_parser
+from yoco.arguments import DSA_STRATEGY, add_condensed_set_args
 
 
 EXAMPLES = """examples:
@@ -35,7 +36,7 @@ EXAMPLES = """examples:
 
 
 def get_args_parser():
-    p = yoco_parser("YOCO step 2: train a network on the decoded condensed set and log every sample's output "
+    p = described_parser("YOCO step 2: train a network on the decoded condensed set and log every sample's output "
                     "(the training dynamics the scores are computed from)", EXAMPLES)
     hide = argparse.SUPPRESS
     a = p.add_argument_group("training").add_argument
@@ -65,7 +66,7 @@ def get_args_parser():
     a("--resume", action="store_true", help="continue an interrupted run from {out}/resume/")
     a("--stop-after-epochs", dest="stop_after", type=int, default=0,
       help="train at most N epochs in this invocation, save and exit (continue with --resume)")
-    return hidden_flags(add_condensed_set_args(p))
+    return compat_group(add_condensed_set_args(p))
 
 
 def main(args):

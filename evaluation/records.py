@@ -7,8 +7,8 @@ far, so a re-run of the same command resumes with honest statistics (each repeat
 index, ``evaluation.protocol.repeat_seed``) and a wall time that adds up the invocations (time spent
 on a repeat that a kill interrupted is not counted). Every evaluation carries a ``run_id`` kept in the
 partial file: a kill between appending the record and removing the partial file cannot append the
-record twice. Appends are serialised by a lock file, so parallel jobs sharing one results file never
-lose a record.
+record twice. Appends are serialised by a lock on the results file's folder, so parallel jobs sharing
+one results file never lose a record.
 """
 import json
 import os

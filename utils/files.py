@@ -139,13 +139,8 @@ def clean_stale_temps(folder, log=None):
 
 
 def _existing_ancestor(path):
-    p = os.path.abspath(path)
-    while not os.path.exists(p):
-        parent = os.path.dirname(p)
-        if parent == p:
-            break
-        p = parent
-    return p
+    top = first_missing(path)
+    return os.path.abspath(path) if top is None else os.path.dirname(top)
 
 
 def first_missing(path):

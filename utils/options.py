@@ -42,12 +42,14 @@ GROUPS = {
 }
 
 
+CONDENSE_KEYS = ("idc", "dream", "mtt", "dsa", "kip")  # YOCO's --condense_key: which method made the set
+
+
 class _Adder:
     """Adds each option to its group when the script uses it, hidden otherwise (accepted, not shown)."""
 
     def __init__(self, parser, kind):
-        self.parser, self.kind, self.compat = parser, kind, []
-        self.groups = {}
+        self.parser, self.kind, self.groups = parser, kind, {}
 
     def __call__(self, group, used_by, *flags, help, **kw):
         if self.kind in used_by:
@@ -57,12 +59,16 @@ class _Adder:
             self.groups[group].add_argument(*flags, help=text, **kw)
         else:
             self.parser.add_argument(*flags, help=argparse.SUPPRESS, **kw)
-            self.compat.append(flags[-1] if flags[-1].startswith("--") else flags[0])
 
-    def compat_group(self):
-        names = textwrap.fill(", ".join(sorted(self.compat)), width=100)
-        self.parser.add_argument_group(
-            "accepted for compatibility with the reference's command lines (no effect in this script)", names)
+
+def compat_group(parser, internal=("--presets",)):
+    """One group listing, by name, every hidden flag of ``parser`` (accepted only so that the reference's
+    command lines keep working) but the ``internal`` ones; returns the parser."""
+    names = sorted(next(o for o in act.option_strings if o.startswith("--")) for act in parser._actions
+                   if act.help == argparse.SUPPRESS and not set(act.option_strings) & set(internal))
+    parser.add_argument_group("accepted for compatibility with the reference's command lines (no effect in this "
+                              "script)", textwrap.fill(", ".join(names), width=100))
+    return parser
 
 
 def add_reference_args(parser, kind=T):
@@ -172,7 +178,7 @@ def add_reference_args(parser, kind=T):
     a("mdc", COND, "--adaptive_class_wise", action="store_true", help="one MLS per class instead of one for all")
     # YOCO
     a("yoco", frozenset((T,)), "--slct_ipc", default=0, type=int, help="IPC_T: prune the set to this IPC (0: no pruning)")
-    a("yoco", frozenset((T,)), "--condense_key", default="idc", type=str, choices=["idc", "dream", "mtt", "dsa", "kip"],
+    a("yoco", frozenset((T,)), "--condense_key", default="idc", type=str, choices=CONDENSE_KEYS,
       help="which condensed set is pruned (its folder and format)")
     a("yoco", frozenset((T,)), "--pruning_key", default="yoco", type=str,
       help="<base>[_hard|_easy][_balance|_imbalance], base: yoco, random, ssp, entropy, accumulated_margin, "
@@ -231,8 +237,7 @@ def add_reference_args(parser, kind=T):
                       (("--load_mtt",), {"action": "store_true"}), (("--load_dsa",), {"action": "store_true"}),
                       (("--load_kip",), {"action": "store_true"}), (("--run_tag",), {"default": "", "type": str})):
         a("output", never, *flags, help="", **kw)
-    a.compat_group()
-    return parser
+    return compat_group(parser)
 
 
 EXAMPLES = {
@@ -253,11 +258,16 @@ EXAMPLES = {
 }
 
 
+def described_parser(description, examples):
+    """An empty parser of ours: short usage, defaults shown, example commands after the options."""
+    return argparse.ArgumentParser(description=description, formatter_class=HelpFormatter, usage="%(prog)s [options]",
+                                   epilog=examples)
+
+
 def script_parser(description, kind, examples=None):
     """The parser of a script of ``kind``: described options, grouped, with example commands."""
-    p = argparse.ArgumentParser(description=description, formatter_class=HelpFormatter, usage="%(prog)s [options]",
-                                epilog=examples if examples is not None else EXAMPLES[kind])
-    return add_reference_args(p, kind)
+    return add_reference_args(described_parser(description, examples if examples is not None else EXAMPLES[kind]),
+                              kind)
 
 
 def condense_parser(description, kind=C, examples=None):

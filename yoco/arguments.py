@@ -3,13 +3,11 @@ which condensed set, where its dynamics and scores live (spec yoco §1.1, §2.1,
 spells them with dashes (``--custom-data-dir``); the underscore forms are accepted too.
 """
 import argparse
-import textwrap
 
 from utils.arguments import DATASETS
-from utils.options import HelpFormatter
+from utils.options import CONDENSE_KEYS
 
 NETWORKS = ("convnet", "resnet10_ap")
-CONDENSE_KEYS = ("idc", "dream", "mtt", "dsa", "kip")
 DSA_STRATEGY = "color_crop_flip_scale_rotate"  # the dynamics run's augmentation (spec yoco §2.5)
 
 
@@ -37,18 +35,4 @@ def add_condensed_set_args(parser):
     for k in ("mtt", "dsa", "kip"):
         a(f"--load_{k}", action="store_true", help=hide)  # set from --condense_key in the reference
     a("--random_selection", action="store_true", help=hide)  # refused: scores need the full set
-    return parser
-
-
-def yoco_parser(description, examples):
-    """A YOCO script's parser (short usage, defaults shown, examples after the options)."""
-    return argparse.ArgumentParser(description=description, formatter_class=HelpFormatter, usage="%(prog)s [options]",
-                                   epilog=examples)
-
-
-def hidden_flags(parser):
-    """Lists the flags accepted only for the reference's command lines in one group that says so."""
-    hidden = sorted(act.option_strings[0] for act in parser._actions if act.help == argparse.SUPPRESS)
-    parser.add_argument_group("accepted for compatibility with the reference's command lines (no effect)",
-                              textwrap.fill(", ".join(hidden), width=100))
     return parser
