@@ -57,7 +57,8 @@ def get_args_parser():
     a("--mix_p", type=float, default=0.5, help="CutMix probability")
     a("--beta", type=float, default=1.0, help="CutMix Beta(β, β) parameter")
     a("--run_tag", default="", help=hide)  # unused by the reference's dynamics script
-    a("--seed", type=int, default=0, help="global seed (the reference is unseeded); -1 = unseeded")
+    a("--seed", type=int, default=None,
+      help="global seed (default: k for --reproduce_exp reproduce_k, else 0; the reference is unseeded); -1 = unseeded")
     a = p.add_argument_group("output and resume").add_argument
     a("--compact", nargs="?", const="also", default=None, choices=["also", "only", "stats"],
       help="also (or only) write the lossless compact log td-ipc{IPC}.pt; stats: only the score statistics "

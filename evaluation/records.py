@@ -13,6 +13,7 @@ one results file never lose a record.
 import json
 import os
 import platform
+import re
 import time
 import uuid
 
@@ -61,14 +62,19 @@ class PartialRuns:
 
 
 def default_results_file(args, source):
+    """``--results_file``, else ``test_results.json`` (``test_results_{run_tag}.json`` with ``--run_tag``)
+    next to the set, in YOCO's log folder for a pruned set, or under ``raid/results`` for real images."""
     if args.results_file:
         return args.results_file
+    if not re.fullmatch(r"[A-Za-z0-9_.+-]*", args.run_tag):
+        raise UserError(f"--run_tag {args.run_tag!r} names the results file: use letters, digits and _ . + - only")
     if args.slct_type == "random":
-        return os.path.join("raid", "results", args.datatag, f"random_ipc{args.ipc}", "test_results.json")
-    folder = source if os.path.isdir(source) else os.path.dirname(os.path.abspath(source))
+        folder = os.path.join("raid", "results", args.datatag, f"random_ipc{args.ipc}")
+    else:
+        folder = source if os.path.isdir(source) else os.path.dirname(os.path.abspath(source))
     if args.slct_ipc > 0:  # YOCO logs to condensed_img -> log_{reproduce_exp} (spec yoco §6.2)
         folder = folder.replace("condensed_img", f"log_{args.reproduce_exp}")
-    return os.path.join(folder, "test_results.json")
+    return os.path.join(folder, f"test_results_{args.run_tag}.json" if args.run_tag else "test_results.json")
 
 
 def read_records(path):

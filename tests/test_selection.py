@@ -227,6 +227,23 @@ def test_ccs_random_within_strata_and_balanced():
     assert [i // 8 for i in b] == [0] * 4 + [1] * 4
 
 
+def test_ccs_type_follows_the_reference_per_branch():
+    """ccs_2 (the reference's utils/img_loader.py): the CIFAR branch skips the global cut-off and cuts the
+    easiest r inside each class (balanced keys only); the ImageNet branch has no ccs_2 code (= ccs_1)."""
+    bal = PruneConfig("el2n", True, False, True, False, 0.25)
+    imb = PruneConfig("el2n", False, False, True, False, 0.25)
+    pick = lambda cfg, **kw: select_indices(ramp("el2n"), cfg, **GEOM, **kw).tolist()  # noqa: E731
+    ccs_1 = pick(bal)
+    assert max(ccs_1) == 11  # the global cut-off dropped 12..15
+    ccs_2 = pick(bal, ccs_type="ccs_2")
+    # class 0 keeps its hardest int(0.75*8)=6 (7..2), class 1 keeps 15..10; 4 of each by stratified sampling
+    assert sorted(i for i in ccs_2 if i < 8) == [4, 5, 6, 7] and sorted(i for i in ccs_2 if i >= 8) == [12, 13, 14, 15]
+    assert pick(bal, ccs_type="ccs_2", imagenet=True) == ccs_1 == pick(bal, imagenet=True)
+    no_cut = PruneConfig("el2n", False, False, True, False, 0.0)
+    assert pick(imb, ccs_type="ccs_2") == pick(no_cut) != pick(imb)  # CIFAR, imbalanced: nothing is cut
+    assert pick(imb, ccs_type="ccs_2", imagenet=True) == pick(imb)
+
+
 # ---------------------------------------------------------------------------------------------------
 # test.py glue
 
@@ -262,3 +279,28 @@ def test_prune_decoded(tmp_path):
     a.score_file, a.pruning_key = "", "yoco"
     with pytest.raises(UserError, match="ep100.pickle"):  # the default path, not present here
         prune_decoded(a, x, y)
+
+
+def test_imagenet_set_found_under_the_name_condense_py_writes(tmp_path):
+    """The reference's pruning looks for …_factor3_mix_ipc10, its condense.py writes …_factor3_lr0.003_mix_ipc10:
+    the released name wins, else the one condense.py wrote; two candidates are an error naming both."""
+    from yoco.pruning import imagenet_idc_dir
+    released = "resnet10apin_grad_l1_ely10_nd500_cut_factor3_mix_ipc10"
+    ours = "resnet10apin_grad_l1_ely10_nd500_cut_factor3_lr0.003_mix_ipc10"
+    assert imagenet_idc_dir(str(tmp_path), 10) == str(tmp_path / released)  # nothing there: the released name
+    (tmp_path / ours).mkdir()
+    (tmp_path / "resnet10apin_grad_l1_ely10_nd500_cut_factor3_lr0.003_mix_ipc100").mkdir()  # IPC 100: no match
+    assert imagenet_idc_dir(str(tmp_path), 10) == str(tmp_path / ours)
+    (tmp_path / "resnet10apin_grad_l1_ely10_nd500_cut_factor3_bound_lr0.003_mix_ipc20").mkdir()
+    assert imagenet_idc_dir(str(tmp_path), 20).endswith("factor3_bound_lr0.003_mix_ipc20")
+    (tmp_path / "resnet10apin_grad_l1_ely10_nd500_cut_factor3_lr0.001_mix_ipc10").mkdir()
+    with pytest.raises(UserError, match="several"):
+        imagenet_idc_dir(str(tmp_path), 10)
+    (tmp_path / released).mkdir()
+    assert imagenet_idc_dir(str(tmp_path), 10) == str(tmp_path / released)
+
+
+def test_dynamics_seed_per_repetition():
+    from yoco.arguments import reproduce_seed
+    assert [reproduce_seed(f"reproduce_{k}") for k in (1, 2, 3)] == [1, 2, 3]
+    assert reproduce_seed("mine") == 0

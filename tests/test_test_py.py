@@ -133,3 +133,21 @@ def test_interrupted_repeats_resume(fake_root, tmp_path):
     rec = records(out)[-1]["results"]["convnet"]
     assert "already done" in p.stdout and rec["runs"][0]["best"] == 12.34 and len(rec["runs"]) == 2
     assert not os.path.exists(str(out) + ".partial")  # removed once the record is written
+
+
+def test_run_tag_names_the_default_results_file(tmp_path):
+    """Tables that evaluate one condensed set (YOCO Tables 1, 3, 5) write to their own results files."""
+    import test as test_py
+    from evaluation.records import default_results_file
+    from utils.arguments import parse_args
+    from utils.errors import UserError
+
+    src = tmp_path / "condensed_img" / "idc" / "cifar10" / "set"
+    src.mkdir(parents=True)
+    args = parse_args(test_py.get_args_parser(), ["--ipc", "10", "--slct_ipc", "1", "--run_tag", "yoco_table3"])
+    assert default_results_file(args, str(src)) == str(tmp_path / "log_reproduce_3/idc/cifar10/set/test_results_yoco_table3.json")
+    args.run_tag = ""
+    assert default_results_file(args, str(src)).endswith("set/test_results.json")
+    args.run_tag = "../x"
+    with pytest.raises(UserError, match="--run_tag"):
+        default_results_file(args, str(src))

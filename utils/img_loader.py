@@ -202,8 +202,13 @@ def _score_tensor(scores, key, N):
 
 
 def select_indices(scores, cfg, *, N, C, ipc_f, ipc_t, factor, strata_random_select=False, ccs_type="ccs_1",
-                   seed=None):
-    """Decoded indices of the pruned subset for every rule of spec yoco §5.1–5.6 (LongTensor)."""
+                   seed=None, imagenet=False):
+    """Decoded indices of the pruned subset for every rule of spec yoco §5.1–5.6 (LongTensor).
+
+    ``ccs_type`` follows the reference per branch (its ``utils/img_loader.py``): on CIFAR (and our other
+    non-ImageNet sets) ``ccs_2`` replaces the global hard cut-off by a cut of the hardest ``r`` inside each
+    class (balanced keys; an imbalanced ``ccs_2`` selection cuts nothing); the ImageNet branch has no
+    ``ccs_2`` code, so there it is ``ccs_1``."""
     _check_ipcs(ipc_f, ipc_t)
     n_c, m = ipc_f * factor ** 2, ipc_t * factor ** 2
     if N != C * n_c:
@@ -227,7 +232,8 @@ def select_indices(scores, cfg, *, N, C, ipc_f, ipc_t, factor, strata_random_sel
         return torch.cat([a + rank(s[a:b], hard)[:m] for a, b in blocks])
     # CCS (spec yoco §5.3 steps 3–5, §5.4): drop the int(r*N) hardest, then stratified sampling
     r = cfg.prune_score_ratio
-    order = rank(s, not is_aum)[int(r * N):]
+    per_class_cut = ccs_type == "ccs_2" and not imagenet
+    order = rank(s, not is_aum)[0 if per_class_cut else int(r * N):]
     gen = torch.Generator().manual_seed(int(seed)) if seed is not None else None
     sample = dict(random_select=strata_random_select, generator=gen)
     if not cfg.balance:
@@ -235,7 +241,7 @@ def select_indices(scores, cfg, *, N, C, ipc_f, ipc_t, factor, strata_random_sel
     parts = []
     for a, b in blocks:
         sub = order[(order >= a) & (order < b)]
-        if ccs_type == "ccs_2" and r > 0:  # keeps the hardest, drops the easiest (unreachable from `ccs`)
+        if per_class_cut and r > 0:  # keeps the hardest (1 - r) of the class: the easiest r go, as in the reference
             sub = sub[:int((1 - r) * sub.numel())]
         parts.append(sub[stratified_sampling(s[sub], m, **sample)])
     return torch.cat(parts)

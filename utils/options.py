@@ -218,6 +218,9 @@ def add_reference_args(parser, kind=T):
     a("output", COND, "--test", action="store_true", help="debug: save to raid/results/test, no evaluations")
     a("output", frozenset((T,)), "--results_file", default="", type=str,
       help="JSON list the evaluation is appended to (default: test_results.json next to the set)")
+    a("output", frozenset((T,)), "--run_tag", default="", type=str,
+      help="label of this evaluation (a table row or table name), kept in its record; the default results "
+           "file becomes test_results_{run_tag}.json, so tables that evaluate one set never mix")
     a("output", frozenset((T,)), "--save_subset", default="", type=str,
       help="also write the evaluated (decoded, pruned) training set as [data, targets]")
     # reference flags without an effect here
@@ -235,7 +238,7 @@ def add_reference_args(parser, kind=T):
                       (("--stratified_sampling",), {"action": "store_true"}),
                       (("--prune_score",), {"default": None, "type": float}), (("--epoch",), {"default": 100, "type": int}),
                       (("--load_mtt",), {"action": "store_true"}), (("--load_dsa",), {"action": "store_true"}),
-                      (("--load_kip",), {"action": "store_true"}), (("--run_tag",), {"default": "", "type": str})):
+                      (("--load_kip",), {"action": "store_true"})):
         a("output", never, *flags, help="", **kw)
     return compat_group(parser)
 

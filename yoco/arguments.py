@@ -3,12 +3,21 @@ which condensed set, where its dynamics and scores live (spec yoco §1.1, §2.1,
 spells them with dashes (``--custom-data-dir``); the underscore forms are accepted too.
 """
 import argparse
+import re
 
 from utils.arguments import DATASETS
 from utils.options import CONDENSE_KEYS
 
 NETWORKS = ("convnet", "resnet10_ap")
 DSA_STRATEGY = "color_crop_flip_scale_rotate"  # the dynamics run's augmentation (spec yoco §2.5)
+
+
+def reproduce_seed(reproduce_exp):
+    """The dynamics seed of a repetition: k for ``reproduce_k``, 0 for any other name. The reference is
+    unseeded (and seeds nothing per repetition); the authors average three independent dynamics runs,
+    so each of ours gets its own seed and a re-run of one repetition is reproducible."""
+    m = re.fullmatch(r".*?(\d+)", reproduce_exp)
+    return int(m.group(1)) if m else 0
 
 
 def add_condensed_set_args(parser):

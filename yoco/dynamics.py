@@ -27,7 +27,7 @@ from utils.config import pack_rng, rng_state, set_rng_state, unpack_rng
 from utils.errors import UserError
 from utils.files import atomic_save, load_torch, nonfinite
 from utils.train import train_one_epoch
-from yoco.arguments import DSA_STRATEGY
+from yoco.arguments import DSA_STRATEGY, reproduce_seed
 from yoco.dynamics_io import save_compact, save_reference_pickle
 from yoco.dynamics_stats import save_stats
 from yoco.pruning import condensed_dir, default_factor, dynamics_base, ipc_from_folder, td_name
@@ -65,6 +65,8 @@ def resolve_settings(args):
         raise UserError("--random_selection is not supported (the reference crashes with it); "
                         "the dynamics are recorded on the full decoded set")
     data_settings(args)
+    if args.seed is None:  # each repetition its own seed (the runs the authors average are independent)
+        args.seed = reproduce_seed(args.reproduce_exp)
     d = args.dataset
     if args.dsa_strategy is None:
         args.dsa_strategy = DSA_STRATEGY.replace("_flip", "") if d in ("mnist", "svhn") else DSA_STRATEGY

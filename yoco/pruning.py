@@ -10,6 +10,7 @@ Extension: mtt/dsa/kip sets at any dataset/IPC when the folder is given explicit
 fixed folders for CIFAR-10 IPC 10, and its paths force ``cifar10``/``ipc10``; here the paths use the real
 dataset and IPC, which coincide with the reference for its only case).
 """
+import glob
 import os
 import re
 import warnings
@@ -64,8 +65,24 @@ def condensed_dir(condense_key, dataset, ipc, nclass=10):
         return os.path.join("raid", "condensed_img", FIXED_FOLDERS[condense_key])
     if condense_key == "dream":  # B3 fixed: the requested dataset, not always cifar10
         return os.path.join("raid", "condensed_img", "dream", dataset, f"ipc{ipc}")
-    tag = (IDC_TAG_IMAGENET if dataset == "imagenet" else IDC_TAG_CIFAR).format(ipc=ipc)
-    return os.path.join("raid", "condensed_img", "idc", dataset_dir(dataset, nclass), tag)
+    folder = os.path.join("raid", "condensed_img", "idc", dataset_dir(dataset, nclass))
+    if dataset != "imagenet":
+        return os.path.join(folder, IDC_TAG_CIFAR.format(ipc=ipc))
+    return imagenet_idc_dir(folder, ipc)
+
+
+def imagenet_idc_dir(folder, ipc):
+    """The released ImageNet set ``…_cut_factor3_mix_ipc{ipc}`` or, when absent, the one our condense.py
+    writes with the reference's tag (``…_cut_factor3_lr0.003_mix_ipc10``, ``…_factor3_bound_lr0.003_mix_ipc20``:
+    the reference's condense.py and its pruning code disagree on the name)."""
+    released = os.path.join(folder, IDC_TAG_IMAGENET.format(ipc=ipc))
+    if os.path.exists(released):
+        return released
+    ours = sorted(glob.glob(os.path.join(folder, IDC_TAG_IMAGENET.replace("_mix_", "_*_mix_").format(ipc=ipc))))
+    if len(ours) > 1:
+        raise UserError(f"several condensed ImageNet IPC {ipc} sets match in {folder} ({', '.join(map(os.path.basename, ours))}); "
+                        "pass the one to use with --custom-data-dir / --custom_data_dir")
+    return ours[0] if ours else released
 
 
 def dynamics_base(reproduce_exp, condense_key, dataset, nclass=10):
@@ -144,7 +161,7 @@ def prune_decoded(args, x, y):
         warnings.warn("--strata_fixed_select selects randomly within CCS strata (reference meaning, spec yoco "
                       "B9); prefer --strata_random_select", stacklevel=2)
     idx = select_indices(scores, cfg, N=N, C=C, ipc_f=ipc_f, ipc_t=ipc_t, factor=f, ccs_type=args.ccs_type,
-                         strata_random_select=bool(args.strata_random_select or args.strata_fixed_select))
+                         imagenet=args.dataset == "imagenet", strata_random_select=bool(args.strata_random_select or args.strata_fixed_select))
     args.score_file, args.topk, args.stop_epoch = path, topk, stop
     args.pruning = {"score_key": cfg.score_key, "balance": cfg.balance, "use_hard": cfg.use_hard,
                     "stratified": cfg.stratified, "random_selection": cfg.random_selection,
