@@ -3,19 +3,18 @@
 # MDC and Baseline C, each condensed once at IPC 4 (f = 2), then every prefix IPC-1 … IPC-4 of both
 # evaluated, a table printed and (with matplotlib) a plot written.
 #
-# REDUCED BUDGET, sized to finish in about 15 minutes on a 2-core CPU (the paper's budget is
-# niter 2000 × 100 inner steps and 1000-epoch evaluations, i.e. GPU-days):
+# REDUCED BUDGET: BUDGET=cpu of scripts/lib.sh (the default here), sized to finish in about 15 minutes on a
+# 2-core CPU (the paper's budget is niter 2000 x 100 inner steps and 1000-epoch evaluations, i.e. GPU-days):
 #   condensation: --niter 1 --inner_loop 5 (20 outer iterations = 100 inner steps), --n_data 128,
-#                 --batch_real 32,
-#                 MLS period --adaptive_period 5, metric mse and lr_img 5e-3 (MDC's CIFAR setting;
-#                 the same for both runs), ConvNet-3, everything else as --reproduce;
-#   evaluation:   ConvNet-3, 60 epochs (LR ×0.2 at 40 and 50), DSA + CutMix, 4 validations on the
+#                 --batch_real 32, MLS period --adaptive_period 5, metric mse and lr_img 5e-3 (MDC's CIFAR
+#                 setting; the same for both runs), ConvNet-3, everything else as --reproduce;
+#   evaluation:   ConvNet-3, 60 epochs (LR x0.2 at 40 and 50), DSA + CutMix, 4 validations on the
 #                 10 000 test images, --repeat 1.
 # Usage: bash scripts/main_job.sh [OUT_DIR]        (default raid/main_job; DRY_RUN=1 prints the commands)
-#        DEVICE=auto|cpu|cuda (default auto), EPOCHS=<evaluation epochs> (default 60)
+#        DEVICE=auto|cpu|cuda (default auto), EPOCHS=<evaluation epochs> (default 60), BUDGET=cpu|smoke|paper
 set -euo pipefail
-cd "$(dirname "$0")/.."
-source scripts/lib.sh
+BUDGET=${BUDGET:-cpu}
+source "$(dirname "$0")/lib.sh"
 install_requirements
 if ! dry && [ ! -e /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ] && [ ! -e datasets/FashionMNIST/raw ]; then
   echo "installing the Debian package dataset-fashion-mnist (real Fashion-MNIST, no download from elsewhere)"
@@ -23,25 +22,23 @@ if ! dry && [ ! -e /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz 
   $SUDO apt-get update -qq && $SUDO apt-get install -y -qq dataset-fashion-mnist
 fi
 OUT=${1:-raid/main_job}
-DEV=${DEVICE:-auto}
-EPOCHS=${EPOCHS:-60}
-COND="--reproduce -d fashion -f 2 --ipc 4 --metric mse --lr_img 5e-3 --niter 1 --inner_loop 5 --n_data 128 --batch_real 32
-      --adaptive_period 5 --eval_during False --device $DEV"
+EVAL=("${EVAL_BUDGET[@]}" ${EPOCHS:+--epochs "$EPOCHS"})
+COND=(--reproduce -d fashion -f 2 --ipc 4 --eval_during False "${COND_BUDGET[@]}" --device "$DEVICE")
 start=$(date +%s)
 echo "== MDC (adaptive subset loss) =="
-run python3 condense_reg.py $COND --adaptive_reg True --save_dir "$OUT/mdc" --resume
+run python3 ${P}condense_reg.py "${COND[@]}" --adaptive_reg True --save_dir "$OUT/mdc" --resume
 echo "== Baseline C (same run without the adaptive subset loss) =="
-run python3 condense_reg.py $COND --save_dir "$OUT/baseline_c" --resume
+run python3 ${P}condense_reg.py "${COND[@]}" --save_dir "$OUT/baseline_c" --resume
 for RUN in mdc baseline_c; do
   run rm -f "$OUT/$RUN/test_results.json"
   for Y in 1 2 3 4; do
     echo "== evaluate $RUN IPC-$Y =="
-    run python3 test.py -d fashion -f 2 --ipc 4 --ipcy "$Y" --test_type cx_cy --test_data_dir "$OUT/$RUN" \
-      --epochs "$EPOCHS" --repeat 1 --device "$DEV" --results_file "$OUT/$RUN/test_results.json"
+    run python3 ${P}test.py -d fashion -f 2 --ipc 4 --ipcy "$Y" --test_type cx_cy --test_data_dir "$OUT/$RUN" \
+      "${EVAL[@]}" --device "$DEVICE" --results_file "$OUT/$RUN/test_results.json"
   done
 done
 echo "== IPC-x prefixes of one condensed set (Fashion-MNIST, reduced budget above; best of 4 validations, %) =="
-run_tee "$OUT/table.md" python3 -m evaluation.report "Baseline C=$OUT/baseline_c/test_results.json" \
+run_tee "$OUT/table.md" python3 -m evaluation.report prefix "Baseline C=$OUT/baseline_c/test_results.json" \
   "MDC=$OUT/mdc/test_results.json" --plot "$OUT/prefix_accuracy.png"
 echo "total wall time: $(( $(date +%s) - start )) s"
 dry || echo "table: $OUT/table.md   plot: $OUT/prefix_accuracy.png   records: $OUT/{mdc,baseline_c}/test_results.json"

@@ -9,44 +9,28 @@
 #      60 evaluation epochs, 4 validations, --repeat 1.
 # Usage: bash scripts/yoco_fashion.sh [OUT_DIR]     (default raid/yoco_fashion; DRY_RUN=1 prints the commands)
 set -euo pipefail
-cd "$(dirname "$0")/.."
-source scripts/lib.sh
+source "$(dirname "$0")/lib.sh"
 OUT=${1:-raid/yoco_fashion}
-DEV=${DEVICE:-auto}
 EPOCHS=${EPOCHS:-60}
 start=$(date +%s)
-run python3 condense.py --reproduce_condense -d fashion -f 2 --ipc 10 --metric mse --lr_img 5e-3 --niter 1 \
-  --inner_loop 5 --n_data 128 --eval_during False --device "$DEV" --save_dir "$OUT/condensed" --resume
-run python3 get_training_dynamics.py -d fashion --ipc 10 --custom-data-dir "$OUT/condensed" --epochs 200 \
-  --test-period 50 --base-dir "$OUT/dynamics" --device "$DEV" --compact also
-run python3 generate_importance_score.py -d fashion --ipc 10 --custom-data-dir "$OUT/condensed" \
-  --base-dir "$OUT/dynamics" --stop_epoch 100 --device "$DEV"
+run python3 "${P}condense.py" --reproduce_condense -d fashion -f 2 --ipc 10 --metric mse --lr_img 5e-3 --niter 1 \
+  --inner_loop 5 --n_data 128 --eval_during False --device "$DEVICE" --save_dir "$OUT/condensed" --resume
+run python3 "${P}get_training_dynamics.py" -d fashion --ipc 10 --custom-data-dir "$OUT/condensed" --epochs 200 \
+  --test-period 50 --base-dir "$OUT/dynamics" --device "$DEVICE" --compact also
+run python3 "${P}generate_importance_score.py" -d fashion --ipc 10 --custom-data-dir "$OUT/condensed" \
+  --base-dir "$OUT/dynamics" --stop_epoch 100 --device "$DEVICE"
 SCORES="$OUT/dynamics/ipc10/data-score-ipc10-ep100.pickle"
 run rm -f "$OUT/results.json" "$OUT/full.json"
 # the unpruned IPC-10 set, for reference
-run python3 test.py -d fashion -f 2 --ipc 10 --test_data_dir "$OUT/condensed" --epochs "$EPOCHS" --repeat 1 \
-  --device "$DEV" --results_file "$OUT/full.json"
+run python3 "${P}test.py" -d fashion -f 2 --ipc 10 --test_data_dir "$OUT/condensed" --epochs "$EPOCHS" --repeat 1 \
+  --device "$DEVICE" --results_file "$OUT/full.json"
 for T in 1 2 5; do
   case $T in 1) R=0.3 ;; 2) R=0.1 ;; 5) R=0.0 ;; esac
   for KEY in yoco random random_balance el2n forgetting ccs; do
-    run python3 test.py -d fashion -f 2 --ipc 10 --slct_ipc "$T" --pruning_key "$KEY" --test_data_dir "$OUT/condensed" \
-      --score_file "$SCORES" --prune_score_ratio "$R" --no_resnet --epochs "$EPOCHS" --repeat 1 --device "$DEV" \
+    run python3 "${P}test.py" -d fashion -f 2 --ipc 10 --slct_ipc "$T" --pruning_key "$KEY" --test_data_dir "$OUT/condensed" \
+      --score_file "$SCORES" --prune_score_ratio "$R" --no_resnet --epochs "$EPOCHS" --repeat 1 --device "$DEVICE" \
       --results_file "$OUT/results.json"
   done
 done
-dry && exit 0  # the table below reads the results of the runs above
-python3 - "$OUT/results.json" <<'PY' | tee "$OUT/table.md"
-import json, sys
-recs = json.load(open(sys.argv[1]))
-keys, ts, cell = [], [], {}
-for r in recs:
-    a = r["args"]; k, t = a["pruning_key"], a["slct_ipc"]
-    keys += [k] if k not in keys else []; ts += [t] if t not in ts else []
-    res = next(iter(r["results"].values()))
-    cell[k, t] = f"{res['best']['mean']:.2f}"
-print("| pruning key | " + " | ".join(f"IPC 10→{t}" for t in ts) + " |")
-print("|---|" + "---|" * len(ts))
-for k in keys:
-    print(f"| {k} | " + " | ".join(cell.get((k, t), "–") for t in ts) + " |")
-PY
+run_tee "$OUT/table.md" python3 -m evaluation.report yoco1 "$OUT/results.json" --out "$OUT/report"
 echo "total wall time: $(( $(date +%s) - start )) s"

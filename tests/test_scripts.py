@@ -15,16 +15,18 @@ from utils.img_loader import check_pruning_key
 # (script, arguments, extra environment): every script, with the variants that print other commands
 CASES = [
     ("main_job.sh", ["{tmp}/main_job"], {}),
+    ("main_job.sh", ["{tmp}/main_job"], {"BUDGET": "smoke"}),
     ("mdc_table1.sh", [], {}),
-    ("mdc_table1.sh", ["cifar100", "10"], {}),
-    ("mdc_table1.sh", ["svhn", "3", "--niter", "10"], {}),
+    ("mdc_table1.sh", ["cifar100", "10"], {"BUDGET": "cpu"}),
+    ("mdc_table1.sh", ["svhn", "3", "--niter", "10"], {"BUDGET": "smoke"}),
+    ("mdc_table1.sh", ["fashion", "4"], {"BUDGET": "cpu"}),
     ("yoco_fashion.sh", ["{tmp}/yoco_fashion"], {}),
     ("yoco_table1.sh", ["cifar10"], {"GENERATE": "1"}),
-    ("yoco_table1.sh", ["cifar100", "reproduce_1"], {}),
-    ("yoco_table1.sh", ["imagenet"], {"GENERATE": "1"}),
+    ("yoco_table1.sh", ["cifar100", "reproduce_1"], {"BUDGET": "smoke"}),
+    ("yoco_table1.sh", ["imagenet"], {"GENERATE": "1", "BUDGET": "cpu"}),
     ("yoco_table2.sh", [], {}),
     ("yoco_table3.sh", ["reproduce_2"], {}),
-    ("yoco_table4.sh", [], {}),
+    ("yoco_table4.sh", [], {"BUDGET": "smoke"}),
     ("yoco_table5.sh", [], {}),
 ]
 
@@ -72,12 +74,39 @@ def test_every_script_has_a_case():
     assert scripts == {c[0] for c in CASES}
 
 
-@pytest.mark.parametrize("script,args,env", CASES, ids=[f"{c[0]}-{'-'.join(c[1][:1])}" for c in CASES])
+@pytest.mark.parametrize("script,args,env", CASES,
+                         ids=[f"{c[0]}-{'-'.join(c[1][:1])}-{c[2].get('BUDGET', 'paper')}" for c in CASES])
 def test_dry_run_prints_commands_that_parse(tmp_path, script, args, env):
     before = tree()
     out = dry_run(os.path.join(ROOT, "scripts", script), [a.format(tmp=tmp_path) for a in args], env)
     assert check_commands(out) > 0
     assert tree() == before and os.listdir(tmp_path) == []  # nothing ran, nothing was written
+
+
+def test_budgets_change_the_commands_and_a_wrong_budget_fails():
+    script = os.path.join(ROOT, "scripts", "mdc_table1.sh")
+    paper, smoke = dry_run(script, ["cifar10", "2"]), dry_run(script, ["cifar10", "2"], {"BUDGET": "smoke"})
+    assert paper.count("python3") == smoke.count("python3") == 4 + 8 + 1  # same runs, smaller budget
+    assert "--inner_loop" not in paper and "--niter 1 --inner_loop 100" in smoke and "--epochs 2" in smoke
+    assert "--repeat 3 --epochs 2 --repeat 1" in smoke  # the budget comes after the script's settings
+    # Baseline A at IPC N is the C run and B's block 0 is A's IPC-1 run: nothing condensed twice
+    folders = [shlex.split(line)[shlex.split(line).index("--save_dir") + 1] for line in paper.splitlines()
+               if "condense_reg.py" in line]
+    assert folders == ["raid/mdc_table1/cifar10/" + f for f in ("A_ipc1", "A_ipc1_idx_1", "C", "MDC")]
+    p = subprocess.run(["bash", script], capture_output=True, text=True, env=dict(os.environ, DRY_RUN="1", BUDGET="fast"))
+    assert p.returncode == 2 and "BUDGET=fast is not a budget" in p.stderr
+
+
+def test_yoco_table1_generates_once_per_ipc_f_and_loops_over_runs():
+    out = dry_run(os.path.join(ROOT, "scripts", "yoco_table1.sh"), ["cifar10"], {"GENERATE": "1"})
+    lines = out.splitlines()
+    assert sum("condense.py" in line for line in lines) == 2  # IPC_F 10 and 50
+    dyn = [line for line in lines if "get_training_dynamics.py" in line]
+    assert len(dyn) == 2 * 3 and len(set(dyn)) == 6  # one per (IPC_F, reproduce run), not per IPC_T
+    tests = [line for line in lines if "test.py" in line]
+    assert len(tests) == 3 * 7 * 9 and all("--run_tag yoco_table1" in t for t in tests)
+    assert {shlex.split(t)[shlex.split(t).index("--reproduce_exp") + 1] for t in tests} == {
+        "reproduce_1", "reproduce_2", "reproduce_3"}
 
 
 def test_a_flag_typo_fails(tmp_path):
