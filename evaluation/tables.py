@@ -151,7 +151,7 @@ TABLES = {
                    row_rank=lambda k: _order([KEY_NAMES[x] for x in YOCO_KEYS])(k[1]),
                    col_rank=lambda k: (k[0], k[1] == "balanced")),
 }
-TABLES["prefix"] = _mdc("Every IPC-x prefix of condensed sets (best accuracy, %)")
+TABLES["prefix"] = _mdc("Every IPC-x prefix of condensed sets")
 
 
 # ---------------------------------------------------------------------------------------------------
