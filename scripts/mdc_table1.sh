@@ -12,6 +12,7 @@
 # (no GPU has been lent to this project); the report lands in $OUT/report/mdc1.{md,csv,png}.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
+install_requirements
 DATASET=${1:-cifar10}; N=${2:-10}; shift $(( $# > 2 ? 2 : $# )) || true
 OUT=${OUT:-raid/mdc_table1/$DATASET}
 C=(--reproduce -d "$DATASET" -f 2 --eval_during False "${COND_BUDGET[@]}" --device "$DEVICE")

@@ -10,6 +10,7 @@
 # Usage: bash scripts/yoco_fashion.sh [OUT_DIR]     (default raid/yoco_fashion; DRY_RUN=1 prints the commands)
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
+install_requirements
 OUT=${1:-raid/yoco_fashion}
 EPOCHS=${EPOCHS:-60}
 start=$(date +%s)

@@ -15,6 +15,7 @@
 # raid/yoco_table1/yoco1.{md,csv}.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
+install_requirements
 DATASET=${1:-cifar10}; EXPS=${2:-$EXPS_DEFAULT}; shift $(( $# > 2 ? 2 : $# )) || true
 case $DATASET in
   cifar10)  DEFAULT_PAIRS="10:1 10:2 10:5 50:1 50:2 50:5 50:10"; F=2 ;;

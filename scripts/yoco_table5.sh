@@ -8,6 +8,7 @@
 # GPU hours: not measured yet (no GPU has been lent to this project). Report: raid/yoco_table5/yoco5.{md,csv}.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
+install_requirements
 EXPS=${1:-$EXPS_DEFAULT}; shift $(( $# > 1 ? 1 : $# )) || true
 for EXP in $EXPS; do
   for T in 1 2 5; do
