@@ -80,7 +80,7 @@ def network_update(model, opt_net, sampler, aug_rand, args):
         return
     for _ in range(args.net_epoch):
         train_one_epoch(model, RealBatches(sampler, sampler.batches_per_pass()), opt_net, aug=aug_rand,
-                        mixup=args.mixup_net, mix_p=args.mix_p, beta=args.beta, n_data=args.n_data)
+                        mixup=args.mixup_net, mix_p=args.mix_p, beta=args.beta, n_data=args.n_data, metrics=False)
 
 
 class Condenser:
@@ -137,7 +137,7 @@ class Condenser:
                 self.new_model()
                 self.model.load_state_dict(ck["model"])
                 self.opt_net.load_state_dict(ck["opt_net"])
-            set_rng_state(unpack_rng(ck["rng"]))
+            set_rng_state(unpack_rng(ck["rng"]), self.device)
             self.start_it = self.last_saved = int(ck["it"])
             truncate_metrics(self.save_dir, self.start_it)
             self.log(f"resumed from {self.save_dir} at iteration {self.start_it}")
@@ -170,7 +170,7 @@ class Condenser:
         n_batches = self.sampler.batches_per_pass()
         for _ in range(a.early):
             train_one_epoch(self.model, RealBatches(self.sampler, n_batches), self.opt_net, aug=self.aug_rand,
-                            mixup=a.mixup_net, mix_p=a.mix_p, beta=a.beta)
+                            mixup=a.mixup_net, mix_p=a.mix_p, beta=a.beta, metrics=False)
         self.model.train()
 
     # ---- the loop (spec mdc §8.6) --------------------------------------------------------------
@@ -275,7 +275,7 @@ class Condenser:
                  "model": self.model.state_dict() if self.model is not None else None,
                  "opt_net": self.opt_net.state_dict() if self.opt_net is not None else None,
                  "regs": json.dumps([r.state_dict() for r in self.regs]) if self.mdc else None,
-                 "rng": pack_rng(rng_state()), "sampler": self.sampler.state_dict()}
+                 "rng": pack_rng(rng_state(self.device)), "sampler": self.sampler.state_dict()}
         save_checkpoint(self.save_dir, state)
         self.last_saved = it
 
@@ -312,7 +312,7 @@ class Condenser:
         sets = [(f"ipc{a.ipc}", None)]
         if self.mdc and a.ipc <= 10 and a.factor < 3:
             sets += [(f"ipc{x}", x) for x in range(1, a.ipc)]
-        saved = rng_state()
+        saved = rng_state(self.device)
         try:
             for name, x in sets:
                 set_seed(a.seed + it, a.deterministic)
@@ -325,4 +325,4 @@ class Condenser:
                                                 "best": r["best"]["mean"], "best_std": r["best"]["std"],
                                                 "last": r["last"]["mean"], "epochs": ea.epochs})
         finally:
-            set_rng_state(saved)
+            set_rng_state(saved, self.device)

@@ -17,6 +17,7 @@ import torch.nn.functional as F
 
 from utils.errors import UserError
 from utils.files import atomic_save, load_torch
+from utils.determinism import bilinear_resize
 
 
 def decode_zoom(img, y, factor):
@@ -30,7 +31,7 @@ def decode_zoom(img, y, factor):
     s = img.shape[-1] // factor
     # [n, c, f, s, f, s] -> [f, f, n, c, s, s]: crop (i, j) of every image, row-major crops
     tiles = img.reshape(n, c, factor, s, factor, s).permute(2, 4, 0, 1, 3, 5).reshape(-1, c, s, s)
-    out = F.interpolate(tiles, size=(h, w), mode="bilinear", align_corners=False)
+    out = bilinear_resize(tiles, (h, w))  # F.interpolate bilinear (utils/determinism.py)
     return out, y.repeat(factor * factor)
 
 

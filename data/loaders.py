@@ -39,19 +39,23 @@ class TensorLoader:
         return len(self.targets)
 
     def __iter__(self):
+        """The permutation is drawn on the CPU (CPU and GPU runs see the same batches) and copied to the
+        device once per pass; batches are then sliced on the device without a host wait. ``idx`` (with
+        ``return_index``) is the CPU slice."""
         n = len(self.targets)
         order = torch.randperm(n) if self.shuffle else torch.arange(n)
+        order_dev = order.to(self.device)
         for s in range(0, n, self.batch_size):
-            idx = order[s:s + self.batch_size]
+            idx, idx_dev = order[s:s + self.batch_size], order_dev[s:s + self.batch_size]
             if self.sample_transform is not None:
                 x = torch.stack([self.sample_transform(self.images[i]) for i in idx.tolist()]).to(self.device)
             else:
-                x = self.images[idx.to(self.device)]
+                x = self.images[idx_dev]
             if x.dtype == torch.uint8:
                 x = x.float().div_(255)
             if self.transform is not None:
                 x = self.transform(x)
-            y = self.targets[idx.to(self.device)]
+            y = self.targets[idx_dev]
             yield (x, y, idx) if self.return_index else (x, y)
 
 
@@ -70,8 +74,14 @@ class ClassSampler:
         self.targets = torch.as_tensor(targets).long()
         self.nclass, self.batch_size = nclass, batch_size
         self.cls_idx = [(self.targets == c).nonzero().flatten() for c in range(nclass)]
-        self._cls_queue = [torch.empty(0, dtype=torch.long) for _ in range(nclass)]
-        self._all_queue = torch.empty(0, dtype=torch.long)
+        # in-memory data: index queues and labels live on the run device, so drawing a batch never waits
+        # for the host; permutations are drawn on the CPU (CPU and GPU runs draw the same batches) and
+        # moved once per class epoch / pass
+        self.queue_device = self.device if self.in_memory else torch.device("cpu")
+        self._targets = self.targets.to(self.queue_device)
+        self._cls_idx = [i.to(self.queue_device) for i in self.cls_idx]
+        self._cls_queue = [torch.empty(0, dtype=torch.long, device=self.queue_device) for _ in range(nclass)]
+        self._all_queue = torch.empty(0, dtype=torch.long, device=self.queue_device)
 
     def _fetch(self, idx):
         if self.in_memory:
@@ -95,7 +105,8 @@ class ClassSampler:
         else:
             bs = min(len(self.cls_idx[c]), self.batch_size)
             if len(self._cls_queue[c]) < bs:  # drop_last: a new class epoch
-                self._cls_queue[c] = self.cls_idx[c][torch.randperm(len(self.cls_idx[c]))]
+                perm = torch.randperm(len(self.cls_idx[c]))
+                self._cls_queue[c] = self._cls_idx[c][perm.to(self.queue_device)]
             idx, self._cls_queue[c] = self._cls_queue[c][:bs], self._cls_queue[c][bs:]
         x = self._fetch(idx)
         return x, torch.full((len(idx),), c, dtype=torch.long, device=self.device)
@@ -106,9 +117,9 @@ class ClassSampler:
         ``ClassMemDataLoader``); with it the remainder is dropped and a new pass starts (the
         ``drop_last=True`` loader of the reference's ``condense_reg_mp.py``)."""
         if len(self._all_queue) < (self.batch_size if self.drop_last else 1):
-            self._all_queue = torch.randperm(len(self.targets))
+            self._all_queue = torch.randperm(len(self.targets)).to(self.queue_device)
         idx, self._all_queue = self._all_queue[:self.batch_size], self._all_queue[self.batch_size:]
-        return self._fetch(idx), self.targets[idx].to(self.device)
+        return self._fetch(idx), self._targets[idx].to(self.device)
 
     def batches_per_pass(self):
         """Length of the reference's real-data loader: the most all-class batches one network-update
@@ -117,11 +128,12 @@ class ClassSampler:
         return max(1, n // self.batch_size if self.drop_last else -(-n // self.batch_size))
 
     def state_dict(self):
-        return {"cls_queue": list(self._cls_queue), "all_queue": self._all_queue}
+        """The queues as CPU tensors: a checkpoint loads on any device."""
+        return {"cls_queue": [q.cpu() for q in self._cls_queue], "all_queue": self._all_queue.cpu()}
 
     def load_state_dict(self, st):
-        self._cls_queue = list(st["cls_queue"])
-        self._all_queue = st["all_queue"]
+        self._cls_queue = [torch.as_tensor(q).long().to(self.queue_device) for q in st["cls_queue"]]
+        self._all_queue = torch.as_tensor(st["all_queue"]).long().to(self.queue_device)
 
 
 class DeviceLoader:

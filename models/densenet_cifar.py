@@ -15,6 +15,7 @@ import math
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from utils.determinism import global_avg_pool
 
 
 class DenseBottleneck(nn.Module):
@@ -71,7 +72,7 @@ class DenseNet(nn.Module):
             if i < self.nstages:
                 out = getattr(self, f"trans{i}")(out)
         out = F.relu(self.bn(out))
-        return F.adaptive_avg_pool2d(out, 1).flatten(1)
+        return global_avg_pool(out).flatten(1)
 
     def forward(self, x):
         return self.linear(self.embed(x))

@@ -19,6 +19,7 @@ import math
 import torch.nn as nn
 import torch.nn.functional as F
 from torch.nn.utils import parametrize
+from utils.determinism import global_avg_pool
 
 IMAGENET_BLOCKS = {10: [1, 1, 1, 1], 18: [2, 2, 2, 2], 34: [3, 4, 6, 3], 50: [3, 4, 6, 3],
                    101: [3, 4, 23, 3], 152: [3, 8, 36, 3], 200: [3, 24, 36, 3]}
@@ -70,7 +71,7 @@ class ResNetFeatures(nn.Module):
         """Globally pooled last-stage feature vector [B, C_final]."""
         for stage in self._trunk():
             x = stage(x)
-        return F.adaptive_avg_pool2d(x, 1).flatten(1)
+        return global_avg_pool(x).flatten(1)
 
     def forward(self, x):
         return self.fc(self.embed(x))
@@ -82,7 +83,7 @@ class ResNetFeatures(nn.Module):
         if not 0 <= idx_from <= idx_to <= 6:
             raise ValueError(f"get_feature: need 0 <= idx_from <= idx_to <= 6, "
                              f"got ({idx_from}, {idx_to})")
-        stages = self._trunk() + [lambda t: F.adaptive_avg_pool2d(t, 1).flatten(1), self.fc]
+        stages = self._trunk() + [lambda t: global_avg_pool(t).flatten(1), self.fc]
         feats = []
         for i in range(idx_to + 1):
             x = stages[i](x)

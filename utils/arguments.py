@@ -213,6 +213,8 @@ def cli(main, get_args_parser, argv=None):
         from utils.config import tune_allocator
 
         tune_allocator()
+        if getattr(args, "deterministic", False):  # read by cuBLAS when it starts: set before any CUDA work
+            os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
         return main(args)
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
@@ -220,6 +222,13 @@ def cli(main, get_args_parser, argv=None):
     except StopTraining as e:  # a diverged training run: the inputs are fine, the settings are not
         print(f"error: training diverged: {e}", file=sys.stderr)
         sys.exit(3)
+    except RuntimeError as e:  # strict --deterministic True met an operation without a deterministic kernel
+        if "does not have a deterministic implementation" not in str(e):
+            raise
+        op = str(e).split(" does not have", 1)[0].strip().splitlines()[-1]
+        print(f"error: --deterministic True: {op} has no deterministic kernel on this device; run with "
+              "--deterministic False (or on the CPU)", file=sys.stderr)
+        sys.exit(2)
     except KeyboardInterrupt:
         print("error: interrupted; re-run the same command with --resume to continue", file=sys.stderr)
         sys.exit(130)

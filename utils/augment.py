@@ -17,6 +17,7 @@ import torch.nn.functional as F
 import torchvision.transforms as T
 
 from utils.errors import UserError
+from utils.determinism import grid_sample_bilinear
 
 # spec mdc §3: fixed DiffAug constants
 PROB_FLIP = 0.5
@@ -139,7 +140,7 @@ def cutout_apply(x, ox, oy, ratio=0.5):
 def affine_apply(x, theta):
     """affine_grid + bilinear grid_sample with zero padding (spec mdc §3 scale/rotate)."""
     grid = F.affine_grid(theta, list(x.shape), align_corners=ALIGN_CORNERS)
-    return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=ALIGN_CORNERS)
+    return grid_sample_bilinear(x, grid)  # F.grid_sample bilinear, zeros, align_corners False
 
 
 # ---------------------------------------------------------------- ops (spec mdc §3 table)

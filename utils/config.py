@@ -58,34 +58,52 @@ def resolve_device(name="auto"):
 
 
 def set_seed(seed, deterministic=False):
-    """Seed python, numpy and torch (all devices). ``deterministic`` also pins cuDNN/algorithms."""
+    """Seed python, numpy and torch (all devices). ``deterministic`` also makes the kernels deterministic
+    (``set_determinism``)."""
     if seed is not None and seed >= 0:
         random.seed(seed)
         np.random.seed(seed % 2**32)
         torch.manual_seed(seed)
+    set_determinism(deterministic)
+
+
+def set_determinism(deterministic):
+    """The kernel settings of a run, set explicitly (README: "Determinism and precision").
+
+    ``deterministic=False`` (default, as the reference): cuDNN autotuning on CUDA, TF32 for cuDNN
+    convolutions and fp32 for matrix products -- the defaults of the PyTorch the reference ran on, so the
+    reference's numbers. ``deterministic=True``: strict ``torch.use_deterministic_algorithms(True)`` (an
+    operation without a deterministic kernel raises instead of warning; the three we differentiate
+    through have deterministic stand-ins, utils/determinism.py), no autotuning, and no TF32 anywhere, so
+    a CUDA run repeats bit for bit on the same GPU, driver and PyTorch. CPU runs are deterministic in
+    either mode."""
+    torch.backends.cudnn.allow_tf32 = not deterministic
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.deterministic = bool(deterministic)
+    torch.backends.cudnn.benchmark = not deterministic and torch.cuda.is_available()  # the reference (§8.7)
+    torch.use_deterministic_algorithms(bool(deterministic))
     if deterministic:
-        torch.backends.cudnn.benchmark = False
-        torch.backends.cudnn.deterministic = True
-        torch.use_deterministic_algorithms(True, warn_only=True)
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-    elif torch.cuda.is_available():
-        torch.backends.cudnn.benchmark = True  # as the reference (spec mdc §8.7)
 
 
-def rng_state():
-    """All global RNG states, as a torch-saveable dict (used by resume)."""
+def rng_state(device=None):
+    """The global RNG states a run uses, as a torch-saveable dict (resume): python, numpy, torch's CPU
+    generator and, for a CUDA run, the generator of that run's GPU only (a CPU run never touches CUDA;
+    a resume may see other GPUs than the run that saved)."""
     st = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
-    if torch.cuda.is_available():
-        st["cuda"] = torch.cuda.get_rng_state_all()
+    if device is not None and torch.device(device).type == "cuda":
+        st["cuda"] = torch.cuda.get_rng_state(device)
     return st
 
 
-def set_rng_state(st):
+def set_rng_state(st, device=None):
+    """Restore ``rng_state``; the states are CPU tensors (checkpoints load to CPU). A CUDA state is restored
+    into the run's GPU when the run is on CUDA, and ignored otherwise (a CPU resume of a GPU run)."""
     random.setstate(st["python"])
     np.random.set_state(st["numpy"])
-    torch.set_rng_state(st["torch"])
-    if "cuda" in st and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(st["cuda"])
+    torch.set_rng_state(st["torch"].cpu())
+    if "cuda" in st and device is not None and torch.device(device).type == "cuda":
+        torch.cuda.set_rng_state(st["cuda"].cpu(), device)
 
 
 def pack_rng(st):

@@ -11,7 +11,9 @@ the same defaults, made deterministic:
 * stop when the summed squared centroid shift is ``<= tol`` or after ``n_iter`` iterations; the returned
   labels are the assignment to the returned centroids.
 
-Works on any device: the computation stays on ``x.device``; only the initial permutation is drawn on CPU.
+Runs on the CPU whatever the device of ``x`` (the results come back on ``x``'s device): the matrices are
+small, and the CUDA scatter-add of the update (``index_add_``) is nondeterministic, so a seeded GPU run would
+not repeat; on the CPU every run (CPU or GPU) clusters identically.
 """
 import torch
 
@@ -49,11 +51,11 @@ def kmeans(x, k, *, n_iter=100, tol=1e-4, seed=0):
     Deterministic for a given ``seed`` (see the module docstring for the rules).
     """
     _check(x, k)
-    k = int(k)
-    x = x.detach().float()
+    k, device = int(k), x.device
+    x = x.detach().float().cpu()
     n = x.shape[0]
     g = torch.Generator(device="cpu").manual_seed(int(seed))
-    init = torch.randperm(n, generator=g)[:k].to(x.device)  # distinct data points
+    init = torch.randperm(n, generator=g)[:k]  # distinct data points
     centroids = x[init].clone()
     for _ in range(int(n_iter)):
         labels = _assign(x, centroids)
@@ -65,7 +67,7 @@ def kmeans(x, k, *, n_iter=100, tol=1e-4, seed=0):
         centroids = new
         if shift <= tol:
             break
-    return centroids, _assign(x, centroids)
+    return centroids.to(device), _assign(x, centroids).to(device)
 
 
 def nearest_to_centroids(x, centroids):
@@ -74,8 +76,9 @@ def nearest_to_centroids(x, centroids):
     Distances as spec yoco §3.2; ties go to the lower row index. Two centroids may share their
     nearest sample, so duplicates are possible, exactly as in the reference (spec yoco §10 B10).
     """
-    x = x.detach().float()
-    centroids = centroids.detach().float().to(x.device)
+    device = x.device
+    x = x.detach().float().cpu()  # on the CPU, like kmeans
+    centroids = centroids.detach().float().cpu()
     step = max(1, _CHUNK_ELEMS // max(1, x.shape[0]))
     out = [pairwise_distance(centroids[i:i + step], x).argmin(1) for i in range(0, centroids.shape[0], step)]
-    return torch.cat(out).long()
+    return torch.cat(out).long().to(device)

@@ -10,26 +10,32 @@ from utils.augment import cutmix
 from utils.errors import StopTraining
 
 
-def accuracy(output, target, topk=(1,)):
-    """Top-k accuracies in % (spec mdc §4)."""
+def correct_counts(output, target, topk=(1, 5)):
+    """Number of top-k hits for each k (the reference's ``accuracy``, spec mdc §4, before it divides),
+    as one tensor on the output's device: no host wait."""
     maxk = min(max(topk), output.shape[1])
     pred = output.topk(maxk, 1, True, True).indices.t()
     correct = pred.eq(target.view(1, -1))
-    return [correct[:min(k, maxk)].reshape(-1).float().sum().item() * 100.0 / target.size(0) for k in topk]
+    return torch.stack([correct[:min(k, maxk)].sum() for k in topk])
 
 
 def train_one_epoch(model, loader, optimizer, *, aug=None, mixup="cut", mix_p=0.5, beta=1.0, n_data=-1,
-                    scheduler=None, on_batch=None):
-    """One pass of ``loader`` (spec mdc §6 ``train_epoch``). Returns (top1, top5, loss) averages.
+                    scheduler=None, on_batch=None, metrics=True):
+    """One pass of ``loader`` (spec mdc §6 ``train_epoch``). Returns (top1, top5, loss) averages, or None
+    with ``metrics=False`` (condensation's network updates, which never read them).
 
     Per batch: DSA under no_grad, then with probability ``mix_p`` CutMix
     (loss = r·CE(y) + (1−r)·CE(y_perm)), accuracy against the original labels, SGD step.
     ``scheduler`` is stepped per iteration when given (YOCO dynamics, spec yoco §2.4);
     ``on_batch(iteration, idx, output)`` sees the training forward pass (YOCO's dynamics log),
     which needs a loader yielding ``(x, y, idx)``. Stops after ``n_data`` samples when n_data > 0.
+
+    No host wait per batch: losses, hit counts and the finiteness of the losses accumulate on the device
+    and are read once at the end of the pass (a non-finite loss stops training there: StopTraining).
     """
     model.train()
-    n_seen, tot_loss, tot1, tot5 = 0, 0.0, 0.0, 0.0
+    n_seen, finite = 0, None
+    sums = None  # [Σ loss·b, top-1 hits, top-5 hits] on the device
     for it, batch in enumerate(loader):
         x, y = batch[0], batch[1]
         if aug is not None:
@@ -43,8 +49,8 @@ def train_one_epoch(model, loader, optimizer, *, aug=None, mixup="cut", mix_p=0.
         else:
             out = model(x)
             loss = F.cross_entropy(out, y)
-        if not torch.isfinite(loss):
-            raise StopTraining(f"non-finite training loss {loss.item()}; lower --lr")
+        ok = torch.isfinite(loss.detach())
+        finite = ok if finite is None else finite & ok
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -53,11 +59,20 @@ def train_one_epoch(model, loader, optimizer, *, aug=None, mixup="cut", mix_p=0.
         if on_batch is not None:
             on_batch(it, batch[2], out.detach())
         b = len(y)
-        a1, a5 = accuracy(out.detach(), y, (1, 5))
-        tot_loss, tot1, tot5, n_seen = tot_loss + loss.item() * b, tot1 + a1 * b, tot5 + a5 * b, n_seen + b
+        if metrics:
+            part = torch.cat([(loss.detach().double() * b).view(1), correct_counts(out.detach(), y).double()])
+            sums = part if sums is None else sums + part
+        n_seen += b
         if 0 < n_data <= n_seen:
             break
-    return tot1 / max(n_seen, 1), tot5 / max(n_seen, 1), tot_loss / max(n_seen, 1)
+    if finite is not None and not bool(finite):
+        raise StopTraining("non-finite training loss; lower --lr")
+    if not metrics:
+        return None
+    if sums is None:
+        return 0.0, 0.0, 0.0
+    loss_sum, c1, c5 = sums.tolist()
+    return c1 * 100.0 / n_seen, c5 * 100.0 / n_seen, loss_sum / n_seen
 
 
 @torch.no_grad()
@@ -71,16 +86,17 @@ def evaluate(model, loader):
     cpu = next(model.parameters()).device.type == "cpu"
     if cpu:
         model.to(memory_format=torch.channels_last)
-    n, tot_loss, tot1, tot5 = 0, 0.0, 0.0, 0.0
+    n, sums = 0, None  # [Σ CE, top-1 hits, top-5 hits] on the device, read once
     try:
         for batch in loader:
             x, y = batch[0], batch[1]
             out = model(x)
-            b = len(y)
-            a1, a5 = accuracy(out, y, (1, 5))
-            tot_loss += F.cross_entropy(out, y, reduction="sum").item()
-            tot1, tot5, n = tot1 + a1 * b, tot5 + a5 * b, n + b
+            part = torch.cat([F.cross_entropy(out, y, reduction="sum").double().view(1),
+                              correct_counts(out, y).double()])
+            sums = part if sums is None else sums + part
+            n += len(y)
     finally:
         if cpu:
             model.to(memory_format=torch.contiguous_format)
-    return tot1 / n, tot5 / n, tot_loss / n
+    tot_loss, c1, c5 = sums.tolist()
+    return c1 * 100.0 / n, c5 * 100.0 / n, tot_loss / n

@@ -138,6 +138,7 @@ class DynamicsTrainer:
         top1, _, loss = train_one_epoch(self.model, self.loader, self.opt, aug=self.aug,
                                         mixup="cut" if self.args.mixup else "vanilla", mix_p=self.args.mix_p,
                                         beta=self.args.beta, scheduler=self.sched, on_batch=record)
+        log.settle()
         return top1, loss
 
     def state_dict(self):
@@ -205,8 +206,8 @@ def save_state(resume_dir, trainer, log, chunks, epoch_done, best):
         chunks.append(name)
         log.records.clear()
     # tensors and plain values only (the numpy RNG key packed as a tensor): read back with weights_only=True
-    atomic_save({"epoch_done": epoch_done, "trainer": trainer.state_dict(), "rng": pack_rng(rng_state()), "best": best,
-                 "chunks": list(chunks), "signature": run_signature(trainer.args)}, os.path.join(resume_dir, STATE))
+    atomic_save({"epoch_done": epoch_done, "trainer": trainer.state_dict(), "rng": pack_rng(rng_state(trainer.device)),
+                 "best": best, "chunks": list(chunks), "signature": run_signature(trainer.args)}, os.path.join(resume_dir, STATE))
 
 
 def load_state(resume_dir, trainer):
@@ -226,7 +227,7 @@ def load_state(resume_dir, trainer):
         raise UserError(f"--resume: the interrupted run used other settings ({', '.join(diff)}); "
                         "repeat its command line or start over without --resume")
     trainer.load_state_dict(st["trainer"])
-    set_rng_state(unpack_rng(st["rng"]))
+    set_rng_state(unpack_rng(st["rng"]), trainer.device)
     return st["epoch_done"], st["best"], list(st["chunks"])
 
 

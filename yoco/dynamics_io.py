@@ -60,13 +60,20 @@ class DynamicsLog:
         self.records = []
 
     def append(self, epoch, iteration, idx, output):
-        """``idx``: decoded-dataset indices (B,); ``output``: log-softmax (B, C) of the same forward pass."""
+        """``idx``: decoded-dataset indices (B,); ``output``: log-softmax (B, C) of the same forward pass.
+        The output stays on its device (fp16) until ``settle`` moves the records to the CPU (once per
+        epoch), so recording never makes the training wait for the host."""
         # clone: a view would pickle its whole base tensor (e.g. the epoch's permutation)
         idx = torch.as_tensor(idx).detach().to("cpu", torch.int64).reshape(-1).clone()
-        output = torch.as_tensor(output).detach().to("cpu", torch.float16).clone()
+        output = torch.as_tensor(output).detach().to(torch.float16).clone()
         if output.dim() != 2 or output.shape[0] != idx.numel():
             raise UserError(f"dynamics record: output shape {tuple(output.shape)} does not match {idx.numel()} indices")
         self.records.append({"epoch": int(epoch), "iteration": int(iteration), "idx": idx, "output": output})
+
+    def settle(self):
+        """Move every record's output to the CPU (before saving or reading the records)."""
+        for r in self.records:
+            r["output"] = r["output"].cpu()
 
     def __len__(self):
         return len(self.records)
