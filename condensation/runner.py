@@ -76,7 +76,7 @@ def load_real(args, device, drop_last=False):
             x, y = imagenet_tensors(ds, args.size)
             return ClassSampler(x, y, args.nclass, args.batch_real, device, drop_last)
         ds.transform = imagenet_load_transform(args.size)  # streaming: decoded per access
-        return ClassSampler(ds, ds.targets, args.nclass, args.batch_real, device, drop_last)
+        return ClassSampler(ds, ds.targets, args.nclass, args.batch_real, device, drop_last, workers=args.workers)
     x, y = load_tensors(args.dataset, args.data_dir, train=True, download=args.download)
     return ClassSampler(x, y, args.nclass, args.batch_real, device, drop_last)
 

@@ -2,12 +2,16 @@
 
 ``TensorLoader`` replaces the reference's ``MultiEpochsDataLoader`` over a ``TensorDataset`` for
 in-memory data: a fresh shuffle per epoch, batches of ``batch_size`` with the last one partial,
-normalisation done once per batch on the device instead of per sample (identical values, no worker
-processes). ``ClassSampler`` is ``ClassMemDataLoader``/``ClassDataLoader``: class-wise real batches
+normalisation done once per batch on the device instead of per sample (identical values); per-sample
+ImageNet augmentation on the main thread or in ``--workers`` processes. ``ClassSampler`` is ``ClassMemDataLoader``/``ClassDataLoader``: class-wise real batches
 for gradient matching (without replacement within a class epoch), deterministic first-images slices
 with ``start_idx`` for initialisation, and all-class batches for the network updates.
 ``test_loader`` gives the real test set of every evaluation (test.py, in-run evaluations, YOCO dynamics).
 """
+import random
+import sys
+from concurrent.futures import ThreadPoolExecutor
+
 import torch
 
 from data.datasets import imagenet_folder, test_tensors
@@ -22,7 +26,7 @@ class TensorLoader:
     """
 
     def __init__(self, images, targets, batch_size, shuffle=True, device="cpu", transform=None,
-                 sample_transform=None, return_index=False):
+                 sample_transform=None, return_index=False, workers=0):
         self.device = torch.device(device)
         keep_on_cpu = sample_transform is not None
         self.images = images if keep_on_cpu else images.to(self.device)
@@ -30,6 +34,8 @@ class TensorLoader:
         self.batch_size, self.shuffle = batch_size, shuffle
         self.transform, self.sample_transform = transform, sample_transform
         self.return_index = return_index
+        self.workers = workers if sample_transform is not None else 0
+        self._pool = None
 
     def __len__(self):
         return (len(self.targets) + self.batch_size - 1) // self.batch_size
@@ -48,7 +54,7 @@ class TensorLoader:
         for s in range(0, n, self.batch_size):
             idx, idx_dev = order[s:s + self.batch_size], order_dev[s:s + self.batch_size]
             if self.sample_transform is not None:
-                x = torch.stack([self.sample_transform(self.images[i]) for i in idx.tolist()]).to(self.device)
+                x = self._augment(idx).to(self.device, non_blocking=True)
             else:
                 x = self.images[idx_dev]
             if x.dtype == torch.uint8:
@@ -59,6 +65,50 @@ class TensorLoader:
             yield (x, y, idx) if self.return_index else (x, y)
 
 
+    def _augment(self, idx):
+        """Per-sample transform of a batch: on the main thread (``workers=0``, the default: the global torch
+        RNG draws the augmentations, as in a plain loop), else in ``workers`` processes, each with its own
+        generator seeded from the global RNG once per pass (reproducible under a seed, but other random
+        draws than ``workers=0``). Pinned when the batch goes to a GPU."""
+        if not self.workers:
+            x = torch.stack([self.sample_transform(self.images[i]) for i in idx.tolist()])
+        else:
+            if self._pool is None:
+                ctx = torch.multiprocessing.get_context("fork" if sys.platform == "linux" else "spawn")
+                self._pool = ctx.Pool(self.workers, initializer=_worker_init, initargs=(self.images, self.sample_transform))
+            seeds = torch.randint(0, 2**62, (self.workers,)).tolist()
+            chunks = [(seeds[k], idx[k::self.workers]) for k in range(self.workers)]
+            parts = self._pool.starmap(_worker_augment, chunks)
+            x = torch.empty((len(idx),) + parts[0].shape[1:], dtype=parts[0].dtype)
+            for k, part in enumerate(parts):
+                x[k::self.workers] = part
+        return x.pin_memory() if self.device.type == "cuda" else x
+
+    def close(self):
+        if self._pool is not None:
+            self._pool.terminate()
+            self._pool = None
+
+    def __del__(self):
+        self.close()
+
+
+_WORKER = {}
+
+
+def _worker_init(images, transform):
+    torch.set_num_threads(1)
+    _WORKER.update(images=images, transform=transform)
+
+
+def _worker_augment(seed, idx):
+    """One worker's share of a batch, under its own seed (torch, and python's ``random`` that ColorJitter's
+    order uses)."""
+    torch.manual_seed(seed)
+    random.seed(seed)
+    return torch.stack([_WORKER["transform"](_WORKER["images"][i]) for i in idx.tolist()])
+
+
 class ClassSampler:
     """Real training data for condensation, class by class (spec mdc §2.4, §8.6).
 
@@ -66,8 +116,11 @@ class ClassSampler:
     returning ``(image_tensor, label)`` (streaming). Outputs are float in [0, 1] on ``device``.
     """
 
-    def __init__(self, images, targets, nclass, batch_size, device="cpu", drop_last=False):
+    def __init__(self, images, targets, nclass, batch_size, device="cpu", drop_last=False, workers=0):
         self.device = torch.device(device)
+        # streaming (ImageNet folders): decode a batch in ``workers`` threads (PIL releases the GIL); the
+        # decoding has no randomness, so the batch is the same with any number of threads
+        self._decoder = ThreadPoolExecutor(workers) if workers > 0 and not torch.is_tensor(images) else None
         self.drop_last = drop_last
         self.in_memory = torch.is_tensor(images)
         self.images = images.to(self.device) if self.in_memory else images
@@ -87,7 +140,10 @@ class ClassSampler:
         if self.in_memory:
             x = self.images[idx.to(self.device)]
         else:
-            x = torch.stack([torch.as_tensor(self.images[i][0]) for i in idx.tolist()]).to(self.device)
+            decode = lambda i: torch.as_tensor(self.images[i][0])  # noqa: E731
+            imgs = self._decoder.map(decode, idx.tolist()) if self._decoder else map(decode, idx.tolist())
+            x = torch.stack(list(imgs))
+            x = (x.pin_memory() if self.device.type == "cuda" else x).to(self.device, non_blocking=True)
         return x.float().div_(255) if x.dtype == torch.uint8 else x.float()
 
     def class_indices(self, c, n, start_idx=0):
@@ -146,8 +202,8 @@ class DeviceLoader:
         return len(self.loader)
 
     def __iter__(self):
-        for x, y in self.loader:
-            yield x.to(self.device), y.to(self.device)
+        for x, y in self.loader:  # pinned by the loader on CUDA: the copies overlap with compute
+            yield x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
 
 
 def test_loader(args, device, batch_size, *, workers=0, preload_max=0):
@@ -159,7 +215,8 @@ def test_loader(args, device, batch_size, *, workers=0, preload_max=0):
     if args.dataset == "imagenet":
         ds = imagenet_folder(args.imagenet_dir, "val", args.nclass, getattr(args, "phase", 0),
                              getattr(args, "dseed", 0), transform=imagenet_test_transform(args.size))
-        dl = torch.utils.data.DataLoader(ds, batch_size=batch_size, num_workers=workers)
+        dl = torch.utils.data.DataLoader(ds, batch_size=batch_size, num_workers=workers,
+                                         pin_memory=torch.device(device).type == "cuda")
         if len(ds) <= preload_max:
             return [(bx.to(device), by.to(device)) for bx, by in dl]
         return DeviceLoader(dl, device)

@@ -66,7 +66,7 @@ def loaders(args, x, y, device, pre_normalised):
     """Training batches of the condensed set and the validation batches (spec mdc §11.2)."""
     if args.dataset == "imagenet":  # per-sample RRC, flip, jitter, lighting (spec mdc §11.2)
         tf = imagenet_train_transform(args.size, rrc=args.rrc, from_tensor=True)
-        train = TensorLoader(x, y, args.batch_size, True, device, sample_transform=tf)
+        train = TensorLoader(x, y, args.batch_size, True, device, sample_transform=tf, workers=args.workers)
         return train, test_loader(args, device, max(1, args.batch_size // 2), workers=args.workers)
     # mtt/dsa/kip under YOCO are normalised a second time, consistently (spec yoco §1.2)
     norm = Normalize(*mean_std(args.dataset)).to(device)

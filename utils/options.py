@@ -120,7 +120,9 @@ def add_reference_args(parser, kind=T):
     a("protocol", ALL, "--rrc", default=True, type=str2bool, help="ImageNet: random resized crop")
     a("protocol", ALL, "--repeat", default=1, type=int, help="networks trained per evaluation (mean ± std)")
     a("protocol", ALL, "-j", "--workers", default=0, type=int,
-      help="data-loading workers (ImageNet per-sample transforms)")
+      help="ImageNet input: processes for the per-sample augmentation of evaluation training (0 = main "
+           "thread; other random draws than 0), validation loader workers, decoding threads of streaming "
+           "condensation (same images with any number)")
     a("protocol", frozenset((T,)), "--same_compute", default=False, type=str2bool,
       help="divide the epochs by factor² (same compute as the undecoded set)")
     # condensed set (test.py)
