@@ -46,12 +46,12 @@ def record_cells(rec, label, order):
         ipc_f = ipc
     name = label or a.get("run_tag") or ""
     out = []
-    for net, res in rec["results"].items():
+    for i, (net, res) in enumerate(rec["results"].items()):
         runs = [r["best"] for r in res.get("runs", [])] or [res["best"]["mean"]]
         out.append(Cell(label=name, dataset=a["dataset"], net=net, ipc=ipc, ipc_f=ipc_f,
                         key=a.get("pruning_key", "") if yoco else "", condense_key=a.get("condense_key", "idc"),
                         exp=a.get("reproduce_exp", "") if yoco else "", runs=runs, order=order,
-                        std=None if res.get("runs") else res["best"]["std"]))
+                        std=None if res.get("runs") else res["best"]["std"], first_net=i == 0))
     return out
 
 

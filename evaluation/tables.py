@@ -38,6 +38,7 @@ class Cell:
     order: float = 0.0   # newer records have larger values
     step: int = 0        # metrics.jsonl: the condensation iteration
     std: float = None    # metrics.jsonl: the std its in-run evaluation reported (no per-repeat list there)
+    first_net: bool = True  # the record's first evaluation network (ConvNet for the YOCO tables)
 
 
 def mean_std(values):
@@ -91,6 +92,7 @@ class Table:
     row_rank: Callable = lambda key: 0     # rows sort by (rank, first appearance)
     col_rank: Callable = lambda key: key   # columns sort by this
     source: str = "records"                # or "metrics" (metrics.jsonl of condensation runs)
+    first_net_only: bool = False           # ConvNet-only tables: other networks of a record are left out
     plot: str = ""                         # "ipc" (accuracy vs IPC) or "step" (accuracy vs iteration)
 
 
@@ -127,12 +129,12 @@ TABLES = {
     "mdc11": _mdc("MDC Table 11: one MLS per class (--adaptive_class_wise) vs one for all", rows=("C", "MDC", "MDC class-wise")),
     "yoco1": Table("YOCO Table 1: pruning IDC sets from IPC_F to IPC_T (ConvNet)", ("Method",),
                    row=lambda c: (method_name(c),), col=lambda c: (dataset_name(c.dataset), c.ipc_f, c.ipc),
-                   col_name=lambda k: f"{k[0]} {k[1]}→{k[2]}", yoco=True,
+                   col_name=lambda k: f"{k[0]} {k[1]}→{k[2]}", yoco=True, first_net_only=True,
                    row_rank=lambda k: _order([KEY_NAMES[x] for x in YOCO_KEYS[:1]] + ["Random (DREAM)"]
                                              + [KEY_NAMES[x] for x in YOCO_KEYS[1:]])(k[0])),
     "yoco2": Table("YOCO Table 2: balanced construction across condensers (CIFAR-10, IPC 10→1)", ("Dataset", "Method"),
                    row=lambda c: (f"{dataset_name(c.dataset)} {c.ipc_f}→{c.ipc}", KEY_NAMES.get(c.key, c.key)),
-                   col=lambda c: c.condense_key, col_name=str.upper, yoco=True,
+                   col=lambda c: c.condense_key, col_name=str.upper, yoco=True, first_net_only=True,
                    row_rank=lambda k: _order([KEY_NAMES[x] for x in ("random", "random_balance", "yoco_imbalance",
                                                                       "yoco")])(k[1]), col_rank=_order(CONDENSERS)),
     "yoco3": Table("YOCO Table 3: cross-architecture (CIFAR-10, IPC 10→1)", ("Dataset", "Method"),
@@ -142,12 +144,12 @@ TABLES = {
                    col_rank=_order(["convnet", "resnet10_bn", "densenet"])),
     "yoco4": Table("YOCO Table 4: hard vs easy samples across condensers (CIFAR-10, IPC 10→1)", ("Dataset", "Method"),
                    row=lambda c: (f"{dataset_name(c.dataset)} {c.ipc_f}→{c.ipc}", KEY_NAMES.get(c.key, c.key)),
-                   col=lambda c: c.condense_key, col_name=str.upper, yoco=True,
+                   col=lambda c: c.condense_key, col_name=str.upper, yoco=True, first_net_only=True,
                    row_rank=lambda k: _order([KEY_NAMES[x] for x in EASY_KEYS])(k[1]), col_rank=_order(CONDENSERS)),
     "yoco5": Table("YOCO Table 5: balanced vs imbalanced selection (CIFAR-10, IPC 10→IPC_T)", ("Dataset", "Method"),
                    row=lambda c: (f"{dataset_name(c.dataset)} IPC_F {c.ipc_f}", KEY_NAMES.get(base_key(c.key), c.key)),
                    col=lambda c: (c.ipc, "balanced" if c.key.endswith("_balance") or c.key == "yoco" else "imbalanced"),
-                   col_name=lambda k: f"→{k[0]} {k[1]}", yoco=True,
+                   col_name=lambda k: f"→{k[0]} {k[1]}", yoco=True, first_net_only=True,
                    row_rank=lambda k: _order([KEY_NAMES[x] for x in YOCO_KEYS])(k[1]),
                    col_rank=lambda k: (k[0], k[1] == "balanced")),
 }
@@ -178,6 +180,8 @@ def _newest(cells, identity):
 
 def pivot(table, cells):
     """Aggregate ``cells`` into ``table``'s rows and columns (module docstring)."""
+    if table.first_net_only:
+        cells = [c for c in cells if c.first_net]
     cells = _newest(cells, lambda c: (table.row(c), table.col(c), c.exp, c.net, c.step))
     rows, cols, groups = [], [], {}
     for c in cells:

@@ -111,6 +111,8 @@ def test_yoco_tables_2_to_5(tmp_path):
              for t in (1, 2) for s in ("_imbalance", "_balance")]
     path = write(tmp_path / "r.json", recs)
     md2 = markdown(pivot(TABLES["yoco2"], load_cells(TABLES["yoco2"], [path], tag="t2")))
+    md1 = markdown(pivot(TABLES["yoco1"], load_cells(TABLES["yoco1"], [path], tag="t3")))
+    assert "| EL2N | 31.00 ± 0.00 |" in md1  # ConvNet-only table: the record's other networks are left out
     assert "| Method | IDC | DREAM |" in md2 and "| Random | 21.00 ± 0.00 | 21.00 ± 0.00 |" in md2
     md3 = markdown(pivot(TABLES["yoco3"], load_cells(TABLES["yoco3"], [path], tag="t3")))
     assert "| Method | ConvNet | ResNet-10-BN | DenseNet | Avg. |" in md3
