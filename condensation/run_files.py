@@ -21,7 +21,7 @@ import yaml
 from data.condensed import load_condensed
 from utils.config import jsonable
 from utils.errors import UserError
-from utils.files import atomic_save, atomic_write_text, load_torch, nonfinite
+from utils.files import atomic_save, atomic_write_text, load_torch, nonfinite, read_jsonl
 
 CHECKPOINT = "checkpoint.pt"
 METRICS = "metrics.jsonl"
@@ -199,15 +199,7 @@ def truncate_metrics(folder, it):
     path = os.path.join(folder, METRICS)
     if not os.path.exists(path):
         return
-    keep = []
-    with open(path) as f:
-        for line in f:
-            try:
-                rec = json.loads(line)
-            except ValueError:
-                continue  # a line cut by a crash
-            if rec.get("it", 0) <= it:
-                keep.append(line if line.endswith("\n") else line + "\n")
+    keep = [json.dumps(rec) + "\n" for rec in read_jsonl(path) if rec.get("it", 0) <= it]
     atomic_write_text(path, "".join(keep))  # a kill here keeps the old file, never a cut one
 
 

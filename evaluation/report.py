@@ -22,6 +22,7 @@ import yaml
 
 from evaluation.tables import MISSING, TABLES, Cell, pivot
 from utils.errors import UserError
+from utils.files import atomic_write_text, read_jsonl
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -75,18 +76,9 @@ def metrics_cells(path, label):
     if os.path.exists(cfg_path):
         with open(cfg_path) as f:
             dataset = (yaml.safe_load(f) or {}).get("dataset", "?")
-    out = []
-    with open(path) as f:
-        for line in f:
-            try:
-                e = json.loads(line)
-            except ValueError:
-                continue  # a line cut by a kill
-            if e.get("type") == "eval":
-                y = int(e["subset"][3:])
-                out.append(Cell(label=label or os.path.basename(folder), dataset=dataset, net=e["net"], ipc=y,
-                                ipc_f=y, runs=[e["best"]], std=e.get("best_std", 0.0), step=e["it"]))
-    return out
+    return [Cell(label=label or os.path.basename(folder), dataset=dataset, net=e["net"], ipc=int(e["subset"][3:]),
+                 ipc_f=int(e["subset"][3:]), runs=[e["best"]], std=e.get("best_std", 0.0), step=e["it"])
+            for e in read_jsonl(path) if e.get("type") == "eval"]
 
 
 def load_cells(table, specs, tag=""):
@@ -103,13 +95,14 @@ def load_cells(table, specs, tag=""):
                 cells += metrics_cells(f, label)
             continue
         if os.path.isfile(path):
-            files = [path]
-            if _records(path) is None:
+            found = [(path, _records(path))]
+            if found[0][1] is None:
                 raise UserError(f"{path} is not a results file of test.py (a JSON list of records)")
         else:
-            files = sorted(os.path.join(d, f) for d, _, fs in os.walk(path) for f in fs if f.endswith(".json"))
-        for f in files:
-            for rec in _records(f) or []:
+            found = [(f, _records(f)) for f in sorted(os.path.join(d, f) for d, _, fs in os.walk(path)
+                                                      for f in fs if f.endswith(".json"))]
+        for f, records in found:
+            for rec in records or []:
                 if tag and rec["args"].get("run_tag") != tag:
                     continue
                 order += 1
@@ -234,8 +227,6 @@ def main(argv=None):
         print(md)
         plots = [a.plot] if a.plot else []
         if a.out:
-            from utils.files import atomic_write_text
-
             os.makedirs(a.out, exist_ok=True)
             atomic_write_text(os.path.join(a.out, f"{a.table}.md"), md + "\n")
             atomic_write_text(os.path.join(a.out, f"{a.table}.csv"), csv_text(p))

@@ -100,6 +100,16 @@ def append_jsonl(path, record):
         f.write(json.dumps(jsonable(record)) + "\n")
 
 
+def read_jsonl(path):
+    """The records of a JSON-lines file (``metrics.jsonl``), skipping a line cut by a kill."""
+    with open(path) as f:
+        for line in f:
+            try:
+                yield json.loads(line)
+            except ValueError:
+                continue
+
+
 def _writer_gone(name, age):
     """Is the process that wrote temp file ``name`` (``age`` seconds old) gone?"""
     parts = name[len(TMP_PREFIX):].split("_")
