@@ -4,20 +4,34 @@ Per class c there is one ``Regularizer``. Each outer iteration t:
 
 * at every per-class update: ``reg.update_status(t)``; F = ``reg.get_freeze_ipc()``; if F > 0 the
   first F·f² decoded crops are detached; the subset term uses ``reg.regularized()`` (≤ 1 MLS);
-* during window iterations (``is_window(t, P)``) the per-step feature distances d_x are logged
-  (``condensation.matchloss.feature_distances``, spec mdc §9.1);
+* during window iterations (``is_window(t, P)``) a measure of every prefix subset is logged per inner
+  step (``--mls_metric``: the feature distance d_x of spec mdc §9.1 by default);
 * at the end of a window iteration: d̄ = ``average_featlog(...)`` and, for every class,
   ``reg.select_reg_ipc(d̄[c], it=t + 1)`` (spec mdc §9.3).
 
-Rounding (explicit): ``average_featlog`` rounds d̄ to 2 decimals (spec §9.3 step 1, in float64
-with Python ``round``). ``select_reg_ipc`` takes d̄ as given and rounds Δ = |d̄_prev − d̄_cur| to
-``decimals`` (default 2, the same as d̄) before the argmax. This strips binary float noise so that
-equal decimal differences are exact ties. Ties go to the **smallest x** (upstream's argsort has no
-tie rule, spec §14 item 13). ``decimals=None`` disables the Δ rounding.
+Arithmetic (the reference's, read from its ``condense_reg.py``/``reg_ipcx.py``): d̄ is the float32 sum
+of the logged float32 values over classes and steps, divided by nclass and then by inner_loop in
+float32 and rounded to 2 decimals by ``torch.round(·, decimals=2)``; Δ = |d̄_prev − d̄_cur| is computed
+in float32 (not rounded again) and the MLS is the **first** maximum (smallest x among exact ties;
+the reference's unstable ``argsort`` has no tie rule, spec §14 item 13).
+
+Ablation switches of the adaptive subset loss (MDC Table 3; the defaults are MDC):
+
+* ``select="change"`` (Compare, the reference): the first window picks x = 1, later windows the x
+  whose d̄ changed most since the previous window;
+* ``select="distance"`` (Calculate without Compare): the x with the largest d̄ itself, every window;
+* ``select="random"`` (neither): a uniformly random x in 1..ipc−1 every window, drawn from a stream
+  keyed by (``random_key``, it) only, so it does not touch the global RNG and survives a resume;
+* ``freeze=False``: finished subsets are never frozen (``get_freeze_ipc`` is always −1).
 """
+import random
 from dataclasses import asdict, dataclass
 
+import torch
+
 from utils.errors import UserError
+
+MLS_SELECT = ("change", "distance", "random")
 
 
 def is_window(t, period):
@@ -57,13 +71,15 @@ class RegularizedIPC:
 class Regularizer:
     """MLS bookkeeping of one class (spec mdc §9.3, §9.4)."""
 
-    def __init__(self, ipc, adaptive_period=100, decimals=2):
+    def __init__(self, ipc, adaptive_period=100, select="change", freeze=True, random_key=0):
         check_mdc_args(ipc)
         if int(adaptive_period) < 1:
             raise UserError(f"--adaptive_period must be >= 1 (got {adaptive_period})")
+        if select not in MLS_SELECT:
+            raise UserError(f"--mls_select {select!r} is not a selection rule; use one of {', '.join(MLS_SELECT)}")
         self.ipc = int(ipc)
         self.adaptive_period = int(adaptive_period)
-        self.decimals = decimals
+        self.select, self.freeze, self.random_key = select, bool(freeze), random_key
         self.reg_list = [RegularizedIPC(x) for x in range(self.ipc + 1)]  # x = 0..ipc
         self.prev_ipcx_list = []   # MLS of the previous selection (≤ 1 element)
         self.prev = None           # previous d̄ vector (length ipc-1)
@@ -85,9 +101,10 @@ class Regularizer:
         return [r.ipcx for r in self.reg_list if r.regularize]
 
     def get_freeze_ipc(self):
-        """Largest finished x below the smallest active MLS; −1 if none or if no MLS is active."""
+        """Largest finished x below the smallest active MLS; −1 if none, if no MLS is active or with
+        freezing off (``freeze=False``, MDC Table 3)."""
         active = self.regularized()
-        if not active:
+        if not active or not self.freeze:
             return -1
         below = [r.ipcx for r in self.reg_list if r.keep_freeze and r.ipcx < min(active)]
         return max(below) if below else -1
@@ -96,20 +113,24 @@ class Regularizer:
     def select_reg_ipc(self, dbar_cur, it):
         """Pick the MLS from d̄ (length ipc−1, index i ↔ x = i+1) at iteration ``it`` = t+1.
 
-        First MLS = 1 when it == 1 or there is no previous vector; otherwise argmax_x |Δ_x|
-        (Δ rounded to ``decimals``; ties → smallest x). Sets quit[MLS] = it + P. Returns the MLS.
+        ``change``: x = 1 when it == 1 or there is no previous vector, else the first maximum of the
+        float32 |Δ| (module docstring); ``distance``: the first maximum of d̄; ``random``: a keyed
+        random x. Sets quit[MLS] = it + P. Returns the MLS.
         """
         cur = [float(v) for v in dbar_cur]
-        if len(cur) != self.ipc - 1:
+        if len(cur) != self.ipc - 1 and self.select != "random":
             raise ValueError(f"select_reg_ipc: need {self.ipc - 1} distances, got {len(cur)}")
-        if it == 1 or self.prev is None:
-            mls, delta = 1, None
+        delta = None
+        if self.select == "random":
+            mls = random.Random(f"mls:{self.random_key}:{int(it)}").randint(1, self.ipc - 1)
+        elif self.select == "distance":
+            mls = 1 + int(torch.argmax(torch.tensor(cur, dtype=torch.float32)))  # first maximum
+        elif it == 1 or self.prev is None:
+            mls = 1
         else:
-            delta = [abs(p - c) for p, c in zip(self.prev, cur)]
-            if self.decimals is not None:
-                delta = [round(d, self.decimals) for d in delta]
-            best = max(delta)
-            mls = 1 + delta.index(best)  # first (= smallest x) among ties
+            d = (torch.tensor(self.prev, dtype=torch.float32) - torch.tensor(cur, dtype=torch.float32)).abs()
+            delta = d.tolist()
+            mls = 1 + int(torch.argmax(d))  # first (= smallest x) among exact ties
         for x in self.prev_ipcx_list:    # un-regularise the previous selection
             self.reg_list[x].regularize = False
         self.prev_ipcx_list = [mls]
@@ -124,7 +145,6 @@ class Regularizer:
     # ---- resume (JSON-serialisable, no pickle) -------------------------------------------------
     def state_dict(self):
         return {"ipc": self.ipc, "adaptive_period": self.adaptive_period,
-                "decimals": self.decimals,
                 "reg_list": [asdict(r) for r in self.reg_list],
                 "prev_ipcx_list": list(self.prev_ipcx_list),
                 "prev": None if self.prev is None else list(self.prev),
@@ -137,7 +157,6 @@ class Regularizer:
             raise UserError(f"regulariser state is for --ipc {state['ipc']}, this run has "
                             f"--ipc {self.ipc}")
         self.adaptive_period = int(state["adaptive_period"])
-        self.decimals = state.get("decimals", 2)
         self.reg_list = [RegularizedIPC(int(r["ipcx"]), int(r["iteration"]), bool(r["regularize"]),
                                         bool(r["keep_freeze"])) for r in state["reg_list"]]
         self.prev_ipcx_list = [int(x) for x in state["prev_ipcx_list"]]
@@ -148,16 +167,17 @@ class Regularizer:
         self.selections = [[int(a), int(b)] for a, b in state.get("selections", [])]
 
     def __repr__(self):
-        return (f"Regularizer(ipc={self.ipc}, P={self.adaptive_period}, "
+        return (f"Regularizer(ipc={self.ipc}, P={self.adaptive_period}, select={self.select}, freeze={self.freeze}, "
                 f"mls={self.regularized()}, freeze={self.get_freeze_ipc()})")
 
 
 def average_featlog(featlog_per_class, nclass, inner_loop, class_wise=False):
-    """d̄ per class from the window's feature-distance log (spec mdc §9.3 step 1).
+    """d̄ per class from the window's log (spec mdc §9.3 step 1), in the reference's float32 arithmetic.
 
     ``featlog_per_class[c]`` is the list of d-vectors (length ipc−1) logged at each inner step.
-    Global: Σ over all classes and steps / (nclass·inner_loop), rounded to 2 dp, computed once and
-    returned (as copies) for every class. Class-wise: Σ over class c's steps / inner_loop, 2 dp.
+    Global: the float32 sum over all classes and steps, / nclass, / inner_loop, rounded to 2 dp,
+    returned (as copies) for every class. Class-wise: class c's sum / inner_loop, rounded to 2 dp.
+    The values returned are the float32 results as Python floats (e.g. 32.22999954223633).
     """
     vecs = [list(v) for log in featlog_per_class for v in log]
     if not vecs:
@@ -165,19 +185,13 @@ def average_featlog(featlog_per_class, nclass, inner_loop, class_wise=False):
     n = len(vecs[0])
     if any(len(v) != n for v in vecs):
         raise ValueError("average_featlog: d-vectors of different lengths")
-
-    def _sum(rows):
-        total = [0.0] * n
-        for v in rows:
-            for i in range(n):
-                total[i] += float(v[i])
-        return total
-
     if not class_wise:
-        g = [round(s / (nclass * inner_loop), 2) for s in _sum(vecs)]
+        total = torch.tensor(vecs, dtype=torch.float32).reshape(-1, n).sum(0)
+        g = torch.round(total / nclass / inner_loop, decimals=2).tolist()
         return [list(g) for _ in featlog_per_class]
-    return [[round(s / inner_loop, 2) for s in _sum(log)] for log in featlog_per_class]
+    return [torch.round(torch.tensor(log, dtype=torch.float32).sum(0) / inner_loop, decimals=2).tolist()
+            for log in featlog_per_class]
 
 
-__all__ = ["is_window", "subset_prefix_sizes", "check_mdc_args", "RegularizedIPC", "Regularizer",
+__all__ = ["MLS_SELECT", "is_window", "subset_prefix_sizes", "check_mdc_args", "RegularizedIPC", "Regularizer",
            "average_featlog"]

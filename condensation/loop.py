@@ -14,6 +14,7 @@ from tqdm import tqdm
 
 from condensation.dream import dream_batches, init_picks
 from condensation.matchloss import feature_distances, grad_match_loss, matched_params, matchloss
+from condensation.mls_measures import PrefixAccuracy, gradient_distances
 from condensation.run_files import (METRICS, check_resume_args, load_checkpoint, load_reference_resume,
                                     reset_metrics, save_checkpoint, truncate_metrics)
 from condensation.synthesizer import Synthesizer, save_grid
@@ -27,16 +28,24 @@ from utils.files import (append_jsonl, atomic_save, atomic_write_text, check_out
 from utils.train import train_one_epoch
 
 
+def _rounded(v):
+    """Nested lists of floats rounded to 2 decimals for the log (None and ints unchanged)."""
+    if isinstance(v, list):
+        return [_rounded(x) for x in v]
+    return round(v, 2) if isinstance(v, float) else v
+
+
 class DivergedError(UserError):
     """A non-finite loss: the run stops, its last checkpoint stays intact."""
 
 
 def class_update(model, params, aug, opt_img, real, y_real, syn, y_syn, *, metric="mse", subsets=(),
-                 frozen=0, feat_sizes=None, idx_from=0, idx_to=-1, fast=None, args=None):
+                 frozen=0, feat_sizes=None, idx_from=0, idx_to=-1, fast=None, args=None, mls_metric="feature"):
     """One per-class image step (spec mdc §8.6 inner body, §9.1, §9.2).
 
-    Normalize + DiffAug (batch-shared parameters) on cat(real, syn); feature distances of every
-    prefix in ``feat_sizes`` (window iterations, floats only); gradient matching with the subset
+    Normalize + DiffAug (batch-shared parameters) on cat(real, syn); the MLS measure of every prefix in
+    ``feat_sizes`` (window iterations, floats only: the feature distance of §9.1, or with
+    ``mls_metric="gradient"`` the gradient-matching distance, ``condensation.mls_measures``); gradient matching with the subset
     term of each prefix in ``subsets`` and the first ``frozen`` decoded images detached; then
     zero_grad + backward + step of the single image optimiser. ``args`` set and ``args.match``
     not grad → the reference's ``matchloss`` dispatch (feat mode). Returns (detached loss, d or None).
@@ -45,7 +54,9 @@ def class_update(model, params, aug, opt_img, real, y_real, syn, y_syn, *, metri
     a = aug(torch.cat([real, syn], 0))
     a_real, a_syn = a[:n], a[n:]
     d = None
-    if feat_sizes:
+    if feat_sizes and mls_metric == "gradient":
+        d = gradient_distances(model, a_real, y_real, a_syn, y_syn, params, feat_sizes, metric)
+    elif feat_sizes:
         d = feature_distances(model, a_real, a_syn, feat_sizes, idx_from, idx_to, metric)
     if args is not None and args.match != "grad":
         loss = matchloss(args, a_real, a_syn, y_real, y_syn, model)
@@ -98,8 +109,15 @@ class Condenser:
         self.sampler = load_real(args, device)
         self.aug, self.aug_rand = diffaug(args, device)
         self.synset = Synthesizer(args, args.nclass, args.nch, args.size, device, self.classes)
-        self.regs = [Regularizer(args.ipc, args.adaptive_period) for _ in self.classes] if self.mdc else []
+        # MLS switches (MDC Tables 3, 5): a random MLS is keyed by the seed (and the class when class-wise)
+        self.regs = [Regularizer(args.ipc, args.adaptive_period, select=args.mls_select, freeze=args.mls_freeze,
+                                 random_key=f"{args.seed}:{c}" if args.adaptive_class_wise else args.seed)
+                     for c in self.classes] if self.mdc else []
         self.prefix = subset_prefix_sizes(args.ipc, args.factor) if self.mdc else []
+        # the window measure: none for a random MLS; per class step (feature, gradient) or per inner step
+        self.measure = None if not self.mdc or args.mls_select == "random" else args.mls_metric
+        self.prefix_accuracy = (PrefixAccuracy(self.sampler, self.classes, args.batch_real, self.aug[0], args.seed)
+                                if self.measure == "accuracy" else None)
         self.opt_img = torch.optim.SGD([self.synset.data], lr=args.lr_img, momentum=args.mom_img)
         self.model = self.opt_net = self.params = None
         self.start_it, self.last_saved = 0, None
@@ -227,13 +245,17 @@ class Condenser:
                     F = reg.get_freeze_ipc()
                     frozen = F * self.f2 if F > 0 else 0
                     subsets = [x * self.f2 for x in reg.regularized()]
+                per_step = window and self.measure in ("feature", "gradient")
                 loss, d = class_update(model, self.params, self.aug, self.opt_img, real, y_real, x_syn, y_syn,
                                        metric=args.metric, subsets=subsets, frozen=frozen,
-                                       feat_sizes=self.prefix if window else None, idx_from=args.idx_from,
-                                       idx_to=args.idx_to, args=args)
+                                       feat_sizes=self.prefix if per_step else None, idx_from=args.idx_from,
+                                       idx_to=args.idx_to, args=args, mls_metric=self.measure)
                 loss_sum += loss
                 if d is not None:
                     featlog[r].append(d)
+            if window and self.prefix_accuracy is not None:  # after the class steps, before the network update
+                for r, acc in enumerate(self.prefix_accuracy(model, syn, args.ipc)):
+                    featlog[r].append(acc)
             if args.n_data > 0:
                 try:
                     network_update(model, self.opt_net, self.sampler, self.aug_rand, args)
@@ -244,14 +266,18 @@ class Condenser:
     def select_mls(self, t, featlog):
         """MLS re-selection at it = t+1 from the window's feature distances (spec mdc §9.3)."""
         a = self.args
-        dbar = average_featlog(featlog, len(self.classes), a.inner_loop, a.adaptive_class_wise)
+        if self.measure is None:  # --mls_select random: nothing measured
+            dbar = [[] for _ in self.classes]
+        else:
+            dbar = average_featlog(featlog, len(self.classes), a.inner_loop, a.adaptive_class_wise)
         mls = [reg.select_reg_ipc(d, it=t + 1) for reg, d in zip(self.regs, dbar)]
         delta = [reg.last_delta for reg in self.regs]
         if a.adaptive_class_wise:
             rec = {"dbar": dbar, "delta": delta, "mls": mls}
         else:
             rec = {"dbar": dbar[0], "delta": delta[0], "mls": mls[0]}
-        self.log(f"it {t + 1}: MLS {rec['mls']}  delta {rec['delta']}  dbar {rec['dbar']}")
+        shown = {k: _rounded(v) for k, v in rec.items()}  # the float32 values, shown to 2 decimals
+        self.log(f"it {t + 1}: MLS {shown['mls']}  delta {shown['delta']}  dbar {shown['dbar']}")
         append_jsonl(self.metrics, {"type": "mls", "it": t + 1, **rec})
 
     def log_loss(self, t, loss, seconds):

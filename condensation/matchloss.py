@@ -89,7 +89,7 @@ def is_per_sample(model):
     return True
 
 
-def _match(g_a, g_b, metric):
+def grad_distance(g_a, g_b, metric):
     """Σ over matched parameters of dist (spec mdc §7)."""
     total = 0
     for a, b in zip(g_a, g_b):
@@ -168,9 +168,9 @@ def grad_match_loss(model, real, y_real, syn, y_syn, params, metric="mse", subse
         g_syn, g_sub = _syn_grads_split(model, syn, y_syn, params, sizes)
     else:
         g_syn, g_sub = _syn_grads_separate(model, syn, y_syn, params, sizes)
-    loss = _match(g_real, g_syn, metric)
+    loss = grad_distance(g_real, g_syn, metric)
     for g_n in g_sub:  # spec mdc §9.2: adaptive subset term
-        loss = loss + _match(g_real, g_n, metric)
+        loss = loss + grad_distance(g_real, g_n, metric)
     return loss
 
 
@@ -269,6 +269,6 @@ def feature_distances(model, real, syn, prefix_sizes, idx_from, idx_to=-1, metri
     return feature_distances_from_feats(f_real, f_syn, prefix_sizes, metric)
 
 
-__all__ = ["METRICS", "dist", "matched_params", "is_per_sample", "grad_match_loss",
+__all__ = ["METRICS", "dist", "matched_params", "grad_distance", "is_per_sample", "grad_match_loss",
            "feat_match_loss", "parse_f_idx", "matchloss", "feature_distances",
            "feature_distances_from_feats"]

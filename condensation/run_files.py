@@ -33,7 +33,7 @@ NUMBER_KEYS = (
     "init", "aug_type", "match", "metric", "bias", "fc", "f_idx", "niter", "inner_loop", "early",
     "fix_iter", "net_epoch", "n_data", "batch_real", "batch_syn_max", "lr_img", "mom_img", "slct_type",
     "start_idx", "adaptive_reg", "adaptive_period", "adaptive_class_wise", "interval", "nclass_sub",
-    "phase", "test", "pt_from", "dream_random_init",
+    "phase", "test", "pt_from", "dream_random_init", "mls_select", "mls_freeze", "mls_metric",
 )
 
 
@@ -56,6 +56,13 @@ def condense_tag(args, lr_img_unscaled, marker=""):
             t += f"_{args.adaptive_period}"
         if args.adaptive_class_wise:
             t += "_class_wise"
+        # ours, only when not MDC's defaults (the reference had no switch): the Table 3 / 5 ablations
+        if args.mls_select != "change":
+            t += f"_mls{args.mls_select}"
+        if not args.mls_freeze:
+            t += "_nofreeze"
+        if args.mls_metric != "feature":
+            t += f"_mls{args.mls_metric}"
     t += f"_{args.metric}"
     if args.pt_from >= 0:
         t += f"_pt{args.pt_from}" + (f"_{args.pt_num}" if args.pt_num > 1 else "")

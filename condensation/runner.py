@@ -44,6 +44,13 @@ def check_args(args, mp=False):
             raise UserError("--adaptive_reg True needs --match grad (spec mdc §9.2)")
         if args.adaptive_period < 1:
             raise UserError(f"--adaptive_period must be >= 1 (got {args.adaptive_period})")
+    else:
+        changed = [f"--{k} {v}" for k, v, d in (("mls_select", args.mls_select, "change"),
+                                                ("mls_freeze", args.mls_freeze, True),
+                                                ("mls_metric", args.mls_metric, "feature")) if v != d]
+        if changed:
+            raise UserError(f"{', '.join(changed)} switches a part of MDC's adaptive subset loss: it needs "
+                            "--adaptive_reg True")
     if args.slct_type == "dream" and args.interval < 1:
         raise UserError(f"--interval must be >= 1 (got {args.interval})")
     if not mp and (args.nclass_sub > 0 or args.phase >= 0):

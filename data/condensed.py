@@ -36,20 +36,35 @@ def decode_zoom(img, y, factor):
 
 
 def decode_bound(img, y, factor, bound=128):
-    """``bound`` decoding (spec mdc §8.2): the first images with the largest factor while the
-    budget allows, the rest with smaller factors, total decoded count ≤ max(bound, len(img))."""
-    out, outy, start, left = [], [], 0, len(img)
+    """``bound`` decoding (spec mdc §8.2; the reference's ``decode_zoom_bound``).
+
+    Reading implemented (n stored images of one class block, in stored order): ``left = n``
+    undecoded images, ``done = 0`` decoded crops, ``room = bound - n``. For g = factor, factor-1,
+    …, 2: decode the next ``k = min(room // g², left)`` not-yet-decoded images (the lowest stored
+    indices first) with factor g, then ``left -= k``, ``done += k·g²`` and the room is recomputed as
+    ``room = bound - done - left`` (one slot stays reserved for every undecoded image). At g = 1
+    every remaining image is kept as it is (factor 1). The output is the concatenation of the
+    blocks in that order — largest factor first, each block crop-major as ``decode_zoom`` — so
+    images ``[0, k_f)`` are at factor f, the next ``k_{f-1}`` at f-1, …, the rest at 1; no image is
+    dropped. E.g. n = 20, f = 3, bound = 128: 12 images × 9 + 3 × 4 + 5 × 1 = 125 crops; n = 50,
+    f = 2: 19 × 4 + 31 = 107. While room ≥ 0 it stays ≥ 0 and the total is ≤ bound.
+
+    Guard (differs from the reference): the room is negative only when n > bound; the reference
+    then slices with a negative count and decodes far more than the bound. Here a negative room
+    counts as 0, so every image stays at factor 1 (n outputs, the stored images unchanged).
+    """
+    out, outy, start, left, done = [], [], 0, len(img), 0
+    room = bound - left
     for f in range(factor, 0, -1):
         if left == 0:
             break
-        used = sum(len(o) for o in out)
-        room = bound - used - left  # keep one slot for every image not yet decoded
-        n = left if f == 1 else max(0, min(left, room // (f * f - 1)))
+        n = left if f == 1 else min(max(room, 0) // (f * f), left)
         if n:
             d, dy = decode_zoom(img[start:start + n], y[start:start + n], f)
             out.append(d)
             outy.append(dy)
-            start, left = start + n, left - n
+            start, left, done = start + n, left - n, done + n * f * f
+        room = bound - done - left
     return torch.cat(out), torch.cat(outy)
 
 

@@ -153,6 +153,12 @@ class ClassSampler:
             raise ValueError(f"class {c} has {len(self.cls_idx[c])} images, fewer than block {start_idx} of {n}")
         return idx
 
+    def held_out(self, c, n, generator):
+        """``min(n, n_c)`` images of class c at positions drawn by ``generator`` (a fixed batch, e.g. the
+        MLS accuracy measure's); the sampler's own queues and the global RNG are not touched."""
+        idx = self.cls_idx[c][torch.randperm(len(self.cls_idx[c]), generator=generator)[:n]]
+        return self._fetch(idx)
+
     def class_sample(self, c, ipc=-1, start_idx=0):
         """With ``ipc > 0`` the first-images block (initialisation); otherwise the next random class
         batch of ``min(n_c, batch_size)``, without replacement within a class epoch."""

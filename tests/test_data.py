@@ -123,6 +123,60 @@ def test_decode_multi_and_bound():
     assert len(decode_bound(x, y, 3, bound=200)[0]) == 90  # enough room: everything at f = 3
 
 
+def _bound_expected(x, y, split):
+    """Concatenated decode_zoom blocks for a hand-computed split {factor: image count}, largest first."""
+    xs, ys, start = [], [], 0
+    for g in sorted(split, reverse=True):
+        k = split[g]
+        if k:
+            d, dy = decode_zoom(x[start:start + k], y[start:start + k], g)
+            xs.append(d)
+            ys.append(dy)
+            start += k
+    assert start == len(x)
+    return torch.cat(xs), torch.cat(ys)
+
+
+@pytest.mark.parametrize("n,f,bound,split,total", [
+    (20, 3, 128, {3: 12, 2: 3, 1: 5}, 125),  # ImageNet IPC 20: room 108 -> 12·9, room 12 -> 3·4, 5·1
+    (50, 2, 128, {2: 19, 1: 31}, 107),  # ImageNet IPC 50, f 2: room 78 -> 19·4, then 31·1
+    (5, 3, 30, {3: 2, 2: 2, 1: 1}, 27),  # room 25 -> 2·9; room 30-18-3=9 -> 2·4; 1
+    (6, 3, 20, {3: 1, 2: 1, 1: 4}, 17),  # room 14 -> 1·9; room 20-9-5=6 -> 1·4; room 3 -> 4·1
+    (4, 2, 16, {2: 3, 1: 1}, 13),  # room 12 -> 3·4; 1
+    (3, 3, 3, {3: 0, 2: 0, 1: 3}, 3),  # room 0: nothing fits above factor 1
+    (10, 3, 200, {3: 10}, 90),  # enough room: all at the largest factor
+])
+def test_decode_bound_reference_split(n, f, bound, split, total):
+    """The reference's decode_zoom_bound budget: which images land at which factor, and the order."""
+    torch.manual_seed(n + f)
+    x, y = torch.rand(n, 3, 12, 12), torch.arange(n)  # the labels name the source images
+    got, gy = decode_bound(x, y, f, bound)
+    want, wy = _bound_expected(x, y, split)
+    assert len(got) == total <= bound
+    assert torch.equal(gy, wy) and torch.allclose(got, want)
+    # the same through the class-block decode used by training/evaluation (two classes)
+    xx, yy = torch.cat([x, x + 1]), torch.arange(2).repeat_interleave(n)
+    dx, dy = decode(xx, yy, f, "bound", nclass=2, bound=bound)
+    assert len(dx) == 2 * total and torch.equal(dy, torch.arange(2).repeat_interleave(total))
+    assert torch.allclose(dx[:total], want) and torch.allclose(dx[total:], _bound_expected(x + 1, y, split)[0])
+
+
+def test_decode_bound_imagenet_source_images():
+    """IPC 20, f 3, bound 128: images 0-11 at f 3 (crop-major), 12-14 at f 2, 15-19 untouched."""
+    x, y = torch.rand(20, 3, 12, 12), torch.arange(20)
+    got, gy = decode_bound(x, y, 3, 128)
+    assert gy.tolist() == list(range(12)) * 9 + [12, 13, 14] * 4 + list(range(15, 20))
+    assert torch.equal(got[-5:], x[15:])
+
+
+def test_decode_bound_negative_room_guard():
+    """More stored images than the bound: the reference's room is negative (it would decode 91 crops
+    here); the guard keeps every image at factor 1, so the output is the stored block itself."""
+    x, y = torch.rand(10, 3, 12, 12), torch.arange(10)
+    got, gy = decode_bound(x, y, 3, bound=8)
+    assert torch.equal(got, x) and torch.equal(gy, y)
+
+
 def test_condensed_io_formats(tmp_path):
     x, y = torch.rand(20, 3, 8, 8), torch.arange(10).repeat_interleave(2)
     save_condensed(str(tmp_path / "run" / "data_300.pt"), x, y)

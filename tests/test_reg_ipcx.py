@@ -1,7 +1,10 @@
 """MDC regulariser: MLS selection, freezing timeline and state round trip (spec mdc §9.3, §9.4)."""
 import json
+import random
 
+import numpy as np
 import pytest
+import torch
 
 from reg_ipcx import Regularizer, average_featlog, is_window, subset_prefix_sizes, check_mdc_args
 from utils.errors import UserError
@@ -15,10 +18,10 @@ def _dvec(peak_x=None, base=1.0, bump=0.0):
     return [base + (bump if x == peak_x else 0.0) for x in range(1, IPC)]
 
 
-def _run_schedule(n_iter, window_vectors, nclass=2, inner_loop=3, class_wise=False):
+def _run_schedule(n_iter, window_vectors, nclass=2, inner_loop=3, class_wise=False, **switches):
     """Driver-like loop (spec mdc §8.6): per-class update_status/get_freeze_ipc every inner step,
     feature logging in windows, selection at it = t+1. Returns freeze/MLS per t and selections."""
-    regs = [Regularizer(IPC, P) for _ in range(nclass)]
+    regs = [Regularizer(IPC, P, **switches) for _ in range(nclass)]
     freeze, mls, chosen = {}, {}, {}
     for t in range(n_iter):
         featlog = [[] for _ in range(nclass)]
@@ -116,16 +119,76 @@ def test_finished_subset_selected_again_freezes_only_smaller():
     assert r.regularized() == [2] and r.get_freeze_ipc() == 1
 
 
-def test_tie_rule_smallest_x_and_float_noise():
+def test_delta_in_float32_first_maximum():
+    """Δ as the reference computes it: float32 |prev − cur|, not rounded again, first maximum."""
     r = Regularizer(IPC, P)
-    r.select_reg_ipc([1.23, 1.50, 2.00, 1.50, 0.70], 1)
-    # |1.23-1.21| and |1.50-1.48| are equal decimals but differ in binary float noise
-    mls = r.select_reg_ipc([1.21, 1.48, 2.00, 1.50, 0.70], 100)
-    assert mls == 1 and r.last_delta == [0.02, 0.02, 0.0, 0.0, 0.0]
-    mls = r.select_reg_ipc([1.21, 1.58, 2.00, 1.60, 0.70], 200)   # tie between x=2 and x=4
-    assert mls == 2 and r.regularized() == [2]
+    first = [1.00, 2.63, 2.00, 1.50, 0.70]
+    r.select_reg_ipc(first, 1)
+    cur = [0.98, 2.61, 2.00, 1.50, 0.70]  # equal decimal differences 0.02, different float32 ones
+    f32 = np.abs(np.float32(first) - np.float32(cur))
+    assert f32[0] != f32[1]  # the case the old Δ rounding turned into a tie
+    mls = r.select_reg_ipc(cur, 100)
+    assert mls == 2 == 1 + int(np.argmax(f32)) and r.last_delta == f32.tolist()  # the old rule took x = 1
+    nxt = [0.98, 2.71, 2.50, 2.00, 0.70]  # exact float32 tie of x=3 and x=4 (2.0→2.5, 1.5→2.0)
+    d = np.abs(np.float32(cur) - np.float32(nxt))
+    mls = r.select_reg_ipc(nxt, 200)
+    assert d[2] == d[3] == d.max() and mls == 3 and r.regularized() == [3]
     with pytest.raises(ValueError):
         r.select_reg_ipc([1.0, 2.0], 300)
+
+
+def test_average_featlog_is_the_reference_float32_arithmetic():
+    rng = np.random.default_rng(0)
+    log = rng.uniform(0, 40, size=(3, 4, 5)).astype(np.float32).astype(float).tolist()  # 3 classes, 4 steps
+    g = average_featlog(log, nclass=3, inner_loop=4)
+    s = np.float32(log).reshape(-1, 5).sum(0, dtype=np.float32)
+    want = np.round(s / np.float32(3) / np.float32(4), 2)  # divided by nclass, then by inner_loop, in float32
+    assert g[0] == want.tolist() and g[2] == g[0] and all(np.float32(v) == v for v in g[0])
+    cw = average_featlog(log, nclass=3, inner_loop=4, class_wise=True)
+    assert cw[1] == np.round(np.float32(log[1]).sum(0, dtype=np.float32) / np.float32(4), 2).tolist()
+
+
+# ---- MDC Table 3 switches on scripted distance sequences -------------------------------------------
+
+def _paper_vectors():
+    vecs = {0: _dvec(4, bump=9.0), 399: _dvec()}
+    vecs[99] = [v + (2.0 if x == 3 else 0.1) for x, v in zip(range(1, IPC), vecs[0])]
+    vecs[199] = [v + (3.0 if x == 5 else 0.2) for x, v in zip(range(1, IPC), vecs[99])]
+    vecs[299] = [v - (1.5 if x == 2 else 0.3) for x, v in zip(range(1, IPC), vecs[199])]
+    return vecs
+
+
+def test_select_distance_takes_the_largest_distance_every_window():
+    vecs = _paper_vectors()
+    _, _, _, chosen = _run_schedule(400, vecs, select="distance")
+    want = {t + 1: 1 + int(np.argmax(np.float32(v))) for t, v in vecs.items()}  # no first-window rule
+    assert {it: c[0] for it, c in chosen.items()} == want and chosen[1] == [4, 4]
+
+
+def test_select_random_is_keyed_and_leaves_the_global_streams_alone():
+    vecs = _paper_vectors()
+    states = (random.getstate(), np.random.get_state()[1].copy(), torch.get_rng_state())
+    _, _, _, a = _run_schedule(400, vecs, select="random", random_key=7)
+    assert random.getstate() == states[0] and (np.random.get_state()[1] == states[1]).all()
+    assert torch.equal(torch.get_rng_state(), states[2])
+    _, _, _, b = _run_schedule(400, {t: _dvec() for t in vecs}, select="random", random_key=7)
+    assert a == b  # the distances play no part; same key, same subsets
+    assert all(len(set(c)) == 1 and 1 <= c[0] < IPC for c in a.values())  # one key: one MLS for all classes
+    _, _, _, other = _run_schedule(4000, {t: _dvec() for t in range(4000) if is_window(t, P)}, select="random",
+                                   random_key=8)
+    picks = [c[0] for c in other.values()]
+    assert set(picks) == set(range(1, IPC))  # 41 windows cover every subset
+    with pytest.raises(UserError, match="mls_select"):
+        Regularizer(IPC, P, select="largest")
+
+
+def test_freeze_off_keeps_the_mls_trajectory_and_never_freezes():
+    vecs = _paper_vectors()
+    _, freeze_on, mls_on, chosen_on = _run_schedule(400, vecs)
+    regs, freeze_off, mls_off, chosen_off = _run_schedule(400, vecs, freeze=False)
+    assert chosen_off == chosen_on and mls_off == mls_on
+    assert set(freeze_off.values()) == {-1} and max(freeze_on.values()) == 3
+    assert regs[0].reg_list[1].keep_freeze  # x = 1 finished, only not frozen
 
 
 def test_state_dict_json_round_trip():
@@ -159,6 +222,6 @@ def test_average_featlog_global_and_class_wise():
     cw = average_featlog(log, nclass=2, inner_loop=2, class_wise=True)
     assert cw == [[2.0, 3.0], [0.0, 0.0]]
     g = average_featlog([[[0.125, 1.0]], [[0.0, 0.0]]], nclass=2, inner_loop=1)
-    assert g[0] == [round(0.0625, 2), 0.5]
+    assert g[0] == [float(np.float32(0.06)), 0.5]  # 0.0625 → 0.06 (half to even), a float32 value
     with pytest.raises(ValueError):
         average_featlog([[], []], 2, 1)

@@ -138,6 +138,10 @@ def add_reference_args(parser, kind=T):
     a("set", frozenset((T,)), "--test_type", default="other", type=str,
       help="other (the whole set), cx_cy (the IPC-y prefix), baseline_b (y separate IPC-1 runs)")
     a("set", frozenset((T,)), "--ipcy", default=-1, type=int, help="cx_cy / baseline_b: y, the IPC evaluated")
+    a("set", frozenset((T,)), "--prefix_epochs", default="full", type=str, choices=["full", "subset"],
+      help="cx_cy / baseline_b training epochs: full = those of the whole --ipc N (the reference's; also "
+           "--reproduce's), subset = those of the evaluated IPC-y; only ImageNet's epochs depend on the IPC "
+           "(other datasets: 1000 either way); an explicit --epochs wins")
     a("set", ALL, "-s", "--slct_type", default="idc", type=str,
       help={C: "idc, or dream (k-means initialisation and DREAM's real batches)",
             M: "idc, or dream (k-means initialisation and DREAM's real batches)",
@@ -178,6 +182,14 @@ def add_reference_args(parser, kind=T):
       help="MDC: the adaptive subset loss (the MLS subset term and freezing)")
     a("mdc", COND, "--adaptive_period", default=100, type=int, help="MLS selection interval P (iterations)")
     a("mdc", COND, "--adaptive_class_wise", action="store_true", help="one MLS per class instead of one for all")
+    a("mdc", COND, "--mls_select", default="change", type=str, choices=["change", "distance", "random"],
+      help="how the MLS is chosen each window (MDC Table 3): change = largest change of the measure since the "
+           "previous window (MDC), distance = largest measure itself, random = a seeded random subset")
+    a("mdc", COND, "--mls_freeze", default=True, type=str2bool,
+      help="freeze finished smaller subsets while a larger MLS trains (MDC; False: MDC Table 3 ablation)")
+    a("mdc", COND, "--mls_metric", default="feature", type=str, choices=["feature", "gradient", "accuracy"],
+      help="the per-subset measure the MLS is chosen from (MDC Table 5): feature distance (MDC), "
+           "gradient-matching distance, or nearest-class-mean accuracy on a fixed real batch (README)")
     # YOCO
     a("yoco", frozenset((T,)), "--slct_ipc", default=0, type=int, help="IPC_T: prune the set to this IPC (0: no pruning)")
     a("yoco", frozenset((T,)), "--condense_key", default="idc", type=str, choices=CONDENSE_KEYS,
