@@ -6,7 +6,10 @@
 Test types: ``other`` (the whole set), ``cx_cy`` (the IPC-y prefix of an IPC-N set: the first y·f²
 decoded images per class; Baseline C and MDC rows), ``baseline_b`` (N separate IPC-1 runs). Sources
 (``-s``): a condensed folder or ``.pt`` (idc, dream; ``idc_cat`` merges class-partitioned runs),
-``random`` (the first ipc real images per class), and pre-normalised dc/dsa/kip/mtt tensors.
+``random`` (the first ipc real images per class), and pre-normalised dc/dsa/kip/mtt tensors. On CIFAR,
+``-s dsa|dc|mtt`` evaluate with the reference's settings for those sets (f = 1; dsa, dc: no CutMix; dc:
+no DSA, crop + flip instead) unless a flag is given explicitly. ``cx_cy`` and ``baseline_b`` train for the
+epochs of the full ``--ipc`` as the reference (``--prefix_epochs subset``: of IPC-y; only ImageNet differs).
 Every evaluation is appended to a JSON record (``--results_file``); ``--save_subset`` exports the
 exact (decoded) training set that was evaluated.
 
@@ -48,6 +51,11 @@ def main(args):
     if args.save_subset:
         save_condensed(args.save_subset, x, y)
         print(f"saved the evaluated training set ({len(x)} images) to {args.save_subset}")
+    if args.source_hook:  # the reference's settings for sets of other methods (-s dsa|dc|mtt|dream)
+        print(f"-s {args.slct_type}: " + ", ".join(f"{k} {v}" for k, v in args.source_hook.items()))
+    if args.test_type in ("cx_cy", "baseline_b") and "epochs" not in args.explicit:
+        print(f"epochs of IPC-{args.ipc if args.prefix_epochs == 'full' else args.ipcy} "
+              f"(--prefix_epochs {args.prefix_epochs})")
     print(f"{args.test_type}: {len(x)} training images of {args.nclass} classes from {source}; "
           f"{args.epochs} epochs x {args.repeat} on {device}")
     res = evaluate_set(args, x, y, device, pre_norm, done=partial.done, on_run=partial.save, seed_repeats=True)

@@ -129,12 +129,14 @@ def latest_data_file(folder, niter=None):
     return max(its)[1]
 
 
-def load_condensed(path, condense_key="idc", niter=None):
+def load_condensed(path, condense_key="idc", niter=None, experiment=0):
     """Read a condensed set of any supported format as (float data [N,C,H,W], long targets [N]).
 
     idc / dream: ``[data, targets]`` (folder → ``data_{niter}.pt``/``data.pt``/latest, or a .pt file);
-    mtt: ``images_best.pt`` + ``labels_best.pt``; dsa: dict with ``data[0] = [images, labels]``;
-    kip: ``[images NHWC, one-hot labels]`` (spec yoco §1.1). mtt/dsa/kip are stored normalised.
+    mtt: ``images_best.pt`` + ``labels_best.pt``; dsa (DC's and DSA's result dicts): ``data[experiment] =
+    [images, labels]`` — YOCO reads experiment 0 (spec yoco §1.1), MDC's ``test.py -s dc|dsa`` experiment 3
+    (its reference: "exp_idx=3 can recover 52.1 baseline of dsa"); kip: ``[images NHWC, one-hot labels]``.
+    mtt/dsa/kip are stored normalised.
     """
     if condense_key == "mtt":
         folder = path if os.path.isdir(path) else os.path.dirname(path)
@@ -149,7 +151,13 @@ def load_condensed(path, condense_key="idc", niter=None):
     if condense_key == "dsa":
         if not isinstance(obj, dict) or "data" not in obj:
             raise UserError(f"{path} is not a DSA result dict with a 'data' entry")
-        obj = obj["data"][0]
+        runs = obj["data"]
+        if not isinstance(runs, (list, tuple)) or len(runs) <= experiment:
+            n = len(runs) if isinstance(runs, (list, tuple)) else 0
+            raise UserError(f"{path} holds {n} experiment(s) in 'data'; experiment {experiment} is evaluated "
+                            "(MDC's test.py -s dc|dsa reads the fourth, as its reference): use a result file of "
+                            "the full DC/DSA run")
+        obj = runs[experiment]
     if not isinstance(obj, (list, tuple)) or len(obj) != 2 or not all(torch.is_tensor(t) for t in obj):
         raise UserError(f"{path} does not hold [data, targets] tensors")
     x, y = obj
@@ -185,16 +193,17 @@ def check_condensed(data, targets, nclass, nch, size, ipc=None, path=""):
 
 
 def load_decoded(paths, nclass, nch, size, factor, *, condense_key="idc", niter=None, ipc=None,
-                 decode_type="single", where=None):
+                 decode_type="single", where=None, experiment=0):
     """Load, check and decode a condensed set: the one way from files on disk to training images
     (``test.py``, ``get_training_dynamics.py``, ``generate_importance_score.py``).
 
     ``paths``: a folder or file (see ``load_condensed``), or a list of them whose images are
     concatenated before the checks (the class partitions of ``condense_reg_mp.py``). ``ipc`` pins the
     stored images per class (a mismatch is a one-line error naming the right ``--ipc``); ``where``
-    names the set in messages. Returns (decoded images, labels, stored images per class)."""
+    names the set in messages; ``experiment``: which run of a DC/DSA result dict. Returns (decoded images,
+    labels, stored images per class)."""
     paths = [paths] if isinstance(paths, (str, os.PathLike)) else list(paths)
-    parts = [load_condensed(p, condense_key, niter) for p in paths]
+    parts = [load_condensed(p, condense_key, niter, experiment) for p in paths]
     x, y = parts[0] if len(parts) == 1 else (torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts]))
     per = check_condensed(x, y, nclass, nch, size, ipc, where or paths[0])
     x, y = decode(x, y, factor, decode_type, nclass)

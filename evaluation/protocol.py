@@ -5,7 +5,9 @@ the validation batches come from ``data.loaders.test_loader``.
 
 ``train_protocol``: SGD lr / momentum / weight decay (0.01 / 0.9 / 5e-4), E epochs, LR × 0.2 at
 ⌊2E/3⌋ and ⌊5E/6⌋ (stepped per epoch), per-sample DSA then CutMix (p = mix_p, β = 1), validations every
-⌊E/4⌋ epochs (and at the final epoch); it reports the best and the last of them. ``evaluate_set``
+⌊E/4⌋ epochs (and at the final epoch); it reports the best and the last of them. Without DSA
+(``--dsa False``, e.g. ``-s dc``) the non-ImageNet sets get the reference's per-sample RandomCrop
+(padding 4) and, for CIFAR, flip instead (``basic_augment``). ``evaluate_set``
 repeats it ``--repeat`` times per evaluation network and reports mean ± std.
 """
 import math
@@ -13,6 +15,7 @@ import time
 
 import numpy as np
 import torch
+import torchvision.transforms as T
 from tqdm import tqdm
 
 from data.datasets import mean_std
@@ -70,8 +73,20 @@ def loaders(args, x, y, device, pre_normalised):
         return train, test_loader(args, device, max(1, args.batch_size // 2), workers=args.workers)
     # mtt/dsa/kip under YOCO are normalised a second time, consistently (spec yoco §1.2)
     norm = Normalize(*mean_std(args.dataset)).to(device)
-    train = TensorLoader(x, y, args.batch_size, True, device, transform=None if pre_normalised else norm)
+    per_sample = None if args.dsa else basic_augment(args.dataset, args.size)
+    train = TensorLoader(x if args.dsa else x.cpu(), y, args.batch_size, True, device,
+                         transform=None if pre_normalised else norm, sample_transform=per_sample)
     return train, test_loader(args, device, 500)
+
+
+def basic_augment(dataset, size):
+    """The reference's per-sample augmentation of a set evaluated without DSA (``--dsa False``, e.g. the
+    ``-s dc`` hook; its ``args.augment``, spec mdc §1.3, §2.2): RandomCrop(size, padding 4), plus a
+    horizontal flip for CIFAR; before Normalize, as its transform_{cifar,svhn,mnist,fashion}."""
+    tfs = [T.RandomCrop(size, padding=4)]
+    if dataset.startswith("cifar"):
+        tfs.append(T.RandomHorizontalFlip())
+    return T.Compose(tfs)
 
 
 def eval_nets(args):

@@ -22,9 +22,12 @@ PRE_NORMALISED = ("dc", "dsa", "kip", "mtt")  # MDC's -s loaders: stored normali
 
 
 def file_format(args):
-    """YOCO's --condense_key, else MDC's -s (dsa/kip/mtt files have their own layouts)."""
+    """YOCO's --condense_key, else MDC's -s (dsa/kip/mtt files have their own layouts; DC's result files
+    are DSA's dict layout, which the reference's test.py reads for both)."""
     if args.condense_key != "idc":
         return args.condense_key
+    if args.slct_type == "dc":
+        return "dsa"
     return args.slct_type if args.slct_type in ("dsa", "kip", "mtt") else "idc"
 
 
@@ -83,8 +86,10 @@ def build_train_set(args):
     else:
         paths, key = base, file_format(args)
         pinned = args.ipc if args.ipc > 0 and (args.test_type == "cx_cy" or "ipc" in args.explicit) else None
+    # MDC's -s dc|dsa evaluate experiment 3 of the result dict (its reference's exp_idx); YOCO's dsa key reads 0
+    experiment = 3 if key == "dsa" and args.condense_key == "idc" else 0
     x, y, per = load_decoded(paths, args.nclass, args.nch, args.size, args.factor, condense_key=key,
-                             niter=args.niter, ipc=pinned, decode_type=dtype, where=base)
+                             niter=args.niter, ipc=pinned, decode_type=dtype, where=base, experiment=experiment)
     if args.test_type == "cx_cy":
         n_per = len(x) // args.nclass
         keep = n_per * args.ipcy // per  # = ipcy·f² for single decoding
@@ -95,7 +100,8 @@ def build_train_set(args):
 
 
 def validate_args(args):
-    """test.py's argument checks and derived settings (evaluation epochs, YOCO factor)."""
+    """test.py's argument checks and derived settings (YOCO factor and epochs, --same_compute). The epochs of
+    prefix evaluations (--prefix_epochs) are derived with the others in ``utils.arguments.resolve``."""
     if args.test_type not in TEST_TYPES:
         raise UserError(f"unknown --test_type {args.test_type!r}; choose one of {', '.join(TEST_TYPES)}")
     if args.test_type in ("cx_cy", "baseline_b"):
@@ -103,9 +109,6 @@ def validate_args(args):
             raise UserError(f"--test_type {args.test_type} needs --ipc N and --ipcy y (1 <= y <= N)")
         if args.ipcy > args.ipc:
             raise UserError(f"--ipcy {args.ipcy} is larger than --ipc {args.ipc}; pass 1 <= --ipcy <= --ipc")
-        if args.dataset == "imagenet" and "epochs" not in args.explicit:
-            # fixed: the reference used the epochs of the full --ipc here (spec mdc §14 item 7)
-            args.epochs = ipc_epoch(args.ipcy, args.factor, args.nclass)
     if args.slct_ipc > 0:  # YOCO pruning (spec yoco §4, §6.1)
         if args.test_type != "other" or args.slct_type == "random":
             raise UserError("--slct_ipc prunes a condensed set: use it with --test_type other and no -s random")

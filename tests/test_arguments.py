@@ -92,3 +92,82 @@ def test_train_protocol_validates_four_times_and_learns():
     r = train_protocol(model, L(), [(x, y)], a, progress=False)
     assert [e for e, _ in r["curve"]] == [2, 4, 6, 8]
     assert r["best"] >= r["last"] and r["best"] > 90
+
+
+# the reference's -s hooks (its argument.py lines 297-307, inside the CIFAR block): derived defaults
+HOOKS = {
+    "dsa": {"factor": 1, "mixup": "vanilla"},
+    "dc": {"factor": 1, "mixup": "vanilla", "dsa": False},
+    "mtt": {"factor": 1},
+    "dream": {"batch_real": 128},
+}
+
+
+@pytest.mark.parametrize("slct", sorted(HOOKS))
+def test_source_hooks_are_derived_defaults(slct):
+    a = parse("--reproduce", "-d", "cifar10", "--ipc", "10", "-s", slct)
+    assert a.source_hook == HOOKS[slct]  # recorded in the resolved args (saved with every record)
+    for key, value in HOOKS[slct].items():
+        assert getattr(a, key) == value
+    want = {"factor": 1, "mixup": "cut", "dsa": True, "batch_real": 64}
+    want.update(HOOKS[slct])
+    assert (a.factor, a.mixup, a.dsa, a.batch_real) == (want["factor"], want["mixup"], want["dsa"], want["batch_real"])
+    assert a.init == "random" and a.epochs == 1000 and a.augment == (not want["dsa"])
+    # CutMix off keeps cutout in the DSA strategy (the reference drops it only under CutMix)
+    assert ("cutout" in a.dsa_strategy) == (want["mixup"] == "vanilla")
+    assert parse("-d", "cifar100", "--ipc", "10", "-s", slct).source_hook == HOOKS[slct]
+
+
+def test_source_hooks_override_the_f2_convention_but_explicit_flags_win(capsys):
+    a = parse("-d", "cifar10", "--ipc", "10", "-s", "dsa")
+    assert (a.factor, a.mixup, a.dsa_strategy) == (1, "vanilla", "color_crop_cutout_flip_scale_rotate")
+    b = parse("-d", "cifar10", "--ipc", "10", "-s", "dsa", "-f", "2", "--mixup", "cut")
+    assert (b.factor, b.mixup, b.init, b.source_hook) == (2, "cut", "mix", {})
+    assert "-s dsa" in capsys.readouterr().err  # a note says what the reference would have used
+    c = parse("-d", "cifar10", "--ipc", "10", "-s", "dc", "--dsa", "True")
+    assert (c.dsa, c.factor, c.mixup, c.source_hook) == (True, 1, "vanilla", {"factor": 1, "mixup": "vanilla"})
+    d = parse("-d", "cifar10", "--ipc", "10", "-s", "dream", "--batch_real", "32")
+    assert d.batch_real == 32 and d.source_hook == {}
+    e = parse("-d", "cifar10", "--ipc", "10", "-s", "mtt", "--factor", "1")
+    assert e.factor == 1 and e.source_hook == {}  # explicit, so not the hook's
+
+
+def test_source_hooks_only_on_cifar_and_after_the_presets(tmp_path):
+    for d in ("svhn", "mnist", "fashion"):  # the reference's hooks sit in its CIFAR block only
+        a = parse("-d", d, "--ipc", "10", "-s", "dsa", "-f", "2")
+        assert (a.factor, a.mixup, a.source_hook) == (2, "cut", {})
+    presets = tmp_path / "p.yaml"
+    presets.write_text("rules:\n  - if: {dataset: [cifar10]}\n    set: {factor: 2, mixup: cut, dsa: true}\n")
+    a = parse("--reproduce", "--presets", str(presets), "-d", "cifar10", "--ipc", "10", "-s", "dc")
+    assert (a.factor, a.mixup, a.dsa) == (1, "vanilla", False)  # the hooks run after the presets
+
+
+def test_prefix_epochs_full_by_default_and_under_reproduce():
+    cx = ["-d", "imagenet", "--nclass", "10", "-f", "3", "--ipc", "10", "--ipcy", "1"]
+    for tt in ("cx_cy", "baseline_b"):
+        base = [*cx, "--test_type", tt]
+        full = ipc_epoch(10, 3)  # 90 decoded images: 1000 epochs
+        assert (full, ipc_epoch(1, 3)) == (1000, 2000)
+        a = parse(*base)
+        assert (a.prefix_epochs, a.epochs) == ("full", full)
+        r = parse("--reproduce", *base)
+        assert (r.prefix_epochs, r.epochs) == ("full", full)
+        s = parse("--reproduce", *base, "--prefix_epochs", "subset")  # an explicit flag beats the preset
+        assert (s.prefix_epochs, s.epochs) == ("subset", 2000)
+        assert parse(*base, "--prefix_epochs", "subset", "--epochs", "7").epochs == 7  # --epochs wins
+    # ImageNet-100: 2/3 of the count's epochs; bound decoding caps the count as the full-set rule
+    assert parse("-d", "imagenet", "--nclass", "100", "-f", "3", "--ipc", "10", "--ipcy", "2", "--test_type",
+                 "cx_cy", "--prefix_epochs", "subset").epochs == ipc_epoch(2, 3, nclass=100) == 1000
+    assert parse("--reproduce", "-d", "imagenet", "--nclass", "10", "-f", "3", "--ipc", "20", "--ipcy", "20",
+                 "--test_type", "cx_cy", "--prefix_epochs", "subset").epochs == ipc_epoch(20, 3, bound=128)
+    # the whole set (--test_type other) ignores the flag
+    assert parse(*cx, "--prefix_epochs", "subset").epochs == 1000
+
+
+@pytest.mark.parametrize("dataset", ["cifar10", "cifar100", "svhn", "mnist", "fashion"])
+def test_prefix_epochs_do_not_depend_on_ipc_outside_imagenet(dataset):
+    """The reference's non-ImageNet epochs are 1000 whatever the IPC: both choices give 1000."""
+    for choice in ("full", "subset"):
+        a = parse("-d", dataset, "-f", "2", "--ipc", "10", "--ipcy", "1", "--test_type", "cx_cy",
+                  "--prefix_epochs", choice)
+        assert a.epochs == 1000

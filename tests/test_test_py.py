@@ -151,3 +151,88 @@ def test_run_tag_names_the_default_results_file(tmp_path):
     args.run_tag = "../x"
     with pytest.raises(UserError, match="--run_tag"):
         default_results_file(args, str(src))
+
+
+def _run_main(argv, monkeypatch, wrap=None):
+    """test.py's ``main`` in-process through the real parser, loaders and protocol; ``train_one_epoch``
+    is counted per loader (and replaced by ``wrap`` when given: a fast stub for long ImageNet budgets)."""
+    import evaluation.protocol as protocol
+    import test as test_py
+    from utils.arguments import parse_args
+
+    seen = []
+    real = protocol.train_one_epoch
+
+    def counted(model, loader, opt, **kw):
+        seen.append(loader)
+        return (wrap or real)(model, loader, opt, **kw)
+
+    monkeypatch.setattr(protocol, "train_one_epoch", counted)
+    args = parse_args(test_py.get_args_parser(), [str(a) for a in argv])
+    return test_py.main(args), seen
+
+
+@pytest.mark.filterwarnings("ignore:Detected call of `lr_scheduler.step")  # the stub takes no optimiser step
+@pytest.mark.parametrize("choice,epochs", [(None, 2000), ("full", 2000), ("subset", 3000)])
+def test_imagenet_prefix_trains_the_chosen_epochs(fake_root, tmp_path, monkeypatch, choice, epochs):
+    """ImageNet cx_cy of an IPC-10 set, IPC-1 evaluated: the reference's epochs of IPC-10 (2000) by default
+    and under --prefix_epochs full, those of IPC-1 (3000) with subset; the protocol really runs them."""
+    x, y = mosaics(10, 10, size=32)
+    save_condensed(str(tmp_path / "set.pt"), x, y)
+    flag = [] if choice is None else ["--prefix_epochs", choice]
+    rec, seen = _run_main(["-d", "imagenet", "--nclass", "10", "--size", "32", "-f", "1", "--ipc", "10", "--ipcy", "1",
+                           "--test_type", "cx_cy", "--test_data_dir", tmp_path / "set.pt", "--imagenet_dir",
+                           os.path.join(fake_root, "imagenet"), "--device", "cpu", "--results_file",
+                           tmp_path / "r.json", *flag], monkeypatch, wrap=lambda *a, **k: (0.0, 0.0, 0.0))
+    assert len(seen) == epochs and rec["args"]["epochs"] == epochs and rec["n_train"] == 10
+    assert rec["args"]["prefix_epochs"] == (choice or "full")
+    assert [e for e, _ in rec["results"]["resnet_ap"]["runs"][0]["curve"]] == [epochs // 4 * k for k in (1, 2, 3, 4)]
+
+
+def _dsa_file(path, nclass=10, ipc=2, n_exp=5):
+    """A DC/DSA result file (dict, ``data[e] = [images, labels]`` per experiment e, stored normalised):
+    experiment 3, which MDC's test.py evaluates (its reference's exp_idx), has ``ipc`` images per class,
+    the others one."""
+    x, y = mosaics(nclass, ipc)
+    x1, y1 = mosaics(nclass, 1)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    torch.save({"data": [[(x - 0.5) / 0.25, y] if e == 3 else [x1, y1] for e in range(n_exp)]}, path)
+
+
+def test_dc_dsa_read_experiment_3_and_a_short_file_is_an_error(fake_root, tmp_path):
+    _dsa_file(str(tmp_path / "short.pt"), n_exp=3)
+    p = run_script("test.py", "-d", "cifar10", "-s", "dsa", "--ipc", "2", "--test_data_dir", tmp_path / "short.pt",
+                   "--data_dir", fake_root, "--results_file", tmp_path / "r.json", *COMMON, check=False)
+    assert p.returncode == 2 and "holds 3 experiment(s)" in p.stderr and "experiment 3" in p.stderr
+    assert not (tmp_path / "r.json").exists()
+
+
+def test_source_hook_dsa_recorded(fake_root, tmp_path):
+    """-s dsa on CIFAR: factor 1 and no CutMix (a DSA set is not decoded), recorded with the evaluation."""
+    _dsa_file(str(tmp_path / "dsa" / "res.pt"))
+    out = tmp_path / "r.json"
+    p = run_script("test.py", "-d", "cifar10", "-s", "dsa", "--ipc", "2", "--test_data_dir",
+                   tmp_path / "dsa" / "res.pt", "--data_dir", fake_root, "--results_file", out, *COMMON)
+    rec = records(out)[-1]
+    assert rec["n_train"] == 20 and rec["args"]["source_hook"] == {"factor": 1, "mixup": "vanilla"}
+    assert (rec["args"]["factor"], rec["args"]["mixup"]) == (1, "vanilla")
+    assert rec["args"]["dsa_strategy"] == "color_crop_cutout_flip_scale_rotate"
+    assert "-s dsa: factor 1, mixup vanilla" in p.stdout
+
+
+def test_source_hook_dc_no_dsa_crop_flip(fake_root, tmp_path, monkeypatch):
+    """-s dc on CIFAR: DC's result-dict file, factor 1, no CutMix, no DSA; the reference's per-sample
+    RandomCrop(32, padding 4) + flip instead, through the real loader (two real training epochs)."""
+    import torchvision.transforms as T
+
+    _dsa_file(str(tmp_path / "dc" / "res.pt"))
+    rec, seen = _run_main(["-d", "cifar10", "-s", "dc", "--ipc", "2", "--test_data_dir", tmp_path / "dc" / "res.pt",
+                           "--data_dir", fake_root, "--results_file", tmp_path / "r.json", *COMMON], monkeypatch)
+    assert rec["args"]["source_hook"] == {"factor": 1, "mixup": "vanilla", "dsa": False} and rec["n_train"] == 20
+    assert len(seen) == 2
+    tf = seen[0].sample_transform
+    assert [type(t) for t in tf.transforms] == [T.RandomCrop, T.RandomHorizontalFlip]
+    assert tf.transforms[0].padding == 4 and seen[0].transform is None  # stored normalised: no Normalize
+    torch.manual_seed(0)
+    xb, _ = next(iter(seen[0]))
+    assert xb.shape == (20, 3, 32, 32) and not torch.equal(xb.sort(0).values, seen[0].images.sort(0).values)

@@ -123,6 +123,30 @@ def check_nclass_sub(k, nclass):
                         f"use one of {', '.join(map(str, allowed))}")
 
 
+# The reference's ``-s`` hooks (its argument.py, inside the CIFAR block, after the --reproduce presets and
+# before the factor/init, epoch and DSA-strategy derivations): settings of the sets other methods condensed.
+SOURCE_HOOKS = {
+    "dsa": {"factor": 1, "mixup": "vanilla"},
+    "dc": {"factor": 1, "mixup": "vanilla", "dsa": False},
+    "mtt": {"factor": 1},
+    "dream": {"batch_real": 128},
+}
+_HOOK_FLAGS = {"factor": "-f/--factor", "mixup": "--mixup", "dsa": "--dsa", "batch_real": "--batch_real"}
+
+
+def _source_hook(args, explicit):
+    """Apply the ``-s`` hook of ``SOURCE_HOOKS`` as derived defaults (an explicit flag wins, with a note on
+    stderr); the values applied are kept in ``args.source_hook`` (saved with the run's / evaluation's args)."""
+    for key, value in SOURCE_HOOKS.get(args.slct_type, {}).items():
+        if key in explicit:
+            if getattr(args, key) != value:
+                print(f"note: -s {args.slct_type}: the reference uses {_HOOK_FLAGS[key]} {value} for these sets; "
+                      f"the explicit {_HOOK_FLAGS[key]} {getattr(args, key)} is kept", file=sys.stderr)
+            continue
+        setattr(args, key, value)
+        args.source_hook[key] = value
+
+
 def ipc_epoch(ipc, factor, nclass=10, bound=-1):
     """ImageNet evaluation epochs from the decoded count (spec mdc §1.3)."""
     n = ipc * factor**2
@@ -134,6 +158,16 @@ def ipc_epoch(ipc, factor, nclass=10, bound=-1):
     return e
 
 
+def eval_epochs(args, ipc):
+    """The reference's evaluation epochs of a set of ``ipc`` stored images per class (spec mdc §1.3):
+    ImageNet by decoded count (``ipc_epoch``, capped by batch_syn_max for ``bound`` decoding), every other
+    dataset 1000 whatever the IPC."""
+    if args.dataset != "imagenet":
+        return 1000
+    bound = args.batch_syn_max if args.decode_type == "bound" else -1
+    return ipc_epoch(ipc, args.factor, args.nclass, bound)
+
+
 def resolve(args, explicit=()):
     """Derived settings of spec mdc §1.2–§1.4 (dataset block, tags, epochs, DSA strategy)."""
     explicit = set(explicit)
@@ -143,12 +177,12 @@ def resolve(args, explicit=()):
     if args.run_name == "default_run":
         args.run_name = f"{d}_ipc{args.ipc}"
     args.nch = 3
+    args.source_hook = {}
     if d.startswith("cifar"):
         args.size, args.nclass = 32, (100 if d == "cifar100" else 10)
         _default(args, explicit, "mix_p", 0.5)
         _default(args, explicit, "dsa", True)
-        if args.slct_type == "dream":
-            _default(args, explicit, "batch_real", 128)
+        _source_hook(args, explicit)
     elif d == "svhn":
         args.size, args.nclass = 32, 10
         _default(args, explicit, "mix_p", 0.5)
@@ -193,13 +227,13 @@ def resolve(args, explicit=()):
     args.idx_from, args.idx_to = parts[0], (parts[1] if len(parts) > 1 else -1)
     if args.adaptive_reg and "metric" not in explicit:
         args.metric = "mse"  # MDC forces mse (spec mdc §1.2 item 7)
-    # evaluation epochs (spec mdc §1.3); an explicit --epochs always wins
+    # evaluation epochs (spec mdc §1.3); an explicit --epochs always wins. Prefix evaluations (test.py
+    # cx_cy / baseline_b) take them from the full --ipc N as the reference (spec mdc §11.2), or from the
+    # evaluated --ipcy y with --prefix_epochs subset; only ImageNet's epochs depend on the IPC.
     if args.ipc > 0 and "epochs" not in explicit:
-        if d == "imagenet":
-            bound = args.batch_syn_max if args.decode_type == "bound" else -1
-            args.epochs = ipc_epoch(args.ipc, args.factor, args.nclass, bound)
-        else:
-            args.epochs = 1000
+        prefix = getattr(args, "test_type", "other") in ("cx_cy", "baseline_b") and getattr(args, "ipcy", -1) > 0
+        subset = prefix and getattr(args, "prefix_epochs", "full") == "subset"
+        args.epochs = eval_epochs(args, args.ipcy if subset else args.ipc)
     if args.mixup == "cut" and "dsa_strategy" not in explicit:
         args.dsa_strategy = args.dsa_strategy.replace("_cutout", "")
     args.augment = not args.dsa
