@@ -70,3 +70,80 @@ yoco_eval() {
     --device "$DEVICE" --run_tag "$tag" "$@"
 }
 
+
+# ---- MDC tables (scripts/mdc_table*.sh) -----------------------------------------------------------------
+# mdc_setup DATASET N [EXTRA condensation flags...]: the settings every MDC table shares, for DATASET
+# condensed to IPC N (N >= 2: MDC's subsets are IPC-1 … IPC-(N-1)):
+#   MDC_DATA   -d DATASET; imagenet is ImageNet-10 (-d imagenet --nclass 10; ResNetAP-10 by the presets)
+#   MDC_F      the multi-formation factor: 3 for ImageNet, else 2 (IDC's convention, spec mdc §1.5)
+#   MDC_COND   condensation: --reproduce presets, -f, no in-run evaluations, the budget, the device
+#   MDC_EVAL   test.py: --reproduce presets, -f, 3 repeats, the budget, the device
+#   RUNS       the runs several tables share (Baseline A, B's blocks, Baseline C, plain MDC, DREAM): Table 1's
+#              folder raid/mdc_table1/DATASET unless RUNS is set. A table that needs one of them condenses
+#              it there with the same command (Table 1's, for A/B/C/MDC) and --resume: whichever table runs first
+#              condenses it, the others find it complete ("nothing to do"); nothing is condensed twice.
+mdc_setup() {
+  MDC_DATASET=$1; MDC_N=$2; shift 2
+  MDC_EXTRA=("$@")
+  case $MDC_N in ''|*[!0-9]*) echo "error: N=$MDC_N is not a number: the IPC to condense to (N >= 2)" >&2; exit 2 ;; esac
+  if [ "$MDC_N" -lt 2 ]; then echo "error: N=$MDC_N: MDC tables need N >= 2 (subsets IPC-1 … IPC-(N-1))" >&2; exit 2; fi
+  case $MDC_DATASET in
+    imagenet) MDC_DATA=(-d imagenet --nclass 10); MDC_F=3 ;;
+    cifar10|cifar100|svhn|fashion|mnist) MDC_DATA=(-d "$MDC_DATASET"); MDC_F=2 ;;
+    *) echo "error: dataset $MDC_DATASET: use cifar10, cifar100, svhn, fashion, mnist or imagenet (ImageNet-10)" >&2
+       exit 2 ;;
+  esac
+  MDC_COND=(--reproduce "${MDC_DATA[@]}" -f "$MDC_F" --eval_during False "${COND_BUDGET[@]}" --device "$DEVICE")
+  MDC_EVAL=(--reproduce "${MDC_DATA[@]}" -f "$MDC_F" --repeat 3 "${EVAL_BUDGET[@]}" --device "$DEVICE")
+  RUNS=${RUNS:-raid/mdc_table1/$MDC_DATASET}
+}
+
+# mdc_condense FOLDER ROW FLAGS...: one condensation into FOLDER, resumable: the shared flags and the budget
+# first, then the row's own settings (so a row's --adaptive_period wins over the budget's), then the user's
+# EXTRA flags (last, they win over everything)
+mdc_condense() {
+  local dir=$1; shift
+  run python3 "${P}condense_reg.py" "${MDC_COND[@]}" "$@" "${MDC_EXTRA[@]}" --save_dir "$dir" --resume
+}
+
+# the runs shared between tables (in RUNS): Baseline C (= IDC), plain MDC and DREAM (IDC with DREAM's
+# k-means initialisation and real batches, Tables 2 and 8) at IPC N
+mdc_condense_c() { mdc_condense "$RUNS/C" --ipc "$MDC_N"; }
+mdc_condense_mdc() { mdc_condense "$RUNS/MDC" --ipc "$MDC_N" --adaptive_reg True; }
+mdc_condense_dream() { mdc_condense "$RUNS/DREAM" --ipc "$MDC_N" -s dream; }
+
+# mdc_eval FLAGS...: one test.py evaluation (its records tagged and filed by the caller)
+mdc_eval() { run python3 "${P}test.py" "${MDC_EVAL[@]}" "$@"; }
+
+# mdc_prefixes LABEL SET RESULTS [FLAGS...]: every prefix IPC-y = 1 … N of the IPC-N set SET (cx_cy), tagged
+# with the table row LABEL (--run_tag) into the results file RESULTS
+mdc_prefixes() {
+  local tag=$1 dir=$2 file=$3 y; shift 3
+  for y in $(seq 1 "$MDC_N"); do
+    mdc_eval --ipc "$MDC_N" --ipcy "$y" --test_type cx_cy --test_data_dir "$dir" --run_tag "$tag" \
+      --results_file "$file" "$@"
+  done
+}
+
+# mdc_abc_condense: the condensations of Baselines A, B, C and MDC (spec mdc §11.6) in RUNS: A at IPC k
+# = 1 … N-1 (A at IPC N is the Baseline C run), B's blocks 1 … N-1 (B's block 0 is A at IPC 1), C, MDC
+mdc_abc_condense() {
+  local k
+  for k in $(seq 1 $((MDC_N - 1))); do mdc_condense "$RUNS/A_ipc$k" --ipc "$k"; done
+  for k in $(seq 1 $((MDC_N - 1))); do mdc_condense "$RUNS/A_ipc1_idx_$k" --ipc 1 --start_idx "$k"; done
+  mdc_condense_c
+  mdc_condense_mdc
+}
+
+# mdc_abc_eval OUT [FLAGS...]: rows A, B, C, MDC at every IPC-y into OUT/{A,B,C,MDC}.json
+mdc_abc_eval() {
+  local out=$1 y a; shift
+  for y in $(seq 1 "$MDC_N"); do
+    a=$([ "$y" = "$MDC_N" ] && echo "$RUNS/C" || echo "$RUNS/A_ipc$y")
+    mdc_eval --ipc "$y" --test_data_dir "$a" --run_tag A --results_file "$out/A.json" "$@"
+    mdc_eval --ipc "$MDC_N" --ipcy "$y" --test_type baseline_b --test_data_dir "$RUNS/A_ipc1" --run_tag B \
+      --results_file "$out/B.json" "$@"
+  done
+  mdc_prefixes C "$RUNS/C" "$out/C.json" "$@"
+  mdc_prefixes MDC "$RUNS/MDC" "$out/MDC.json" "$@"
+}

@@ -20,6 +20,27 @@ CASES = [
     ("mdc_table1.sh", ["cifar100", "10"], {"BUDGET": "cpu"}),
     ("mdc_table1.sh", ["svhn", "3", "--niter", "10"], {"BUDGET": "smoke"}),
     ("mdc_table1.sh", ["fashion", "4"], {"BUDGET": "cpu"}),
+    ("mdc_table1.sh", ["imagenet"], {}),
+    ("mdc_table1.sh", ["imagenet", "3"], {"BUDGET": "smoke"}),
+    ("mdc_table2.sh", ["{ext}"], {}),
+    ("mdc_table2.sh", ["{ext}", "cifar10", "3"], {"BUDGET": "smoke"}),
+    ("mdc_table2.sh", ["{ext}", "fashion", "4"], {"BUDGET": "cpu", "EXTERNAL_METHODS": "mtt"}),
+    ("mdc_table3.sh", [], {}),
+    ("mdc_table3.sh", ["fashion", "4"], {"BUDGET": "cpu"}),
+    ("mdc_table3.sh", ["cifar10", "2", "--niter", "3"], {"BUDGET": "smoke"}),
+    ("mdc_table4.sh", [], {}),
+    ("mdc_table4.sh", ["imagenet", "3"], {"BUDGET": "smoke"}),
+    ("mdc_table5.sh", [], {}),
+    ("mdc_table5.sh", ["fashion", "4"], {"BUDGET": "cpu"}),
+    ("mdc_table6.sh", [], {}),
+    ("mdc_table6.sh", ["fashion", "4"], {"BUDGET": "cpu"}),
+    ("mdc_table6.sh", ["cifar10", "2"], {"BUDGET": "smoke"}),
+    ("mdc_table8.sh", [], {}),
+    ("mdc_table8.sh", ["svhn", "3"], {"BUDGET": "smoke"}),
+    ("mdc_table10.sh", [], {}),
+    ("mdc_table10.sh", ["fashion", "4"], {"BUDGET": "cpu"}),
+    ("mdc_table11.sh", [], {}),
+    ("mdc_table11.sh", ["cifar100", "3"], {"BUDGET": "smoke"}),
     ("yoco_fashion.sh", ["{tmp}/yoco_fashion"], {}),
     ("yoco_table1.sh", ["cifar10"], {"GENERATE": "1"}),
     ("yoco_table1.sh", ["cifar100", "reproduce_1"], {"BUDGET": "smoke"}),
@@ -29,6 +50,15 @@ CASES = [
     ("yoco_table4.sh", [], {"BUDGET": "smoke"}),
     ("yoco_table5.sh", [], {}),
 ]
+
+
+@pytest.fixture(scope="module")
+def ext(tmp_path_factory):
+    """A folder with the external sets of MDC Table 2 (DC, DSA, MTT: what the dry run checks for)."""
+    d = tmp_path_factory.mktemp("external")
+    for m in ("dc", "dsa", "mtt"):
+        (d / m).mkdir()
+    return d
 
 
 def dry_run(path, args=(), env=None):
@@ -76,9 +106,9 @@ def test_every_script_has_a_case():
 
 @pytest.mark.parametrize("script,args,env", CASES,
                          ids=[f"{c[0]}-{'-'.join(c[1][:1])}-{c[2].get('BUDGET', 'paper')}" for c in CASES])
-def test_dry_run_prints_commands_that_parse(tmp_path, script, args, env):
+def test_dry_run_prints_commands_that_parse(tmp_path, ext, script, args, env):
     before = tree()
-    out = dry_run(os.path.join(ROOT, "scripts", script), [a.format(tmp=tmp_path) for a in args], env)
+    out = dry_run(os.path.join(ROOT, "scripts", script), [a.format(tmp=tmp_path, ext=ext) for a in args], env)
     assert check_commands(out) > 0
     assert tree() == before and os.listdir(tmp_path) == []  # nothing ran, nothing was written
 
@@ -116,3 +146,158 @@ def test_a_flag_typo_fails(tmp_path):
     assert out.strip() == "python test.py -d cifar10 --ipcc 3"
     with pytest.raises(AssertionError, match="does not parse"):
         check_commands(out)
+
+
+# ---- MDC tables 1-11 -----------------------------------------------------------------------------------
+def parsed(out):
+    """(script, args, argv) of every python command of a dry run: script is e.g. condense_reg.py or -m."""
+    rows = []
+    for line in out.splitlines():
+        cmd = shlex.split(line)
+        if cmd and cmd[0].startswith("python"):
+            factory, argv = parser_of(cmd)
+            rows.append((os.path.basename(cmd[1]) if cmd[1] != "-m" else cmd[2], parse_args(factory(), argv), argv))
+    return rows
+
+
+def mdc(script, *args, **env):
+    return parsed(dry_run(os.path.join(ROOT, "scripts", script), [str(a) for a in args], env))
+
+
+def condensations(rows):
+    return {a.save_dir: a for s, a, _ in rows if s == "condense_reg.py"}
+
+
+def evaluations(rows):
+    return [a for s, a, _ in rows if s == "test.py"]
+
+
+def test_mdc_table3_rows_carry_exactly_their_switches():
+    rows = mdc("mdc_table3.sh", "cifar10", "10")
+    runs = condensations(rows)
+    want = {"raid/mdc_table1/cifar10/C": (False, "change", True),  # Baseline C: no subset loss (Table 1's run)
+            "raid/mdc_table3/cifar10/random": (True, "random", False),
+            "raid/mdc_table3/cifar10/distance": (True, "distance", False),
+            "raid/mdc_table3/cifar10/change": (True, "change", False),
+            "raid/mdc_table1/cifar10/MDC": (True, "change", True)}  # MDC = change + freezing (Table 1's run)
+    assert {d: (a.adaptive_reg, a.mls_select, a.mls_freeze) for d, a in runs.items()} == want
+    assert all(a.ipc == 10 and a.factor == 2 and a.resume and a.mls_metric == "feature" for a in runs.values())
+    tags = {}
+    for a in evaluations(rows):
+        tags.setdefault(a.run_tag, set()).add((a.test_data_dir, a.ipcy, a.results_file))
+    dirs = dict(zip(("C", "random", "distance", "change", "MDC"), want))
+    assert set(tags) == set(dirs)
+    for tag, evals in tags.items():  # every row: its own run, every prefix, its own results file
+        assert {(d, y) for d, y, _ in evals} == {(dirs[tag], y) for y in range(1, 11)}
+        assert {f for _, _, f in evals} == {f"raid/mdc_table3/cifar10/{tag}.json"}
+    report = rows[-1]
+    assert report[0] == "evaluation.report" and report[1].table == "mdc3"
+
+
+@pytest.mark.parametrize("budget,base", [("paper", 100), ("cpu", 5), ("smoke", 1)])
+def test_mdc_table6_rows_carry_their_period_after_the_budget(budget, base):
+    rows = mdc("mdc_table6.sh", "cifar10", "3", BUDGET=budget)
+    runs = [(a, argv) for s, a, argv in rows if s == "condense_reg.py"]
+    assert [a.adaptive_period for a, _ in runs] == [1, 10, 50, 100, 200, 500]  # P = 0 cannot run: not a row
+    for a, argv in runs:
+        last = len(argv) - 1 - argv[::-1].index("--adaptive_period")
+        assert argv[last + 1] == str(a.adaptive_period) and argv.count("--adaptive_period") == (1 if budget == "paper" else 2)
+        assert a.adaptive_reg and a.save_dir == ("raid/mdc_table1/cifar10/MDC" if a.adaptive_period == base
+                                                 else f"raid/mdc_table6/cifar10/P{a.adaptive_period}")
+    assert {a.run_tag for a in evaluations(rows)} == {f"P={p}" for p in (1, 10, 50, 100, 200, 500)}
+    p = subprocess.run(["bash", os.path.join(ROOT, "scripts", "mdc_table6.sh"), "cifar10", "3", "--adaptive_period", "7"],
+                       capture_output=True, text=True, env=dict(os.environ, DRY_RUN="1"))
+    assert p.returncode == 2 and "--adaptive_period is the setting Table 6 varies" in p.stderr
+
+
+def test_mdc_table1_imagenet10_reuses_c_for_a_at_ipc_n():
+    rows = mdc("mdc_table1.sh", "imagenet", "10")
+    runs = condensations(rows)
+    for a in runs.values():  # ImageNet-10: f = 3, ResNetAP-10, 500 iterations, from --reproduce
+        assert (a.dataset, a.nclass, a.factor, a.net_type, a.depth, a.niter, a.size) == ("imagenet", 10, 3, "resnet_ap", 10, 500, 224)
+    base = "raid/mdc_table1/imagenet/"
+    assert sorted(runs) == sorted([base + f"A_ipc{k}" for k in range(1, 10)] + [base + f"A_ipc1_idx_{k}" for k in range(1, 10)]
+                                  + [base + "C", base + "MDC"])
+    assert [runs[d].ipc for d in (base + "C", base + "MDC")] == [10, 10]
+    a_rows = {a.ipc: a.test_data_dir for a in evaluations(rows) if a.run_tag == "A"}
+    assert a_rows == {**{k: base + f"A_ipc{k}" for k in range(1, 10)}, 10: base + "C"}  # A at IPC N = the C run
+    assert {a.test_data_dir for a in evaluations(rows) if a.run_tag == "B"} == {base + "A_ipc1"}  # block 0 = A at IPC 1
+    assert all(a.factor == 3 and a.net_type == "resnet_ap" for a in evaluations(rows))
+
+
+def test_mdc_runs_shared_between_tables_have_one_setting():
+    """C, MDC and DREAM (and Table 4's A/B runs) are condensed once for all tables: every table that names
+    a shared folder condenses it with the same settings, so --resume finds it complete instead of failing."""
+    from condensation.run_files import NUMBER_KEYS
+    seen = {}
+    for script in ("mdc_table1.sh", "mdc_table3.sh", "mdc_table4.sh", "mdc_table5.sh", "mdc_table6.sh", "mdc_table8.sh",
+                   "mdc_table11.sh", "mdc_table2.sh"):
+        args = (["no_external_sets"] if script == "mdc_table2.sh" else []) + ["cifar10", "3"]
+        rows = mdc(script, *args, BUDGET="smoke", EXTERNAL_METHODS="")
+        for d, a in condensations(rows).items():
+            key = {k: getattr(a, k) for k in NUMBER_KEYS if hasattr(a, k)}
+            seen.setdefault(d, {})[script] = key
+    shared = {d: s for d, s in seen.items() if len(s) > 1}
+    assert set(shared) >= {"raid/mdc_table1/cifar10/" + r for r in ("C", "MDC", "DREAM", "A_ipc1")}
+    for d, per_script in shared.items():
+        first = next(iter(per_script.values()))
+        assert all(v == first for v in per_script.values()), d
+    assert len(shared["raid/mdc_table1/cifar10/MDC"]) == 8  # Tables 1-6 (6: its P=1 row at the smoke budget), 8, 11
+
+
+def test_mdc_table4_evaluates_table1_sets_with_other_networks():
+    t1, t4 = mdc("mdc_table1.sh", "cifar10", "3"), mdc("mdc_table4.sh", "cifar10", "3")
+    assert sorted(condensations(t1)) == sorted(condensations(t4))  # the same runs, not condensed again
+    ev = evaluations(t4)
+    assert len(ev) == 4 * 3 and all(a.eval_net == "resnet10_bn,densenet" for a in ev)
+    assert {a.results_file for a in ev} == {f"raid/mdc_table4/cifar10/{r}.json" for r in ("A", "B", "C", "MDC")}
+
+
+def test_mdc_table2_finds_external_sets_and_fails_naming_a_missing_one(tmp_path, ext):
+    rows = mdc("mdc_table2.sh", ext, "cifar10", "3")
+    ev = evaluations(rows)
+    for m in ("dc", "dsa", "mtt"):
+        mine = [a for a in ev if a.run_tag == m.upper()]
+        assert len(mine) == 3 and all(a.test_data_dir == f"{ext}/{m}" and a.slct_type == m and a.factor == 1 for a in mine)
+    assert {a.run_tag for a in ev} == {"DC", "DSA", "MTT", "IDC", "DREAM", "MDC"}
+    assert condensations(rows)["raid/mdc_table1/cifar10/DREAM"].slct_type == "dream"
+    part = tmp_path / "ext"
+    for m in ("dc", "dsa"):
+        (part / m).mkdir(parents=True)
+    script = os.path.join(ROOT, "scripts", "mdc_table2.sh")
+    for dry in ("1", "0"):  # before any work, with or without DRY_RUN: nothing is written
+        work = tmp_path / f"work{dry}"
+        work.mkdir()
+        p = subprocess.run(["bash", script, str(part), "cifar10", "3"], capture_output=True, text=True,
+                           env=dict(os.environ, DRY_RUN=dry, INSTALL="0", WORKDIR=str(work)))
+        assert p.returncode == 2 and f"in the folder {part}/mtt, which does not exist" in p.stderr, p.stderr
+        assert p.stdout == "" and os.listdir(work) == []
+    p = subprocess.run(["bash", script], capture_output=True, text=True, env=dict(os.environ, DRY_RUN="1"))
+    assert p.returncode == 2 and "usage: bash scripts/mdc_table2.sh EXTERNAL_DIR" in p.stderr
+
+
+def test_mdc_table10_evaluates_in_run_and_reports_metrics():
+    rows = mdc("mdc_table10.sh", "fashion", "4", BUDGET="cpu")
+    runs = condensations(rows)
+    assert sorted(runs) == ["raid/mdc_table10/fashion/C", "raid/mdc_table10/fashion/MDC"]
+    assert all(a.eval_during and a.eval_epochs == 60 for a in runs.values())  # the budget's evaluation epochs
+    assert [a.adaptive_reg for a in runs.values()] == [False, True]
+    report = rows[-1][1]
+    assert report.table == "mdc10" and report.runs == ["C=raid/mdc_table10/fashion/C", "MDC=raid/mdc_table10/fashion/MDC"]
+    assert all(a.eval_epochs == -1 for a in condensations(mdc("mdc_table10.sh")).values())  # paper: the protocol's
+
+
+def test_mdc_tables_8_and_11_rows():
+    runs = condensations(mdc("mdc_table8.sh", "cifar10", "3"))
+    assert {d: (a.slct_type, a.adaptive_reg) for d, a in runs.items()} == {
+        "raid/mdc_table1/cifar10/C": ("idc", False), "raid/mdc_table1/cifar10/MDC": ("idc", True),
+        "raid/mdc_table1/cifar10/DREAM": ("dream", False), "raid/mdc_table8/cifar10/DREAM_MDC": ("dream", True)}
+    rows = mdc("mdc_table11.sh", "cifar10", "3")
+    assert {d: (a.adaptive_reg, a.adaptive_class_wise) for d, a in condensations(rows).items()} == {
+        "raid/mdc_table1/cifar10/C": (False, False), "raid/mdc_table1/cifar10/MDC": (True, False),
+        "raid/mdc_table11/cifar10/MDC_class_wise": (True, True)}
+    assert [a.run_tag for a in evaluations(rows)][::3] == ["C", "MDC", "MDC class-wise"]
+    t5 = condensations(mdc("mdc_table5.sh", "cifar10", "3"))
+    assert {d: a.mls_metric for d, a in t5.items()} == {"raid/mdc_table1/cifar10/MDC": "feature",
+                                                        "raid/mdc_table5/cifar10/gradient": "gradient",
+                                                        "raid/mdc_table5/cifar10/accuracy": "accuracy"}

@@ -1,4 +1,4 @@
-"""MDC Table 1 and YOCO Table 1 end to end at the smoke budget (BUDGET=smoke) on tiny fake CIFAR-10 in its
+"""MDC Tables 1 and 3 and YOCO Table 1 end to end at the smoke budget (BUDGET=smoke) on tiny fake CIFAR-10 in its
 real on-disk format: the table scripts run every command they print (condensation, dynamics, scores,
 evaluations) and the report has every row and column of the paper's layout."""
 import csv
@@ -8,6 +8,7 @@ import subprocess
 import pytest
 
 from conftest import ROOT
+from evaluation.tables import MISSING
 from fakedata import make_cifar
 
 
@@ -65,3 +66,22 @@ def test_yoco_table1_smoke(workdir):
         ipc = workdir / "raid" / f"reproduce_{k}" / "dynamics_and_scores" / "idc" / "cifar10" / "ipc10"
         assert (ipc / "td-ipc10.pickle").exists()
         assert f"seed: {k}\n" in (ipc / "args.yaml").read_text()
+
+
+def test_mdc_table3_smoke(workdir):
+    """The five rows of MDC Table 3; its Baseline C and MDC rows are Table 1's runs (condensed by the test
+    above when it ran first in this module: then only the three ablation runs are condensed here)."""
+    out = run_table(workdir, "mdc_table3.sh", "cifar10", "2")
+    rep = workdir / "raid" / "mdc_table3" / "cifar10"
+    md = (rep / "report" / "mdc3.md").read_text()
+    assert "| Method | IPC-1 | IPC-2 | Avg. |" in md and md in out
+    rows = [line.split(" | ")[0].lstrip("| ") for line in md.splitlines()[4:]]
+    assert rows == ["C", "random", "distance", "change", "MDC"]
+    assert all(MISSING not in line for line in md.splitlines()[4:])  # every cell filled
+    assert sorted(os.listdir(rep)) == ["C.json", "MDC.json", "change", "change.json", "distance", "distance.json",
+                                       "random", "random.json", "report"]  # C and MDC: Table 1's runs
+    shared = workdir / "raid" / "mdc_table1" / "cifar10"
+    assert (shared / "C" / "data_1.pt").exists() and (shared / "MDC" / "data_1.pt").exists()
+    for row, select in (("random", "random"), ("distance", "distance"), ("change", "change")):
+        cfg = (rep / row / "args.yaml").read_text()
+        assert f"mls_select: {select}\n" in cfg and "mls_freeze: false\n" in cfg and "adaptive_reg: true\n" in cfg
