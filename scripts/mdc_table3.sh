@@ -32,3 +32,6 @@ for SELECT in random distance change; do mdc_prefixes "$SELECT" "$OUT/$SELECT" "
 mdc_prefixes MDC "$RUNS/MDC" "$OUT/MDC.json"
 run python3 -m evaluation.report mdc3 "$OUT/C.json" "$OUT/random.json" "$OUT/distance.json" "$OUT/change.json" \
   "$OUT/MDC.json" --out "$OUT/report"
+# the MLS each MDC row chose at every window and the subsets it froze (from the runs' metrics.jsonl)
+run python3 -m evaluation.mls_trace "random=$OUT/random" "distance=$OUT/distance" "change=$OUT/change" \
+  "MDC=$RUNS/MDC" --out "$OUT/report/mls_trace.md"

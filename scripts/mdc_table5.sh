@@ -26,3 +26,6 @@ done
 mdc_prefixes feature "$RUNS/MDC" "$OUT/feature.json"
 for METRIC in gradient accuracy; do mdc_prefixes "$METRIC" "$OUT/$METRIC" "$OUT/$METRIC.json"; done
 run python3 -m evaluation.report mdc5 "$OUT/feature.json" "$OUT/gradient.json" "$OUT/accuracy.json" --out "$OUT/report"
+# the MLS each measure chose at every window and the subsets it froze (from the runs' metrics.jsonl)
+run python3 -m evaluation.mls_trace "feature=$RUNS/MDC" "gradient=$OUT/gradient" "accuracy=$OUT/accuracy" \
+  --out "$OUT/report/mls_trace.md"

@@ -45,3 +45,7 @@ for PP in "${PS[@]}"; do
   REPORT+=("$OUT/P$PP.json")
 done
 run python3 -m evaluation.report mdc6 "${REPORT[@]}" --out "$OUT/report"
+# the MLS each period chose at every window and the subsets it froze (from the runs' metrics.jsonl)
+TRACE=()
+for PP in "${PS[@]}"; do TRACE+=("P=$PP=$(run_dir "$PP")"); done
+run python3 -m evaluation.mls_trace "${TRACE[@]}" --out "$OUT/report/mls_trace.md"

@@ -160,3 +160,22 @@ def test_mdc_table6_rows_in_the_order_of_p(tmp_path, capsys):
     assert main(["mdc6", *files]) == 0
     methods = [r[0] for r in rows_of(capsys.readouterr().out).values() if r[0].startswith("P=")]
     assert methods == ["P=1", "P=5", "P=40", "P=100"]
+
+
+def test_mls_trace_merges_windows_and_freeze_intervals(tmp_path, capsys):
+    from evaluation import mls_trace
+
+    run = tmp_path / "mdc"
+    run.mkdir()
+    recs = [{"type": "mls", "it": it, "mls": m} for it, m in ((1, 1), (5, 1), (10, 3), (15, 2), (20, 2))]
+    recs += [{"type": "loss", "it": it, "loss": 1.0, "mls": [1], "frozen": f}
+             for it, f in zip(range(1, 21), [-1] * 10 + [1] * 5 + [1] * 5)]
+    (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in recs))
+    assert mls_trace.main([f"P=5={run}"]) == 0
+    out = capsys.readouterr().out
+    assert ("| P=5 | 1 (it 1–5), 3 (it 10), 2 (it 15–20) | IPC-1 (it 11–20) | IPC-1: 2, IPC-2: 2, IPC-3: 1; "
+            "frozen in 10 of 20 logged iterations |") in out
+    (tmp_path / "c").mkdir()
+    (tmp_path / "c" / "metrics.jsonl").write_text(json.dumps({"type": "loss", "it": 1, "frozen": []}) + "\n")
+    assert mls_trace.main([str(tmp_path / "c")]) == 2
+    assert "no MLS records" in capsys.readouterr().err
