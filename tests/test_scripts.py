@@ -190,8 +190,11 @@ def test_mdc_table3_rows_carry_exactly_their_switches():
     for tag, evals in tags.items():  # every row: its own run, every prefix, its own results file
         assert {(d, y) for d, y, _ in evals} == {(dirs[tag], y) for y in range(1, 11)}
         assert {f for _, _, f in evals} == {f"raid/mdc_table3/cifar10/{tag}.json"}
-    report = rows[-1]
+    report, trace = rows[-2], rows[-1]
     assert report[0] == "evaluation.report" and report[1].table == "mdc3"
+    # the MLS trajectories of the four MDC rows (their run folders, labelled as the table's rows)
+    assert trace[0] == "evaluation.mls_trace" and trace[1].runs == [
+        f"{tag}={dirs[tag]}" for tag in ("random", "distance", "change", "MDC")]
 
 
 @pytest.mark.parametrize("budget,base", [("paper", 100), ("cpu", 5), ("smoke", 1)])
