@@ -54,17 +54,16 @@ def decode_bound(img, y, factor, bound=128):
     counts as 0, so every image stays at factor 1 (n outputs, the stored images unchanged).
     """
     out, outy, start, left, done = [], [], 0, len(img), 0
-    room = bound - left
     for f in range(factor, 0, -1):
         if left == 0:
             break
+        room = bound - done - left  # one slot reserved for every image not yet decoded
         n = left if f == 1 else min(max(room, 0) // (f * f), left)
         if n:
             d, dy = decode_zoom(img[start:start + n], y[start:start + n], f)
             out.append(d)
             outy.append(dy)
             start, left, done = start + n, left - n, done + n * f * f
-        room = bound - done - left
     return torch.cat(out), torch.cat(outy)
 
 
