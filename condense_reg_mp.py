@@ -1,27 +1,41 @@
-"""Class-partitioned condensation (spec mdc §10, Appendix B.6): one process per block of classes.
+"""Class-partitioned condensation (spec mdc §10, MDC Appendix B.6): blocks of ``--nclass_sub k`` classes.
 
     python condense_reg_mp.py --reproduce -d cifar100 -f 2 --ipc 10 --adaptive_reg True --nclass_sub 20 --phase 0
-    ...                                                                              --phase 4
-    python test.py --reproduce -d cifar100 -f 2 --ipc 10 -s idc_cat --nclass_sub 20 --test_data_dir <base>
+    torchrun --standalone --nproc_per_node 5 condense_reg_mp.py --reproduce -d cifar100 ... --nclass_sub 20
+    python condense_reg_mp.py --reproduce -d cifar100 ... --nclass_sub 20 --merge
+    python test.py --reproduce -d cifar100 -f 2 --ipc 10 --test_data_dir <base>_20_merged
 
-A thin layer over ``condensation/runner.py``, the run of condense_reg.py (loop: ``condensation/loop.py``):
-the synthetic tensor holds only the classes p·k … (p+1)·k−1 with their real ids as targets, the network
-keeps all nclass outputs, network updates use all-class batches of the full training set, and "global" MLS mode
-averages over the partition's classes only (so each phase makes its own decision, spec §14 item 17).
-Output: the condense_reg.py folder name with ``_{k}_phase{p}`` (``<base>_{k}_phase{p}``).
+One partition is a thin layer over ``condensation/runner.py``, the run of condense_reg.py (loop:
+``condensation/loop.py``): the synthetic tensor holds only the classes p·k … (p+1)·k−1 with their real ids
+as targets, the network keeps all nclass outputs, network updates use all-class batches of the full training
+set, and "global" MLS mode averages over the partition's classes only (so each phase makes its own
+decision, spec §14 item 17). Folder: ``<base>_{k}_phase{p}``, where ``<base>`` is ``--save_dir`` or the
+condense_reg.py folder name.
+
+Plain ``python``: the one ``--phase p`` (as the reference). Under ``torchrun`` (``condensation/parallel.py``):
+rank r condenses phases r, r+W, … one after the other, each exactly the ``--phase p`` run, then rank 0
+merges the finished partitions into ``<base>_{k}_merged/data.pt`` + ``manifest.json``
+(``data/partitions.py``; ``--merge`` does only that, for parts made by separate jobs).
+``--global_mls True``: the partitions step together (one per rank) and make one global MLS decision;
+``--exact True``: the sharded run equals ``condense_reg.py --exact True`` (README: "Running on many GPUs").
 
 Differences from the reference mp script: the real class batches use ``--batch_real`` (the reference
 hard-coded 64, spec §14 item 17), resume and DREAM work as in condense_reg.py, ImageNet loads the
-classes of phase 0 (as the reference mp script, which ignored ``--phase`` there), and the in-run
-evaluations are off (evaluate the merged set with ``test.py -s idc_cat``).
+classes of phase 0 (as the reference mp script, which ignored ``--phase`` there), the in-run evaluations
+are off (evaluate the merged set), and ``--save_dir`` names the base of the partition folders (the
+partitions no longer write into one folder).
 """
+import copy
+import sys
+
 from utils.arguments import check_nclass_sub, cli
-from utils.errors import UserError
+from utils.errors import StopTraining, UserError
 from utils.options import M, condense_parser
 
 
 def get_args_parser():
-    return condense_parser("Class-partitioned condensation (condense_reg_mp.py): --nclass_sub k --phase p", M)
+    return condense_parser("Class-partitioned condensation (condense_reg_mp.py): --nclass_sub k, --phase p or "
+                           "torchrun", M)
 
 
 def partition(args):
@@ -30,14 +44,105 @@ def partition(args):
     check_nclass_sub(k, n)
     if not 0 <= p < n // k:
         raise UserError(f"--phase {p}: it is the partition this process condenses; with --nclass_sub {k} and "
-                        f"--nclass {n} use 0..{n // k - 1}")
+                        f"--nclass {n} use 0..{n // k - 1}, or launch under torchrun to run them all")
     return list(range(p * k, (p + 1) * k))
 
 
-def main(args):
-    from condensation.runner import run_condensation  # the work modules load torch: not needed for -h
+def partition_base(args):
+    """``--save_dir``, or the condense_reg.py folder name of these settings (with its ``_noreg``/``_exact``
+    markers): the partition folders are ``<base>_{k}_phase{p}``, the merged set ``<base>_{k}_merged``."""
+    if args.save_dir:
+        return args.save_dir
+    from condensation.run_files import default_save_dir
+    from condensation.runner import finalize_args
 
-    return run_condensation(args, classes=partition(args), mp=True)
+    a = copy.copy(args)
+    a.nclass_sub, a.phase = -1, -1
+    return default_save_dir(finalize_args(a))
+
+
+def partition_folder(args, p):
+    return f"{partition_base(args)}_{args.nclass_sub}_phase{p}"
+
+
+def final_iteration(args):
+    return args.niter * 100 // args.inner_loop
+
+
+def merge(args, log=print):
+    """One class-major ``[data, targets]`` of every partition + manifest (``data/partitions.py``)."""
+    from data.partitions import merge_parts
+
+    return merge_parts(partition_base(args), args.nclass_sub, args.nclass, niter=final_iteration(args),
+                       allow_mismatch=args.allow_mismatch, log=log)
+
+
+def run_world(args, world):
+    """Under torchrun: rank r condenses phases r, r+W, …; rank 0 merges when every rank is done."""
+    from condensation.parallel import phases_of
+    from condensation.runner import run_condensation
+
+    n_part = args.nclass // args.nclass_sub
+    if args.phase >= 0:
+        raise UserError(f"--phase {args.phase}: under torchrun the ranks take the phases (rank r: r, r+W, ...); "
+                        "drop --phase")
+    together = args.exact or args.global_mls
+    if together and world.size != n_part:
+        flag = "--exact" if args.exact else "--global_mls"
+        raise UserError(f"{flag} True steps all {n_part} partitions together, one per rank, but the job has "
+                        f"{world.size} ranks: launch {n_part} processes (torchrun --nproc_per_node {n_part}, or over "
+                        f"nodes) or choose --nclass_sub {args.nclass}/W")
+    if args.exact and args.adaptive_reg and args.mls_metric == "accuracy":
+        raise UserError("--exact True with --mls_metric accuracy: the nearest-class-mean classifier needs every "
+                        "class's images on one rank; use --mls_metric feature or gradient")
+    device = world.device(args.device)
+    world.start(device)
+    who = f"rank {world.rank} of {world.size}"
+    try:
+        phases = phases_of(world.rank, world.size, n_part)
+        print(f"{who}: phases {phases or 'none (more ranks than partitions)'} on {device}", flush=True)
+        for p in phases:
+            a = copy.copy(args)
+            a.phase = p
+            folder = partition_folder(args, p)
+            try:
+                run_condensation(a, classes=partition(a), save_dir=folder, mp=True, device=device,
+                                 world=world if together else None)
+            except UserError as e:
+                raise type(e)(f"{who}, phase {p} ({folder}): {e}") from None
+            except StopTraining as e:
+                raise StopTraining(f"{who}, phase {p} ({folder}): {e}") from None
+            except Exception as e:  # a crash: name the rank and phase, keep the traceback
+                print(f"error: {who} failed in phase {p} ({folder}): {type(e).__name__}: {e}", file=sys.stderr)
+                raise
+        world.barrier()  # every partition is done (or stopped with --stop_after)
+        if world.rank == 0:
+            if 0 < args.stop_after < final_iteration(args):
+                print(f"not merged: the partitions stopped at iteration {args.stop_after} (--stop_after); relaunch "
+                      "with --resume to finish them", flush=True)
+            else:
+                merge(args)
+    finally:
+        world.close()
+
+
+def main(args):
+    from condensation.parallel import World  # the work modules load torch: not needed for -h
+
+    check_nclass_sub(args.nclass_sub, args.nclass)
+    world = World.from_env()
+    if args.merge:
+        return merge(args) if world.rank == 0 else None
+    if world.enabled:
+        return run_world(args, world)
+    if args.exact or args.global_mls:
+        n_part = args.nclass // args.nclass_sub
+        raise UserError(f"--exact/--global_mls make the {n_part} partitions step together: launch them under torchrun "
+                        f"(torchrun --standalone --nproc_per_node {n_part} condense_reg_mp.py ...); in one process use "
+                        "condense_reg.py --exact True")
+    from condensation.runner import run_condensation
+
+    return run_condensation(args, classes=partition(args), save_dir=partition_folder(args, args.phase), mp=True)
 
 
 if __name__ == "__main__":

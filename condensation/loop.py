@@ -15,6 +15,7 @@ from tqdm import tqdm
 from condensation.dream import dream_batches, init_picks
 from condensation.matchloss import feature_distances, grad_match_loss, matched_params, matchloss
 from condensation.mls_measures import PrefixAccuracy, gradient_distances
+from condensation.parallel import ClassStreams, coast, no_stream
 from condensation.run_files import (METRICS, check_resume_args, load_checkpoint, load_reference_resume,
                                     reset_metrics, save_checkpoint, truncate_metrics)
 from condensation.synthesizer import Synthesizer, save_grid
@@ -96,9 +97,18 @@ def network_update(model, opt_net, sampler, aug_rand, args):
 
 class Condenser:
     def __init__(self, args, device, save_dir, *, load_real, diffaug, model_fn, classes=None, save_plain=False,
-                 eval_enabled=True):
+                 eval_enabled=True, world=None):
         self.args, self.device, self.save_dir = args, device, save_dir
         self.classes = list(range(args.nclass)) if classes is None else list(classes)
+        # torchrun with --global_mls/--exact: the partitions step together and gather their MLS logs
+        self.world = world
+        # --exact (condensation/parallel.py): per-class random streams, and the image steps of the classes of
+        # other ranks replayed on this shard's momentum in the single-process order (all classes, ascending)
+        self.streams = ClassStreams(args.seed, self.classes, device) if args.exact else None
+        self.stream = self.streams.of_class if self.streams else no_stream
+        self.order = list(range(args.nclass)) if args.exact else self.classes
+        self.local = {c: r for r, c in enumerate(self.classes)}
+        self.closed_coast = getattr(args, "coast", "replay") == "closed"
         self.model_fn, self.save_plain = model_fn, save_plain
         self.mdc = bool(args.adaptive_reg)
         self.f2 = max(1, args.factor) ** 2
@@ -108,7 +118,8 @@ class Condenser:
         self.metrics = os.path.join(save_dir, METRICS)
         self.sampler = load_real(args, device)
         self.aug, self.aug_rand = diffaug(args, device)
-        self.synset = Synthesizer(args, args.nclass, args.nch, args.size, device, self.classes)
+        self.synset = Synthesizer(args, args.nclass, args.nch, args.size, device, self.classes,
+                                  stream=self.streams.of_class if self.streams else None)
         # MLS switches (MDC Tables 3, 5): a random MLS is keyed by the seed (and the class when class-wise)
         self.regs = [Regularizer(args.ipc, args.adaptive_period, select=args.mls_select, freeze=args.mls_freeze,
                                  random_key=f"{args.seed}:{c}" if args.adaptive_class_wise else args.seed)
@@ -156,10 +167,18 @@ class Condenser:
                 self.model.load_state_dict(ck["model"])
                 self.opt_net.load_state_dict(ck["opt_net"])
             set_rng_state(unpack_rng(ck["rng"]), self.device)
+            if self.streams:
+                self.streams.load_state_dict(ck.get("streams") or {})
             self.start_it = self.last_saved = int(ck["it"])
             truncate_metrics(self.save_dir, self.start_it)
             self.log(f"resumed from {self.save_dir} at iteration {self.start_it}")
         save_config(args, os.path.join(self.save_dir, "args.yaml"))
+        if self.world is not None:  # partitions that step together must resume at one iteration
+            its = self.world.gather(self.start_it)
+            if len(set(its)) > 1:
+                raise UserError("the partitions resumed at different iterations (" + ", ".join(
+                    f"rank {r}: {it}" for r, it in enumerate(its)) + "): a rank was killed while the others were "
+                    "saving; relaunch with --resume after restoring the checkpoints of one iteration, or start again")
         if self.start_it > 0:
             return
         if args.resume or args.load_checkpoint:
@@ -210,8 +229,13 @@ class Condenser:
             self.synset.clamp_()  # the only clamp: once per outer iteration
             window = self.mdc and is_window(t, P)
             loss_sum, featlog = self.outer_iteration(t, window)
-            loss = loss_sum.item() / (len(self.classes) * args.inner_loop)
-            if not math.isfinite(loss) or not torch.isfinite(self.synset.data).all():
+            loss_sum, finite, n_classes = loss_sum.item(), bool(torch.isfinite(self.synset.data).all()), len(self.classes)
+            if self.world is not None:  # the loss of the whole set; every rank stops together on a NaN
+                parts = self.world.gather((loss_sum, finite, n_classes))
+                loss_sum, n_classes = sum(p[0] for p in parts), sum(p[2] for p in parts)
+                finite = all(p[1] for p in parts)
+            loss = loss_sum / (n_classes * args.inner_loop)
+            if not math.isfinite(loss) or not finite:
                 raise DivergedError(self._diverged(f"non-finite matching loss ({loss}) at iteration {t}"))
             bar.set_postfix(loss=f"{loss:.3f}")
             if t % it_log == 0:
@@ -235,9 +259,14 @@ class Condenser:
         for k in range(args.inner_loop):
             if args.slct_type == "dream" and k % args.interval == 0:  # spec mdc §8.8
                 batches = dream_batches(model, self.sampler, self.classes, args.batch_real)
-            for r, c in enumerate(self.classes):
-                real, y_real = batches[r] if batches is not None else self.sampler.class_sample(c)
-                x_syn, y_syn, _ = syn.sample(r)
+            idle = 0  # image steps of other ranks' classes since this shard's last step (--exact)
+            for c in self.order:
+                r = self.local.get(c)
+                if r is None:
+                    idle += 1
+                    continue
+                coast(self.opt_img, idle, self.closed_coast)
+                idle = 0
                 subsets, frozen = (), 0
                 if self.mdc:
                     reg = self.regs[r]
@@ -246,13 +275,17 @@ class Condenser:
                     frozen = F * self.f2 if F > 0 else 0
                     subsets = [x * self.f2 for x in reg.regularized()]
                 per_step = window and self.measure in ("feature", "gradient")
-                loss, d = class_update(model, self.params, self.aug, self.opt_img, real, y_real, x_syn, y_syn,
-                                       metric=args.metric, subsets=subsets, frozen=frozen,
-                                       feat_sizes=self.prefix if per_step else None, idx_from=args.idx_from,
-                                       idx_to=args.idx_to, args=args, mls_metric=self.measure)
+                with self.stream(c):
+                    real, y_real = batches[r] if batches is not None else self.sampler.class_sample(c)
+                    x_syn, y_syn, _ = syn.sample(r)
+                    loss, d = class_update(model, self.params, self.aug, self.opt_img, real, y_real, x_syn, y_syn,
+                                           metric=args.metric, subsets=subsets, frozen=frozen,
+                                           feat_sizes=self.prefix if per_step else None, idx_from=args.idx_from,
+                                           idx_to=args.idx_to, args=args, mls_metric=self.measure)
                 loss_sum += loss
                 if d is not None:
                     featlog[r].append(d)
+            coast(self.opt_img, idle, self.closed_coast)
             if window and self.prefix_accuracy is not None:  # after the class steps, before the network update
                 for r, acc in enumerate(self.prefix_accuracy(model, syn, args.ipc)):
                     featlog[r].append(acc)
@@ -268,6 +301,10 @@ class Condenser:
         a = self.args
         if self.measure is None:  # --mls_select random: nothing measured
             dbar = [[] for _ in self.classes]
+        elif self.world is not None and not a.adaptive_class_wise:
+            # one global decision: every partition's log, in class order (rank r holds phase r)
+            full = [log for part in self.world.gather(featlog) for log in part]
+            dbar = average_featlog(full, len(full), a.inner_loop)[:len(self.classes)]
         else:
             dbar = average_featlog(featlog, len(self.classes), a.inner_loop, a.adaptive_class_wise)
         mls = [reg.select_reg_ipc(d, it=t + 1) for reg, d in zip(self.regs, dbar)]
@@ -301,7 +338,8 @@ class Condenser:
                  "model": self.model.state_dict() if self.model is not None else None,
                  "opt_net": self.opt_net.state_dict() if self.opt_net is not None else None,
                  "regs": json.dumps([r.state_dict() for r in self.regs]) if self.mdc else None,
-                 "rng": pack_rng(rng_state(self.device)), "sampler": self.sampler.state_dict()}
+                 "rng": pack_rng(rng_state(self.device)), "sampler": self.sampler.state_dict(),
+                 "streams": self.streams.state_dict() if self.streams else None}
         save_checkpoint(self.save_dir, state)
         self.last_saved = it
 

@@ -20,21 +20,12 @@ import yaml
 
 from data.condensed import load_condensed
 from utils.config import jsonable
+from utils.options import NUMBER_KEYS
 from utils.errors import UserError
 from utils.files import atomic_save, atomic_write_text, load_torch, nonfinite, read_jsonl
 
 CHECKPOINT = "checkpoint.pt"
 METRICS = "metrics.jsonl"
-
-# settings that change the condensed numbers: a resumed run must match them exactly
-NUMBER_KEYS = (
-    "dataset", "nclass", "dseed", "size", "nch", "net_type", "norm_type", "depth", "width", "lr",
-    "momentum", "weight_decay", "seed", "mixup_net", "beta", "mix_p", "ipc", "factor", "decode_type",
-    "init", "aug_type", "match", "metric", "bias", "fc", "f_idx", "niter", "inner_loop", "early",
-    "fix_iter", "net_epoch", "n_data", "batch_real", "batch_syn_max", "lr_img", "mom_img", "slct_type",
-    "start_idx", "adaptive_reg", "adaptive_period", "adaptive_class_wise", "interval", "nclass_sub",
-    "phase", "test", "pt_from", "dream_random_init", "mls_select", "mls_freeze", "mls_metric",
-)
 
 
 def condense_tag(args, lr_img_unscaled, marker=""):
@@ -108,12 +99,18 @@ def condense_tag(args, lr_img_unscaled, marker=""):
 
 def run_tag(args, noreg=True):
     """Reference tag (with the un-scaled lr_img), plus our markers before the mp parts: ``_noreg`` for a
-    ``condense_reg.py`` run without MDC (ipc >= 2), ``_picks`` for ``--dream_random_init picks``."""
+    ``condense_reg.py`` run without MDC (ipc >= 2), ``_picks`` for ``--dream_random_init picks``, ``_exact``
+    for ``--exact True`` (``_exact_closed`` with ``--coast closed``) and ``_globalmls`` for ``--global_mls True``
+    (condense_reg_mp.py under torchrun)."""
     marker = ""
     if noreg and not args.adaptive_reg and args.ipc >= 2:
         marker += "_noreg"
     if args.slct_type == "dream" and args.init == "random" and args.dream_random_init == "picks":
         marker += "_picks"
+    if getattr(args, "exact", False):  # ours: per-class streams (condensation/parallel.py)
+        marker += "_exact" + ("_closed" if getattr(args, "coast", "replay") == "closed" else "")
+    elif getattr(args, "global_mls", False):
+        marker += "_globalmls"
     return condense_tag(args, args.lr_img_unscaled, marker)
 
 

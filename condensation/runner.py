@@ -53,6 +53,14 @@ def check_args(args, mp=False):
                             "--adaptive_reg True")
     if args.slct_type == "dream" and args.interval < 1:
         raise UserError(f"--interval must be >= 1 (got {args.interval})")
+    if not mp and getattr(args, "global_mls", False):
+        raise UserError("--global_mls is for condense_reg_mp.py under torchrun; condense_reg.py makes one global MLS "
+                        "decision already")
+    if getattr(args, "coast", "replay") != "replay" and not (mp and args.exact):
+        raise UserError("--coast closed is for condense_reg_mp.py --exact True under torchrun (the other ranks' "
+                        "image steps); leave it at replay")
+    if args.exact and args.slct_type == "dream":
+        raise UserError("--exact True supports -s idc: DREAM's k-means batches are not drawn per class")
     if not mp and (args.nclass_sub > 0 or args.phase >= 0):
         raise UserError("--nclass_sub/--phase are for condense_reg_mp.py (class partitions); "
                         "condense_reg.py condenses every class")
@@ -76,7 +84,8 @@ def finalize_args(args):
 def load_real(args, device, drop_last=False):
     """The condensation source as a ``ClassSampler`` (spec mdc §8.5). ImageNet is loaded with
     phase 0 whatever ``--phase`` says (fixes spec mdc §14 item 8). ``drop_last``: all-class batches
-    drop the partial batch of each pass (``condense_reg_mp.py``, as its reference loader)."""
+    drop the partial batch of each pass (``condense_reg_mp.py``, as its reference loader; not with
+    ``--exact True``, whose network is the single-process run's)."""
     if args.dataset == "imagenet":
         ds = imagenet_folder(args.imagenet_dir, "train", args.nclass, 0, args.dseed)
         if args.load_memory:
@@ -107,15 +116,19 @@ def make_model_fn(args, device):
     return fn
 
 
-def run_condensation(args, classes=None, save_dir=None, noreg=True, save_plain=False, mp=False):
-    """Shared entry of condense_reg.py, condense.py and condense_reg_mp.py; returns the Condenser."""
+def run_condensation(args, classes=None, save_dir=None, noreg=True, save_plain=False, mp=False, device=None,
+                     world=None):
+    """Shared entry of condense_reg.py, condense.py and condense_reg_mp.py; returns the Condenser.
+    ``device``: the rank's device under torchrun; ``world``: the ``World`` the partitions step together in
+    (``--global_mls``/``--exact``), else None."""
     check_args(args, mp=mp)
     finalize_args(args)
-    device = resolve_device(args.device)
+    device = device or resolve_device(args.device)
     set_seed(args.seed, args.deterministic)
     save_dir = save_dir or default_save_dir(args, noreg=noreg)
-    cond = Condenser(args, device, save_dir, load_real=functools.partial(load_real, drop_last=mp), diffaug=diffaug,
-                     model_fn=make_model_fn(args, device), classes=classes, save_plain=save_plain,
-                     eval_enabled=not mp)
+    drop_last = mp and not args.exact
+    cond = Condenser(args, device, save_dir, load_real=functools.partial(load_real, drop_last=drop_last),
+                     diffaug=diffaug, model_fn=make_model_fn(args, device), classes=classes, save_plain=save_plain,
+                     eval_enabled=not mp, world=world)
     cond.run()
     return cond

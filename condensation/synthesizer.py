@@ -57,7 +57,7 @@ def mix_tiles(real, ipc, factor):
 class Synthesizer:
     """Condensed images of ``classes`` (default: all ``nclass``), ``ipc`` stored images each."""
 
-    def __init__(self, args, nclass, nch, size, device, classes=None):
+    def __init__(self, args, nclass, nch, size, device, classes=None, stream=None):
         self.ipc = int(args.ipc)
         self.factor = max(1, int(args.factor))
         self.decode_type = args.decode_type
@@ -66,8 +66,17 @@ class Synthesizer:
         self.nclass, self.nch, self.size = nclass, nch, size
         self.device = torch.device(device)
         n = len(self.classes) * self.ipc
-        # noisy start, clamp(N(0,1)/4 + 0.5, 0, 1) (spec mdc §8.1)
-        data = (torch.randn(n, nch, size, size) / 4 + 0.5).clamp_(0, 1)
+        # noisy start, clamp(N(0,1)/4 + 0.5, 0, 1) (spec mdc §8.1); ``stream(c)`` (--exact): each class block
+        # is drawn from its class's random stream, so a shard draws what the single-process run draws
+        if stream is None:
+            noise = torch.randn(n, nch, size, size)
+        else:
+            blocks = []
+            for c in self.classes:
+                with stream(c):
+                    blocks.append(torch.randn(self.ipc, nch, size, size))
+            noise = torch.cat(blocks)
+        data = (noise / 4 + 0.5).clamp_(0, 1)
         self.data = data.to(self.device).requires_grad_(True)
         self.targets = torch.tensor(self.classes, dtype=torch.long).repeat_interleave(self.ipc).to(self.device)
 

@@ -12,7 +12,7 @@ import torch
 
 from data.condensed import class_prefix, load_decoded
 from data.datasets import first_per_class, imagenet_folder, imagenet_tensors, load_tensors
-from utils.arguments import check_nclass_sub, ipc_epoch
+from utils.arguments import ipc_epoch
 from utils.errors import UserError
 from utils.img_loader import check_pruning_key
 from yoco.pruning import condensed_dir, default_factor, prune_decoded
@@ -43,10 +43,16 @@ def source_path(args):
     raise UserError("no condensed set given; pass --test_data_dir <folder or .pt> (or -s random)")
 
 
-def partition_paths(args, base):
-    """``-s idc_cat``: the class-partitioned runs ``{base}_{k}_phase{i}`` to concatenate (spec mdc §10)."""
-    check_nclass_sub(args.nclass_sub, args.nclass)
-    return [f"{base}_{args.nclass_sub}_phase{i}" for i in range(args.nclass // args.nclass_sub)]
+def partition_paths(args, base, log=print):
+    """``-s idc_cat``: the data files of the class-partitioned runs ``{base}_{k}_phase{i}`` to concatenate
+    (spec mdc §10), chosen and checked by ``data.partitions.resolve_parts``: a missing partition, or
+    partitions of different iterations (an interrupted phase's older file) or settings are refused unless
+    ``--allow_mismatch True``. Logs the file and iteration of every partition (one line)."""
+    from data.partitions import describe_parts, resolve_parts
+
+    parts = resolve_parts(base, args.nclass_sub, args.nclass, args.niter, getattr(args, "allow_mismatch", False))
+    log(f"idc_cat: {describe_parts(parts)}")
+    return [p.file for p in parts]
 
 
 def baseline_b(args, base):

@@ -38,8 +38,22 @@ GROUPS = {
     "condense": "condensation (IDC gradient matching, multi-formation)",
     "mdc": "MDC: the adaptive subset loss",
     "yoco": "YOCO: pruning the condensed set to IPC_T (--slct_ipc)",
+    "parallel": "parallel condensation: class partitions over torchrun ranks (README: Running on many GPUs)",
     "output": "run and output",
 }
+
+
+# settings that change the condensed numbers: a resumed run, and the partitions merged into one set
+# (data/partitions.py), must match them exactly
+NUMBER_KEYS = (
+    "dataset", "nclass", "dseed", "size", "nch", "net_type", "norm_type", "depth", "width", "lr",
+    "momentum", "weight_decay", "seed", "mixup_net", "beta", "mix_p", "ipc", "factor", "decode_type",
+    "init", "aug_type", "match", "metric", "bias", "fc", "f_idx", "niter", "inner_loop", "early",
+    "fix_iter", "net_epoch", "n_data", "batch_real", "batch_syn_max", "lr_img", "mom_img", "slct_type",
+    "start_idx", "adaptive_reg", "adaptive_period", "adaptive_class_wise", "interval", "nclass_sub",
+    "phase", "test", "pt_from", "dream_random_init", "mls_select", "mls_freeze", "mls_metric", "exact",
+    "global_mls", "coast",
+)
 
 
 CONDENSE_KEYS = ("idc", "dream", "mtt", "dsa", "kip")  # YOCO's --condense_key: which method made the set
@@ -190,6 +204,23 @@ def add_reference_args(parser, kind=T):
     a("mdc", COND, "--mls_metric", default="feature", type=str, choices=["feature", "gradient", "accuracy"],
       help="the per-subset measure the MLS is chosen from (MDC Table 5): feature distance (MDC), "
            "gradient-matching distance, or nearest-class-mean accuracy on a fixed real batch (README)")
+    # parallel condensation (ours; spec mdc §10 runs one partition per process by hand)
+    a("parallel", COND, "--exact", default=False, type=str2bool,
+      help={C: "one random stream per class (real batches, augmentations, noise init), so that a torchrun run of "
+               "condense_reg_mp.py --exact True gives these images; changes the numbers: off reproduces the paper",
+            M: "under torchrun: the sharded run equals condense_reg.py --exact True (one network on a shared "
+               "stream, per-class streams, global MLS, the cross-class momentum in closed form)"})
+    a("parallel", frozenset((M,)), "--global_mls", default=False, type=str2bool,
+      help="under torchrun: gather the MLS window distances of all partitions so every partition makes one "
+           "global decision (default: each partition decides alone, as the reference)")
+    a("parallel", frozenset((M,)), "--coast", default="replay", type=str, choices=["replay", "closed"],
+      help="--exact: the other ranks' image steps on this shard's momentum: replayed step by step (exact), or in "
+           "closed form (two operations, differs by float rounding that the matching amplifies)")
+    a("parallel", frozenset((M,)), "--merge", action="store_true",
+      help="only merge the partitions of this command's runs into <base>_{k}_merged/data.pt + manifest.json")
+    a("parallel", frozenset((M, T)), "--allow_mismatch", default=False, type=str2bool,
+      help={M: "--merge: accept partitions of different iterations or settings (recorded in the manifest)",
+            T: "-s idc_cat: accept partitions of different iterations or settings"})
     # YOCO
     a("yoco", frozenset((T,)), "--slct_ipc", default=0, type=int, help="IPC_T: prune the set to this IPC (0: no pruning)")
     a("yoco", frozenset((T,)), "--condense_key", default="idc", type=str, choices=CONDENSE_KEYS,
@@ -266,6 +297,8 @@ EXAMPLES = {
     M: """examples:
   python condense_reg_mp.py --reproduce -d cifar100 -f 2 --ipc 10 --adaptive_reg True --nclass_sub 20 --phase 0
   for p in 0 1 2 3 4; do python condense_reg_mp.py ... --nclass_sub 20 --phase $p & done; wait
+  torchrun --standalone --nproc_per_node 5 condense_reg_mp.py ... --nclass_sub 20     # all phases + merge
+  python condense_reg_mp.py ... --nclass_sub 20 --merge                                # merge finished parts
 """,
     T: """examples:
   python test.py -d cifar10 -f 2 --ipc 10 --test_data_dir <run folder> --repeat 3
