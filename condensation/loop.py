@@ -229,7 +229,8 @@ class Condenser:
             self.synset.clamp_()  # the only clamp: once per outer iteration
             window = self.mdc and is_window(t, P)
             loss_sum, featlog = self.outer_iteration(t, window)
-            loss_sum, finite, n_classes = loss_sum.item(), bool(torch.isfinite(self.synset.data).all()), len(self.classes)
+            loss_sum, n_classes = loss_sum.item(), len(self.classes)
+            finite = bool(torch.isfinite(self.synset.data).all())
             if self.world is not None:  # the loss of the whole set; every rank stops together on a NaN
                 parts = self.world.gather((loss_sum, finite, n_classes))
                 loss_sum, n_classes = sum(p[0] for p in parts), sum(p[2] for p in parts)

@@ -12,6 +12,7 @@ import torch
 
 from data.condensed import class_prefix, load_decoded
 from data.datasets import first_per_class, imagenet_folder, imagenet_tensors, load_tensors
+from data.partitions import describe_parts, resolve_parts
 from utils.arguments import ipc_epoch
 from utils.errors import UserError
 from utils.img_loader import check_pruning_key
@@ -48,8 +49,6 @@ def partition_paths(args, base, log=print):
     (spec mdc §10), chosen and checked by ``data.partitions.resolve_parts``: a missing partition, or
     partitions of different iterations (an interrupted phase's older file) or settings are refused unless
     ``--allow_mismatch True``. Logs the file and iteration of every partition (one line)."""
-    from data.partitions import describe_parts, resolve_parts
-
     parts = resolve_parts(base, args.nclass_sub, args.nclass, args.niter, getattr(args, "allow_mismatch", False))
     log(f"idc_cat: {describe_parts(parts)}")
     return [p.file for p in parts]
