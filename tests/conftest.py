@@ -24,6 +24,15 @@ def fake_root(tmp_path_factory):
     return root
 
 
+@pytest.fixture(scope="session")
+def ext(tmp_path_factory):
+    """A folder with the external sets of MDC Table 2 (DC, DSA, MTT: what the dry run checks for)."""
+    d = tmp_path_factory.mktemp("external")
+    for m in ("dc", "dsa", "mtt"):
+        (d / m).mkdir()
+    return d
+
+
 def run_script(script, *args, cwd=None, env=None, check=True, timeout=600):
     """Run one of our top-level scripts as a subprocess (CPU, no progress bars)."""
     e = dict(os.environ, TQDM_DISABLE="1", PYTHONPATH=ROOT, OMP_NUM_THREADS="1")

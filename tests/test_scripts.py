@@ -52,15 +52,6 @@ CASES = [
 ]
 
 
-@pytest.fixture(scope="module")
-def ext(tmp_path_factory):
-    """A folder with the external sets of MDC Table 2 (DC, DSA, MTT: what the dry run checks for)."""
-    d = tmp_path_factory.mktemp("external")
-    for m in ("dc", "dsa", "mtt"):
-        (d / m).mkdir()
-    return d
-
-
 def dry_run(path, args=(), env=None):
     e = dict(os.environ, DRY_RUN="1", **(env or {}))
     p = subprocess.run(["bash", path, *args], capture_output=True, text=True, env=e, timeout=120)

@@ -19,14 +19,6 @@ CONDENSE = ("condense_reg.py", "condense.py")
 
 
 # ---- the real scripts ----------------------------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def ext(tmp_path_factory):
-    d = tmp_path_factory.mktemp("external")
-    for m in ("dc", "dsa", "mtt"):
-        (d / m).mkdir()
-    return d
-
-
 def flag(argv, name):
     return argv[argv.index(name) + 1] if name in argv else None
 
