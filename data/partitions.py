@@ -289,7 +289,6 @@ def merge_parts(base, nclass_sub, nclass, niter=None, allow_mismatch=False, requ
     return out
 
 
-
 # ------------------------------------------------------------------------------------------------
 # command line
 

@@ -39,6 +39,23 @@ def torchrun(nproc, *args, cwd, check=True):
     return p
 
 
+def script_cmd(script, *args):
+    return [sys.executable, os.path.join(ROOT, script), *map(str, args)]
+
+
+def run_parallel(cmds, cwd, slots=2):
+    """Run the commands, ``slots`` at a time (the results do not depend on it: one thread each); all must pass."""
+    waiting, running = list(cmds), []
+    while waiting or running:
+        while waiting and len(running) < slots:
+            cmd = waiting.pop(0)
+            running.append((cmd, subprocess.Popen(cmd, cwd=cwd, env=env(), stdout=subprocess.PIPE,
+                                                  stderr=subprocess.STDOUT, text=True)))
+        cmd, proc = running.pop(0)
+        out, _ = proc.communicate(timeout=900)
+        assert proc.returncode == 0, f"{cmd[1:3]} failed ({proc.returncode}):\n{out[-4000:]}"
+
+
 def data(folder, it):
     return torch.load(os.path.join(folder, f"data_{it}.pt"), weights_only=True)
 
@@ -65,9 +82,10 @@ def world_run(c10):
 def test_two_ranks_give_the_files_of_each_phase_alone(world_run):
     root, p = world_run
     assert "rank 0 of 2: phases [0, 2, 4]" in p.stdout and "rank 1 of 2: phases [1, 3]" in p.stdout
+    alone = [script_cmd("condense_reg_mp.py", *C10, "--data_dir", root / "data", "--save_dir", "runs/alone",
+                        "--phase", ph) for ph in range(5)]
+    run_parallel(alone, cwd=root)  # each phase in its own process, two at a time
     for ph in range(5):
-        run_script("condense_reg_mp.py", *C10, "--data_dir", root / "data", "--save_dir", "runs/alone",
-                   "--phase", ph, cwd=root)
         for it in (2, 10):
             a, b = data(root / f"runs/w_2_phase{ph}", it), data(root / f"runs/alone_2_phase{ph}", it)
             assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1]), (ph, it)
@@ -79,6 +97,11 @@ def test_two_ranks_give_the_files_of_each_phase_alone(world_run):
     with open(root / "runs/w_2_merged/manifest.json") as f:
         man = json.load(f)
     assert [q["iteration"] for q in man["parts"]] == [10] * 5
+    # the phases run as separate jobs are merged by the same command + --merge: the same set
+    p = run_script("condense_reg_mp.py", *C10, "--data_dir", root / "data", "--save_dir", "runs/alone", "--merge",
+                   cwd=root)
+    assert "merged 5 partitions" in p.stdout
+    assert torch.equal(torch.load(root / "runs/alone_2_merged/data.pt", weights_only=True)[0], x)
 
 
 def _rank_pid(agent, rank):
@@ -141,10 +164,10 @@ def test_a_failing_rank_names_its_rank_and_phase(c10):
 def test_exact_mode_equals_the_single_process_run_on_fashion(tmp_path):
     """--exact True on 2 ranks (2 partitions of 5 classes) against condense_reg.py --exact True: the same
     images (bit for bit here; the bound is 1e-5) and the same MLS trajectory."""
-    single = run_script("condense_reg.py", *FASHION, "--exact", "True", "--eval_during", "False",
-                        "--save_dir", "single", cwd=tmp_path)
-    assert single.returncode == 0
-    torchrun(2, *FASHION, "--exact", "True", "--nclass_sub", "5", "--save_dir", "sharded", cwd=tmp_path)
+    run_parallel([script_cmd("condense_reg.py", *FASHION, "--exact", "True", "--eval_during", "False",
+                             "--save_dir", "single"),
+                  torchrun_cmd(2, *FASHION, "--exact", "True", "--nclass_sub", "5", "--save_dir", "sharded")],
+                 cwd=tmp_path)
     n = 20
     a = data(tmp_path / "single", n)
     b = torch.load(tmp_path / "sharded_5_merged/data.pt", weights_only=True)
