@@ -1,6 +1,8 @@
 """The evaluation record of ``test.py`` (spec mdc §11, yoco §6.2): one JSON object per evaluation
 appended to ``--results_file`` (settings, per-repeat best/last and curve, mean ± std, wall time,
-device), and the ``<results_file>.partial`` file that keeps finished repeats of an interrupted run.
+device), and the ``<results_file>.<settings hash>.partial`` file that keeps finished repeats of an interrupted
+run (one per evaluation's settings, so parallel jobs sharing one results file, ``python -m utils.sweep``, never
+overwrite each other's).
 
 Crash safety: the partial file is rewritten atomically after every repeat with the wall time spent so
 far, so a re-run of the same command resumes with honest statistics (each repeat is seeded by its
@@ -10,6 +12,7 @@ partial file: a kill between appending the record and removing the partial file 
 record twice. Appends are serialised by a lock on the results file's folder, so parallel jobs sharing
 one results file never lose a record.
 """
+import hashlib
 import json
 import os
 import platform
@@ -25,15 +28,17 @@ from utils.files import atomic_write_text, check_output_file, locked
 
 
 class PartialRuns:
-    """Finished repeats of an evaluation, kept in ``<results_file>.partial`` until the record is
-    written, so that re-running the same command after an interruption resumes (never loses runs).
-    A partial file from other settings is ignored and replaced."""
+    """Finished repeats of an evaluation, kept in ``<results_file>.<settings hash>.partial`` until the record
+    is written, so that re-running the same command after an interruption resumes (never loses runs).
+    The file name carries a hash of the settings: evaluations with other settings that share the results file
+    (the IPC-y prefixes of a table, run in parallel) keep their own; a file whose content is of other
+    settings anyway (a hash collision) is ignored and replaced."""
 
     IGNORED = ("explicit", "results_file", "save_subset", "device", "pruning")
 
     def __init__(self, results_file, args):
-        self.path = results_file + ".partial"
         self.key = json.dumps(jsonable({k: v for k, v in sorted(vars(args).items()) if k not in self.IGNORED}))
+        self.path = partial_path(results_file, self.key)
         self.done, self.run_id, self.prior_seconds = {}, uuid.uuid4().hex, 0.0
         self.started = time.time()
         if os.path.exists(self.path):
@@ -59,6 +64,10 @@ class PartialRuns:
     def clear(self):
         if os.path.exists(self.path):
             os.remove(self.path)
+
+
+def partial_path(results_file, key):
+    return f"{results_file}.{hashlib.sha1(key.encode()).hexdigest()[:12]}.partial"
 
 
 def default_results_file(args, source):

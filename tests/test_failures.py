@@ -6,6 +6,7 @@ Crashes: a ``kill -9`` of ``test.py --repeat 3`` resumes to the record of an uni
 kill between the record and the partial file's removal does not duplicate the record; temp files of
 killed writers are cleaned; a full disk is a one-line error that keeps the previous files.
 """
+import glob
 import json
 import os
 import shutil
@@ -189,11 +190,12 @@ def test_kill_9_during_repeats_resumes_to_the_uninterrupted_record(world):
     env = dict(os.environ, TQDM_DISABLE="1", PYTHONPATH=ROOT, OMP_NUM_THREADS="1")
     cmd = [sys.executable, os.path.join(ROOT, "test.py"), *RANDOM_EVAL, "--repeat", "3", "--results_file", "cut.json"]
     proc = subprocess.Popen(cmd, cwd=world, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    partial = os.path.join(world, "cut.json.partial")
     deadline = time.time() + 300
-    done = 0
+    done, partial = 0, None
     while time.time() < deadline and proc.poll() is None:
-        if os.path.exists(partial):
+        found = glob.glob(os.path.join(world, "cut.json.*.partial"))
+        if found:
+            partial = found[0]
             with open(partial) as f:
                 st = json.load(f)
             done = len(st["runs"].get("convnet", []))
@@ -233,7 +235,7 @@ def test_record_is_not_appended_twice(world):
     st.save("convnet", rec["results"]["convnet"]["runs"])  # the state at the moment of the kill
     p = run_script("test.py", *argv, cwd=world)
     assert "already in" in p.stdout and records(world / "once.json") == [rec]
-    assert not os.path.exists(str(world / "once.json.partial"))
+    assert not os.path.exists(st.path) and not glob.glob(str(world / "once.json.*partial"))
 
 
 def _dead_pid():
@@ -344,3 +346,20 @@ def test_no_checkpoint_of_a_diverged_network(tmp_path):
     with pytest.raises(DivergedError, match=r"NaN/Inf \(weight\).*iteration 3\) .* is intact"):
         Condenser.save_point(stub, 5)
     assert os.listdir(tmp_path) == []
+
+
+def test_parallel_evaluations_sharing_a_results_file_keep_their_own_partial_file(tmp_path):
+    """The IPC-y prefixes of a table share one results file and run in parallel under utils.sweep: each
+    keeps its finished repeats in its own ``.partial`` file, and the same command finds its own again."""
+    from evaluation.records import PartialRuns
+    from test import get_args_parser
+    from utils.arguments import parse_args
+
+    base = ["-d", "fashion", "-f", "2", "--ipc", "4", "--test_type", "cx_cy", "--test_data_dir", "x"]
+    results = str(tmp_path / "C.json")
+    one, two = (PartialRuns(results, parse_args(get_args_parser(), [*base, "--ipcy", y])) for y in ("1", "2"))
+    assert one.path != two.path and one.path.startswith(results + ".") and one.path.endswith(".partial")
+    one.save("convnet", [{"best": 1.0}])
+    two.save("convnet", [{"best": 2.0}, {"best": 3.0}])
+    again = PartialRuns(results, parse_args(get_args_parser(), [*base, "--ipcy", "1"]))
+    assert again.path == one.path and again.done == {"convnet": [{"best": 1.0}]}
