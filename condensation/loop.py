@@ -229,12 +229,11 @@ class Condenser:
             self.synset.clamp_()  # the only clamp: once per outer iteration
             window = self.mdc and is_window(t, P)
             loss_sum, featlog = self.outer_iteration(t, window)
-            loss_sum, n_classes = loss_sum.item(), len(self.classes)
-            finite = bool(torch.isfinite(self.synset.data).all())
-            if self.world is not None:  # the loss of the whole set; every rank stops together on a NaN
-                parts = self.world.gather((loss_sum, finite, n_classes))
-                loss_sum, n_classes = sum(p[0] for p in parts), sum(p[2] for p in parts)
-                finite = all(p[1] for p in parts)
+            loss_sum, finite = loss_sum.item(), bool(torch.isfinite(self.synset.data).all())
+            if self.world is not None:  # the loss of the whole set (all nclass classes); every rank stops on a NaN
+                parts = self.world.gather((loss_sum, finite))
+                loss_sum, finite = sum(p[0] for p in parts), all(p[1] for p in parts)
+            n_classes = args.nclass if self.world is not None else len(self.classes)
             loss = loss_sum / (n_classes * args.inner_loop)
             if not math.isfinite(loss) or not finite:
                 raise DivergedError(self._diverged(f"non-finite matching loss ({loss}) at iteration {t}"))

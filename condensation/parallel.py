@@ -29,7 +29,7 @@ import random
 import numpy as np
 import torch
 
-from utils.config import pack_rng, rng_state, set_rng_state, unpack_rng
+from utils.config import pack_rng, resolve_device, rng_state, set_rng_state, unpack_rng
 from utils.errors import UserError
 
 
@@ -52,8 +52,6 @@ class World:
 
     def device(self, requested):
         """``cuda:LOCAL_RANK`` for a CUDA run (the rank's GPU on its node), else the CPU."""
-        from utils.config import resolve_device
-
         dev = resolve_device(requested)
         if dev.type != "cuda":
             return dev

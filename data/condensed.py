@@ -113,6 +113,12 @@ def _load(path):
                       "[data, targets] of tensors)")
 
 
+def data_iteration(path):
+    """The iteration of a ``data_{it}.pt`` file name, or None (``data.pt``, other names)."""
+    m = re.search(r"data_(\d+)\.pt$", os.path.basename(path))
+    return int(m.group(1)) if m else None
+
+
 def latest_data_file(folder, niter=None):
     """``data_{niter}.pt`` if present, else ``data.pt``, else the highest ``data_{it}.pt``
     (the reference hard-coded ``data_2000.pt``, spec mdc §14 item 7)."""
@@ -121,8 +127,7 @@ def latest_data_file(folder, niter=None):
         p = os.path.join(folder, name)
         if os.path.exists(p):
             return p
-    its = [(int(m.group(1)), p) for p in glob.glob(os.path.join(folder, "data_*.pt"))
-           if (m := re.search(r"data_(\d+)\.pt$", p))]
+    its = [(it, p) for p in glob.glob(os.path.join(folder, "data_*.pt")) if (it := data_iteration(p)) is not None]
     if not its:
         raise UserError(f"no data_*.pt or data.pt in {folder}; point --test_data_dir at a condensation folder")
     return max(its)[1]

@@ -65,11 +65,6 @@ def part_folder(base, nclass_sub, phase):
     return f"{os.path.normpath(base)}_{nclass_sub}_phase{phase}"
 
 
-def _iteration(path):
-    m = re.search(r"data_(\d+)\.pt$", os.path.basename(path))
-    return int(m.group(1)) if m else None
-
-
 def _read_settings(folder):
     """(settings, final iteration) from the folder's ``args.yaml``, or (None, None) without one."""
     import yaml
@@ -166,7 +161,7 @@ def resolve_parts(base, nclass_sub, nclass, niter=None, allow_mismatch=False):
     partitions whose ``args.yaml`` differ in a number-affecting setting are refused, then partitions at
     different iterations (the fix: finish the interrupted one with ``--resume``). Returns a list of ``Part``
     in phase order."""
-    from data.condensed import latest_data_file
+    from data.condensed import data_iteration, latest_data_file
     from utils.arguments import check_nclass_sub
 
     check_nclass_sub(nclass_sub, nclass)
@@ -187,7 +182,7 @@ def resolve_parts(base, nclass_sub, nclass, niter=None, allow_mismatch=False):
     for p, folder in enumerate(folders):
         path = latest_data_file(folder, niter)
         settings, final = _read_settings(folder)
-        it = _iteration(path)
+        it = data_iteration(path)
         complete = None if it is None or final is None else it >= final
         parts.append(Part(p, list(range(p * nclass_sub, (p + 1) * nclass_sub)), folder, path, it, final,
                           complete, settings))

@@ -33,9 +33,14 @@ def ext(tmp_path_factory):
     return d
 
 
+def script_env():
+    """The environment of our scripts' subprocesses: no progress bars, the project importable, one thread."""
+    return dict(os.environ, TQDM_DISABLE="1", PYTHONPATH=ROOT, OMP_NUM_THREADS="1")
+
+
 def run_script(script, *args, cwd=None, env=None, check=True, timeout=600):
     """Run one of our top-level scripts as a subprocess (CPU, no progress bars)."""
-    e = dict(os.environ, TQDM_DISABLE="1", PYTHONPATH=ROOT, OMP_NUM_THREADS="1")
+    e = script_env()
     e.update(env or {})
     p = subprocess.run([sys.executable, os.path.join(ROOT, script), *map(str, args)], cwd=cwd, env=e,
                        capture_output=True, text=True, timeout=timeout)

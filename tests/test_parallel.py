@@ -10,7 +10,7 @@ import time
 import pytest
 import torch
 
-from conftest import ROOT, run_script
+from conftest import ROOT, run_script, script_env
 from fakedata import make_cifar
 
 # fake CIFAR-10: 5 partitions of 2 classes for the 2-rank default-mode job (rank 0: 0, 2, 4; rank 1: 1, 3)
@@ -23,17 +23,13 @@ FASHION = ["-d", "fashion", "--data_dir", "no-such-folder", "--device", "cpu", "
            "--adaptive_reg", "True", "--adaptive_period", "2", "--deterministic", "True"]
 
 
-def env():
-    return dict(os.environ, TQDM_DISABLE="1", PYTHONPATH=ROOT, OMP_NUM_THREADS="1")
-
-
 def torchrun_cmd(nproc, *args):
     return [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(nproc),
             os.path.join(ROOT, "condense_reg_mp.py"), *map(str, args)]
 
 
 def torchrun(nproc, *args, cwd, check=True):
-    p = subprocess.run(torchrun_cmd(nproc, *args), cwd=cwd, env=env(), capture_output=True, text=True, timeout=900)
+    p = subprocess.run(torchrun_cmd(nproc, *args), cwd=cwd, env=script_env(), capture_output=True, text=True, timeout=900)
     if check and p.returncode != 0:
         raise AssertionError(f"torchrun failed ({p.returncode}):\n{p.stdout[-3000:]}\n{p.stderr[-4000:]}")
     return p
@@ -49,7 +45,7 @@ def run_parallel(cmds, cwd, slots=2):
     while waiting or running:
         while waiting and len(running) < slots:
             cmd = waiting.pop(0)
-            running.append((cmd, subprocess.Popen(cmd, cwd=cwd, env=env(), stdout=subprocess.PIPE,
+            running.append((cmd, subprocess.Popen(cmd, cwd=cwd, env=script_env(), stdout=subprocess.PIPE,
                                                   stderr=subprocess.STDOUT, text=True)))
         cmd, proc = running.pop(0)
         out, _ = proc.communicate(timeout=900)
@@ -129,7 +125,7 @@ def _rank_pid(agent, rank):
 def test_a_killed_rank_and_a_relaunch_finish_as_the_uninterrupted_job(world_run):
     root, _ = world_run
     args = [*C10, "--data_dir", root / "data", "--save_dir", "runs/k"]
-    agent = subprocess.Popen(torchrun_cmd(2, *args), cwd=root, env=env(), stdout=subprocess.DEVNULL,
+    agent = subprocess.Popen(torchrun_cmd(2, *args), cwd=root, env=script_env(), stdout=subprocess.DEVNULL,
                              stderr=subprocess.PIPE, text=True)
     ck = root / "runs/k_2_phase1/checkpoint.pt"
     deadline = time.time() + 300
