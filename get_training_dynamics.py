@@ -57,6 +57,8 @@ def get_args_parser():
     a("--mix_p", type=float, default=0.5, help="CutMix probability")
     a("--beta", type=float, default=1.0, help="CutMix Beta(β, β) parameter")
     a("--run_tag", default="", help=hide)  # unused by the reference's dynamics script
+    a("--precision", default="fp32", choices=["fp32", "tf32", "bf16"],
+      help="arithmetic of the network passes: fp32 (faithful), tf32 (CUDA), bf16 autocast (README: Benchmarks)")
     a("--seed", type=int, default=None,
       help="global seed (default: k for --reproduce_exp reproduce_k, else 0; the reference is unseeded); -1 = unseeded")
     a = p.add_argument_group("output and resume").add_argument
@@ -117,7 +119,7 @@ def main(args):
             raise UserError(f"non-finite training loss at epoch {e}; lower --lr")
         lr = trainer.opt.param_groups[0]["lr"]
         if e % args.test_period == 0 or e == args.epochs - 1:  # spec yoco §2.7: epochs 0, 10, ... and last
-            acc = evaluate(trainer.model, test)[0]
+            acc = evaluate(trainer.model, test, amp=trainer.amp)[0]
             if acc > best["acc"]:
                 best = {"acc": acc, "epoch": e}
                 atomic_save({"model_state_dict": trainer.model.state_dict(), "epoch": e},

@@ -38,6 +38,7 @@ def get_args_parser():
     p.add_argument("--device", default="auto")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch default)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--dry-run", action="store_true", help="check the arguments and exit")
     return p
 
 
@@ -89,6 +90,8 @@ def fmt_bytes(b):
 
 
 def main(a):
+    if a.dry_run:
+        return None
     tune_allocator()  # as every script does through utils.arguments.cli
     if a.threads > 0:
         torch.set_num_threads(a.threads)

@@ -74,7 +74,10 @@ def main(argv=None):
     ap.add_argument("--inner_loop", default=10, type=int)
     ap.add_argument("--width", default=0.5, type=float, help="ConvNet width multiplier (1: 128 channels)")
     ap.add_argument("--threads_per_rank", default=1, type=int)
+    ap.add_argument("--dry-run", action="store_true", help="check the arguments and exit")
     a = ap.parse_args(argv)
+    if a.dry_run:
+        return None
     import torch
 
     if a.device == "cuda" and torch.cuda.device_count() < 2:

@@ -2,6 +2,7 @@
 condense_reg_mp.py. The step functions (``class_update``, ``network_update``) are module level so
 that benchmarks/condense_step.py times exactly what the loop runs.
 """
+import contextlib
 import copy
 import json
 import math
@@ -12,6 +13,7 @@ import time
 import torch
 from tqdm import tqdm
 
+from condensation.batched import CLASS_CHUNK, check_class_batch, class_batched_losses, step_positions
 from condensation.dream import dream_batches, init_picks
 from condensation.matchloss import feature_distances, grad_match_loss, matched_params, matchloss
 from condensation.mls_measures import PrefixAccuracy, gradient_distances
@@ -24,6 +26,7 @@ from evaluation.protocol import evaluate_set
 from reg_ipcx import Regularizer, average_featlog, is_window, subset_prefix_sizes
 from utils.config import Logger, pack_rng, rng_state, set_rng_state, set_seed, unpack_rng
 from utils.errors import StopTraining, UserError
+from utils.precision import autocast, check_precision
 from utils.files import (append_jsonl, atomic_save, atomic_write_text, check_output_dir, clean_stale_temps,
                          first_missing, nonfinite, save_config)
 from utils.train import train_one_epoch
@@ -40,30 +43,40 @@ class DivergedError(UserError):
     """A non-finite loss: the run stops, its last checkpoint stays intact."""
 
 
+def window_measure(model, params, a_real, y_real, a_syn, y_syn, sizes, *, metric="mse", idx_from=0, idx_to=-1,
+                   mls_metric="feature"):
+    """The MLS measure of every prefix in ``sizes`` at a window iteration, floats only (spec mdc §9.1: the
+    feature distance; ``mls_metric="gradient"``: the gradient-matching distance, ``condensation.mls_measures``)."""
+    if mls_metric == "gradient":
+        return gradient_distances(model, a_real, y_real, a_syn, y_syn, params, sizes, metric)
+    return feature_distances(model, a_real, a_syn, sizes, idx_from, idx_to, metric)
+
+
 def class_update(model, params, aug, opt_img, real, y_real, syn, y_syn, *, metric="mse", subsets=(),
-                 frozen=0, feat_sizes=None, idx_from=0, idx_to=-1, fast=None, args=None, mls_metric="feature"):
+                 frozen=0, feat_sizes=None, idx_from=0, idx_to=-1, fast=None, args=None, mls_metric="feature",
+                 amp=contextlib.nullcontext):
     """One per-class image step (spec mdc §8.6 inner body, §9.1, §9.2).
 
     Normalize + DiffAug (batch-shared parameters) on cat(real, syn); the MLS measure of every prefix in
-    ``feat_sizes`` (window iterations, floats only: the feature distance of §9.1, or with
-    ``mls_metric="gradient"`` the gradient-matching distance, ``condensation.mls_measures``); gradient matching with the subset
+    ``feat_sizes`` (window iterations, ``window_measure``); gradient matching with the subset
     term of each prefix in ``subsets`` and the first ``frozen`` decoded images detached; then
     zero_grad + backward + step of the single image optimiser. ``args`` set and ``args.match``
-    not grad → the reference's ``matchloss`` dispatch (feat mode). Returns (detached loss, d or None).
+    not grad → the reference's ``matchloss`` dispatch (feat mode). ``amp``: the context of the network
+    passes (``utils.precision.autocast``). Returns (detached loss, d or None).
     """
     n = real.shape[0]
     a = aug(torch.cat([real, syn], 0))
     a_real, a_syn = a[:n], a[n:]
     d = None
-    if feat_sizes and mls_metric == "gradient":
-        d = gradient_distances(model, a_real, y_real, a_syn, y_syn, params, feat_sizes, metric)
-    elif feat_sizes:
-        d = feature_distances(model, a_real, a_syn, feat_sizes, idx_from, idx_to, metric)
-    if args is not None and args.match != "grad":
-        loss = matchloss(args, a_real, a_syn, y_real, y_syn, model)
-    else:
-        loss = grad_match_loss(model, a_real, y_real, a_syn, y_syn, params, metric, subsets=subsets,
-                               syn_frozen=frozen if frozen > 0 else None, fast=fast)
+    with amp():
+        if feat_sizes:
+            d = window_measure(model, params, a_real, y_real, a_syn, y_syn, feat_sizes, metric=metric,
+                               idx_from=idx_from, idx_to=idx_to, mls_metric=mls_metric)
+        if args is not None and args.match != "grad":
+            loss = matchloss(args, a_real, a_syn, y_real, y_syn, model)
+        else:
+            loss = grad_match_loss(model, a_real, y_real, a_syn, y_syn, params, metric, subsets=subsets,
+                                   syn_frozen=frozen if frozen > 0 else None, fast=fast)
     opt_img.zero_grad()
     loss.backward()
     opt_img.step()
@@ -83,7 +96,7 @@ class RealBatches:
             i += 1
 
 
-def network_update(model, opt_net, sampler, aug_rand, args):
+def network_update(model, opt_net, sampler, aug_rand, args, amp=contextlib.nullcontext):
     """``n_data`` real samples in all-class batches of batch_real, per-sample DiffAug and CutMix
     (p = mix_p), repeated net_epoch times (spec mdc §8.6 "Network update"); nothing when n_data <= 0.
     As the reference's ``train_epoch`` over its real loader, one update takes at most one loader
@@ -92,7 +105,8 @@ def network_update(model, opt_net, sampler, aug_rand, args):
         return
     for _ in range(args.net_epoch):
         train_one_epoch(model, RealBatches(sampler, sampler.batches_per_pass()), opt_net, aug=aug_rand,
-                        mixup=args.mixup_net, mix_p=args.mix_p, beta=args.beta, n_data=args.n_data, metrics=False)
+                        mixup=args.mixup_net, mix_p=args.mix_p, beta=args.beta, n_data=args.n_data, metrics=False,
+                        amp=amp)
 
 
 class Condenser:
@@ -109,6 +123,16 @@ class Condenser:
         self.order = list(range(args.nclass)) if args.exact else self.classes
         self.local = {c: r for r, c in enumerate(self.classes)}
         self.closed_coast = getattr(args, "coast", "replay") == "closed"
+        # --precision (utils/precision.py) and --class_batch (condensation/batched.py), checked before any work
+        precision = getattr(args, "precision", "fp32")
+        check_precision(precision, device)
+        self.amp = lambda: autocast(precision, device)
+        self.class_batch = bool(getattr(args, "class_batch", False))
+        self.fast = None  # grad_match_loss's subset formulation (False: the reference's; benchmarks/condense_step.py)
+        if self.class_batch:  # on a throw-away model, drawn without touching the run's random streams
+            saved = rng_state(device)
+            check_class_batch(args, model_fn())
+            set_rng_state(saved, device)
         self.model_fn, self.save_plain = model_fn, save_plain
         self.mdc = bool(args.adaptive_reg)
         self.f2 = max(1, args.factor) ** 2
@@ -207,7 +231,7 @@ class Condenser:
         n_batches = self.sampler.batches_per_pass()
         for _ in range(a.early):
             train_one_epoch(self.model, RealBatches(self.sampler, n_batches), self.opt_net, aug=self.aug_rand,
-                            mixup=a.mixup_net, mix_p=a.mix_p, beta=a.beta, metrics=False)
+                            mixup=a.mixup_net, mix_p=a.mix_p, beta=a.beta, metrics=False, amp=self.amp)
         self.model.train()
 
     # ---- the loop (spec mdc §8.6) --------------------------------------------------------------
@@ -259,42 +283,101 @@ class Condenser:
         for k in range(args.inner_loop):
             if args.slct_type == "dream" and k % args.interval == 0:  # spec mdc §8.8
                 batches = dream_batches(model, self.sampler, self.classes, args.batch_real)
-            idle = 0  # image steps of other ranks' classes since this shard's last step (--exact)
-            for c in self.order:
-                r = self.local.get(c)
-                if r is None:
-                    idle += 1
-                    continue
-                coast(self.opt_img, idle, self.closed_coast)
-                idle = 0
-                subsets, frozen = (), 0
-                if self.mdc:
-                    reg = self.regs[r]
-                    reg.update_status(t)
-                    F = reg.get_freeze_ipc()
-                    frozen = F * self.f2 if F > 0 else 0
-                    subsets = [x * self.f2 for x in reg.regularized()]
-                per_step = window and self.measure in ("feature", "gradient")
-                with self.stream(c):
-                    real, y_real = batches[r] if batches is not None else self.sampler.class_sample(c)
-                    x_syn, y_syn, _ = syn.sample(r)
-                    loss, d = class_update(model, self.params, self.aug, self.opt_img, real, y_real, x_syn, y_syn,
-                                           metric=args.metric, subsets=subsets, frozen=frozen,
-                                           feat_sizes=self.prefix if per_step else None, idx_from=args.idx_from,
-                                           idx_to=args.idx_to, args=args, mls_metric=self.measure)
+            step = self.batched_inner_step if self.class_batch else self.inner_step
+            for loss in step(t, window, batches, featlog):  # the class losses in step order
                 loss_sum += loss
-                if d is not None:
-                    featlog[r].append(d)
-            coast(self.opt_img, idle, self.closed_coast)
             if window and self.prefix_accuracy is not None:  # after the class steps, before the network update
                 for r, acc in enumerate(self.prefix_accuracy(model, syn, args.ipc)):
                     featlog[r].append(acc)
             if args.n_data > 0:
                 try:
-                    network_update(model, self.opt_net, self.sampler, self.aug_rand, args)
+                    network_update(model, self.opt_net, self.sampler, self.aug_rand, args, amp=self.amp)
                 except StopTraining as e:
                     raise DivergedError(self._diverged(f"network update at iteration {t}: {e}"))
         return loss_sum, featlog
+
+    def class_terms(self, t, r, window):
+        """The MDC terms of class block ``r``'s step: (subset prefix sizes, frozen decoded images, whether the
+        step measures its prefixes) (spec mdc §9.2–9.4)."""
+        subsets, frozen = (), 0
+        if self.mdc:
+            reg = self.regs[r]
+            reg.update_status(t)
+            F = reg.get_freeze_ipc()
+            frozen = F * self.f2 if F > 0 else 0
+            subsets = [x * self.f2 for x in reg.regularized()]
+        return subsets, frozen, window and self.measure in ("feature", "gradient")
+
+    def real_batch(self, c, r, batches):
+        return batches[r] if batches is not None else self.sampler.class_sample(c)
+
+    def inner_step(self, t, window, batches, featlog):
+        """The per-class image steps of one inner step, one after the other (spec mdc §8.6). Returns the
+        classes' losses in step order."""
+        args, syn = self.args, self.synset
+        losses = []
+        idle = 0  # image steps of other ranks' classes since this shard's last step (--exact)
+        for c in self.order:
+            r = self.local.get(c)
+            if r is None:
+                idle += 1
+                continue
+            coast(self.opt_img, idle, self.closed_coast)
+            idle = 0
+            subsets, frozen, per_step = self.class_terms(t, r, window)
+            with self.stream(c):
+                real, y_real = self.real_batch(c, r, batches)
+                x_syn, y_syn, _ = syn.sample(r)
+                loss, d = class_update(self.model, self.params, self.aug, self.opt_img, real, y_real, x_syn, y_syn,
+                                       metric=args.metric, subsets=subsets, frozen=frozen,
+                                       feat_sizes=self.prefix if per_step else None, idx_from=args.idx_from,
+                                       idx_to=args.idx_to, args=args, mls_metric=self.measure, amp=self.amp,
+                                       fast=self.fast)
+            losses.append(loss)
+            if d is not None:
+                featlog[r].append(d)
+        coast(self.opt_img, idle, self.closed_coast)
+        return losses
+
+    def batched_inner_step(self, t, window, batches, featlog):
+        """``inner_step`` with all classes' matching losses in one batched pass (``--class_batch True``,
+        condensation/batched.py): the positions, then the random draws and augmentations in the sequential
+        order, then the batched losses and one backward, then the optimiser steps in the sequential order."""
+        args, syn, model = self.args, self.synset, self.model
+        steps = [(c, self.local[c]) for c in self.order]
+        X = step_positions(self.opt_img, syn.data, [syn.rows(r) for _, r in steps]).requires_grad_(True)
+        groups = {}  # classes sharing (subsets, frozen, shapes) form one batch
+        for c, r in steps:
+            subsets, frozen, per_step = self.class_terms(t, r, window)
+            real, y_real = self.real_batch(c, r, batches)
+            x_syn, y_syn, _ = syn.sample(r, block=X[syn.rows(r)])
+            a = self.aug(torch.cat([real, x_syn], 0))
+            a_real, a_syn = a[:real.shape[0]], a[real.shape[0]:]
+            if per_step:
+                with self.amp():
+                    featlog[r].append(window_measure(model, self.params, a_real, y_real, a_syn.detach(), y_syn,
+                                                     self.prefix, metric=args.metric, idx_from=args.idx_from,
+                                                     idx_to=args.idx_to, mls_metric=self.measure))
+            key = (tuple(subsets), frozen, tuple(a_real.shape), tuple(a_syn.shape))
+            groups.setdefault(key, []).append((r, a_real, y_real, a_syn, y_syn))
+        losses, G = {}, torch.zeros_like(X)
+        for (subsets, frozen, _, _), members in groups.items():
+            for i in range(0, len(members), CLASS_CHUNK):  # the graphs of at most CLASS_CHUNK classes at once
+                chunk = members[i:i + CLASS_CHUNK]
+                with self.amp():
+                    stack = [torch.stack([m[j] for m in chunk]) for j in range(1, 5)]
+                    L = class_batched_losses(model, self.params, *stack, metric=args.metric, subsets=subsets,
+                                             frozen=frozen)
+                g, = torch.autograd.grad(L.sum(), X)
+                G += g  # each chunk's gradient is zero outside its classes' rows
+                losses.update({m[0]: v for m, v in zip(chunk, L.detach().float())})
+        for _, r in steps:  # the optimiser steps of the sequential loop, with the batched gradients
+            g = torch.zeros_like(syn.data)
+            g[syn.rows(r)] = G[syn.rows(r)]
+            syn.data.grad = g
+            self.opt_img.step()
+        syn.data.grad = None
+        return [losses[r] for _, r in steps]
 
     def select_mls(self, t, featlog):
         """MLS re-selection at it = t+1 from the window's feature distances (spec mdc §9.3)."""

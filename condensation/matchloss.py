@@ -97,7 +97,7 @@ def grad_distance(g_a, g_b, metric):
     return total
 
 
-def _check_prefixes(subsets, n_syn):
+def check_prefixes(subsets, n_syn):
     sizes = [int(n) for n in subsets]
     for n in sizes:
         if not 0 < n <= n_syn:
@@ -149,7 +149,7 @@ def grad_match_loss(model, real, y_real, syn, y_syn, params, metric="mse", subse
     ``fast``: None = the exact split path when there are subsets and the model is per-sample,
     False = always the reference's separate forward, True = split path (error if not per-sample).
     """
-    sizes = _check_prefixes(subsets, syn.shape[0])
+    sizes = check_prefixes(subsets, syn.shape[0])
     if syn_frozen:
         k = int(syn_frozen)
         if not 0 < k <= syn.shape[0]:
@@ -269,6 +269,6 @@ def feature_distances(model, real, syn, prefix_sizes, idx_from, idx_to=-1, metri
     return feature_distances_from_feats(f_real, f_syn, prefix_sizes, metric)
 
 
-__all__ = ["METRICS", "dist", "matched_params", "grad_distance", "is_per_sample", "grad_match_loss",
+__all__ = ["METRICS", "dist", "matched_params", "grad_distance", "is_per_sample", "check_prefixes", "grad_match_loss",
            "feat_match_loss", "parse_f_idx", "matchloss", "feature_distances",
            "feature_distances_from_feats"]

@@ -100,8 +100,9 @@ def condense_tag(args, lr_img_unscaled, marker=""):
 def run_tag(args, noreg=True):
     """Reference tag (with the un-scaled lr_img), plus our markers before the mp parts: ``_noreg`` for a
     ``condense_reg.py`` run without MDC (ipc >= 2), ``_picks`` for ``--dream_random_init picks``, ``_exact``
-    for ``--exact True`` (``_exact_closed`` with ``--coast closed``) and ``_globalmls`` for ``--global_mls True``
-    (condense_reg_mp.py under torchrun)."""
+    for ``--exact True`` (``_exact_closed`` with ``--coast closed``), ``_globalmls`` for ``--global_mls True``
+    (condense_reg_mp.py under torchrun), ``_bf16``/``_tf32`` for ``--precision`` and ``_cb`` for
+    ``--class_batch True``."""
     marker = ""
     if noreg and not args.adaptive_reg and args.ipc >= 2:
         marker += "_noreg"
@@ -111,6 +112,10 @@ def run_tag(args, noreg=True):
         marker += "_exact" + ("_closed" if getattr(args, "coast", "replay") == "closed" else "")
     elif getattr(args, "global_mls", False):
         marker += "_globalmls"
+    if getattr(args, "precision", "fp32") != "fp32":  # ours: numbers of another arithmetic (utils/precision.py)
+        marker += "_" + args.precision
+    if getattr(args, "class_batch", False):  # ours: the class-batched inner step (condensation/batched.py)
+        marker += "_cb"
     return condense_tag(args, args.lr_img_unscaled, marker)
 
 

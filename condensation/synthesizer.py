@@ -109,14 +109,16 @@ class Synthesizer:
     def decode_block(self, x, y, bound=None):
         return decode_class(x, y, self.factor, self.decode_type, bound or self.batch_syn_max)
 
-    def sample(self, r, max_size=None):
-        """Decoded synthetic images of class block ``r`` with the gradient path to ``data``.
+    def sample(self, r, max_size=None, block=None):
+        """Decoded synthetic images of class block ``r`` with the gradient path to ``data`` (or to ``block``,
+        the block's stored images at another position: the class-batched step, condensation/batched.py).
 
         If more than ``max_size`` (batch_syn_max) decoded images exist, keep a random subset chosen
         by a numpy permutation (spec mdc §8.3). Returns (images, labels, indices or None).
         """
         max_size = max_size or self.batch_syn_max
-        x, y = self.decode_block(self.data[self.rows(r)], self.targets[self.rows(r)], max_size)
+        block = self.data[self.rows(r)] if block is None else block
+        x, y = self.decode_block(block, self.targets[self.rows(r)], max_size)
         idx = None
         if x.shape[0] > max_size:
             idx = torch.from_numpy(np.random.permutation(x.shape[0])[:max_size]).to(self.device)

@@ -24,6 +24,7 @@ from models import create_model, define_model
 from utils.augment import DiffAug, Normalize, imagenet_train_transform
 from utils.config import set_seed
 from utils.errors import StopTraining, UserError
+from utils.precision import autocast, check_precision
 from utils.train import evaluate, train_one_epoch
 
 
@@ -34,10 +35,13 @@ def milestones(epochs):
 def train_protocol(model, train_loader, val_loader, args, desc="eval", progress=True):
     """Train a fresh ``model`` on a (condensed) set and validate 4 times (spec mdc §11.2).
 
-    Uses args.epochs, lr, momentum, weight_decay, dsa, dsa_strategy, mixup, mix_p, beta.
+    Uses args.epochs, lr, momentum, weight_decay, dsa, dsa_strategy, mixup, mix_p, beta, precision.
     Returns a dict with best/last top-1, the validation curve and the wall time.
     """
     t0 = time.time()
+    precision, device = getattr(args, "precision", "fp32"), next(model.parameters()).device
+    check_precision(precision, device)
+    amp = lambda: autocast(precision, device)  # noqa: E731 (utils/precision.py)
     opt = torch.optim.SGD(model.parameters(), args.lr, momentum=args.momentum, weight_decay=args.weight_decay)
     sched = torch.optim.lr_scheduler.MultiStepLR(opt, milestones=milestones(args.epochs), gamma=0.2)
     aug = DiffAug(args.dsa_strategy, batch=False) if args.dsa else None
@@ -47,12 +51,12 @@ def train_protocol(model, train_loader, val_loader, args, desc="eval", progress=
     bar = tqdm(range(1, args.epochs + 1), desc=desc, leave=False, dynamic_ncols=True, **quiet)
     for epoch in bar:
         top1, _, loss = train_one_epoch(model, train_loader, opt, aug=aug, mixup=args.mixup, mix_p=args.mix_p,
-                                        beta=args.beta)
+                                        beta=args.beta, amp=amp)
         sched.step()
         if not math.isfinite(loss):
             raise StopTraining(f"non-finite loss at epoch {epoch}")
         if epoch % freq == 0 or epoch == args.epochs:
-            acc = evaluate(model, val_loader)[0]
+            acc = evaluate(model, val_loader, amp=amp)[0]
             curve.append((epoch, acc))
             best, last = max(best, acc), acc
             bar.set_postfix(train=f"{top1:.1f}", test=f"{acc:.2f}", best=f"{best:.2f}")

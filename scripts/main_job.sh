@@ -11,7 +11,8 @@
 #   evaluation:   ConvNet-3, 60 epochs (LR x0.2 at 40 and 50), DSA + CutMix, 4 validations on the
 #                 10 000 test images, --repeat 1.
 # Usage: bash scripts/main_job.sh [OUT_DIR]        (default raid/main_job; DRY_RUN=1 prints the commands)
-#        DEVICE=auto|cpu|cuda (default auto), EPOCHS=<evaluation epochs> (default 60), BUDGET=cpu|smoke|paper
+#        DEVICE=auto|cpu|cuda (default auto), EPOCHS=<evaluation epochs> (default 60), BUDGET=cpu|smoke|paper,
+#        PRECISION=fp32|tf32|bf16 (default fp32: the faithful arithmetic; README: Benchmarks)
 set -euo pipefail
 BUDGET=${BUDGET:-cpu}
 source "$(dirname "$0")/lib.sh"
@@ -22,8 +23,9 @@ if ! dry && [ ! -e /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz 
   $SUDO apt-get update -qq && $SUDO apt-get install -y -qq dataset-fashion-mnist
 fi
 OUT=${1:-raid/main_job}
-EVAL=("${EVAL_BUDGET[@]}" ${EPOCHS:+--epochs "$EPOCHS"})
-COND=(--reproduce -d fashion -f 2 --ipc 4 --eval_during False "${COND_BUDGET[@]}" --device "$DEVICE")
+EVAL=("${EVAL_BUDGET[@]}" ${EPOCHS:+--epochs "$EPOCHS"} ${PRECISION:+--precision "$PRECISION"})
+COND=(--reproduce -d fashion -f 2 --ipc 4 --eval_during False "${COND_BUDGET[@]}" --device "$DEVICE"
+      ${PRECISION:+--precision "$PRECISION"})
 start=$(date +%s)
 echo "== MDC (adaptive subset loss) =="
 run python3 ${P}condense_reg.py "${COND[@]}" --adaptive_reg True --save_dir "$OUT/mdc" --resume

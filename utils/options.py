@@ -39,6 +39,7 @@ GROUPS = {
     "mdc": "MDC: the adaptive subset loss",
     "yoco": "YOCO: pruning the condensed set to IPC_T (--slct_ipc)",
     "parallel": "parallel condensation: class partitions over torchrun ranks (README: Running on many GPUs)",
+    "speed": "speed: arithmetic and batching (README: Benchmarks)",
     "output": "run and output",
 }
 
@@ -52,7 +53,7 @@ NUMBER_KEYS = (
     "fix_iter", "net_epoch", "n_data", "batch_real", "batch_syn_max", "lr_img", "mom_img", "slct_type",
     "start_idx", "adaptive_reg", "adaptive_period", "adaptive_class_wise", "interval", "nclass_sub",
     "phase", "test", "pt_from", "dream_random_init", "mls_select", "mls_freeze", "mls_metric", "exact",
-    "global_mls", "coast",
+    "global_mls", "coast", "precision", "class_batch",
 )
 
 
@@ -221,6 +222,14 @@ def add_reference_args(parser, kind=T):
     a("parallel", frozenset((M, T)), "--allow_mismatch", default=False, type=str2bool,
       help={M: "--merge: accept partitions of different iterations or settings (recorded in the manifest)",
             T: "-s idc_cat: accept partitions of different iterations or settings"})
+    # speed (ours, issue 12)
+    a("speed", ALL, "--precision", default="fp32", type=str, choices=["fp32", "tf32", "bf16"],
+      help="arithmetic of the network passes: fp32 (faithful: PyTorch's defaults, as the reference), tf32 (CUDA: "
+           "TF32 matrix products and convolutions), bf16 (autocast to bfloat16; changes the numbers)")
+    a("speed", COND, "--class_batch", default=False, type=str2bool,
+      help="compute all classes' matching losses of an inner step in one batched pass at the positions the "
+           "sequential loop uses (equal up to float rounding; needs --match grad and a model without BatchNorm "
+           "batch statistics)")
     # YOCO
     a("yoco", frozenset((T,)), "--slct_ipc", default=0, type=int, help="IPC_T: prune the set to this IPC (0: no pruning)")
     a("yoco", frozenset((T,)), "--condense_key", default="idc", type=str, choices=CONDENSE_KEYS,

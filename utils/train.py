@@ -2,6 +2,8 @@
 the evaluation protocol (``evaluation.protocol``), the network updates of condensation
 (``condensation.loop``) and YOCO's training dynamics (``yoco.dynamics``).
 """
+import contextlib
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -20,7 +22,7 @@ def correct_counts(output, target, topk=(1, 5)):
 
 
 def train_one_epoch(model, loader, optimizer, *, aug=None, mixup="cut", mix_p=0.5, beta=1.0, n_data=-1,
-                    scheduler=None, on_batch=None, metrics=True):
+                    scheduler=None, on_batch=None, metrics=True, amp=contextlib.nullcontext):
     """One pass of ``loader`` (spec mdc §6 ``train_epoch``). Returns (top1, top5, loss) averages, or None
     with ``metrics=False`` (condensation's network updates, which never read them).
 
@@ -29,6 +31,7 @@ def train_one_epoch(model, loader, optimizer, *, aug=None, mixup="cut", mix_p=0.
     ``scheduler`` is stepped per iteration when given (YOCO dynamics, spec yoco §2.4);
     ``on_batch(iteration, idx, output)`` sees the training forward pass (YOCO's dynamics log),
     which needs a loader yielding ``(x, y, idx)``. Stops after ``n_data`` samples when n_data > 0.
+    ``amp``: the context of the forward pass and loss (``utils.precision.autocast``; backward outside it).
 
     No host wait per batch: losses, hit counts and the finiteness of the losses accumulate on the device
     and are read once at the end of the pass (a non-finite loss stops training there: StopTraining).
@@ -44,11 +47,13 @@ def train_one_epoch(model, loader, optimizer, *, aug=None, mixup="cut", mix_p=0.
         r = np.random.rand(1)
         if mixup == "cut" and r < mix_p:
             x, y_a, y_b, ratio = cutmix(x, y, beta)
-            out = model(x)
-            loss = ratio * F.cross_entropy(out, y_a) + (1 - ratio) * F.cross_entropy(out, y_b)
+            with amp():
+                out = model(x)
+                loss = ratio * F.cross_entropy(out, y_a) + (1 - ratio) * F.cross_entropy(out, y_b)
         else:
-            out = model(x)
-            loss = F.cross_entropy(out, y)
+            with amp():
+                out = model(x)
+                loss = F.cross_entropy(out, y)
         ok = torch.isfinite(loss.detach())
         finite = ok if finite is None else finite & ok
         optimizer.zero_grad(set_to_none=True)
@@ -76,7 +81,7 @@ def train_one_epoch(model, loader, optimizer, *, aug=None, mixup="cut", mix_p=0.
 
 
 @torch.no_grad()
-def evaluate(model, loader):
+def evaluate(model, loader, amp=contextlib.nullcontext):
     """Top-1, top-5 and mean CE on ``loader`` in eval mode (spec mdc §6 ``validate``).
 
     On CPU the 4-D weights go channels-last for the pass (oneDNN runs inference ~25% faster,
@@ -90,7 +95,9 @@ def evaluate(model, loader):
     try:
         for batch in loader:
             x, y = batch[0], batch[1]
-            out = model(x)
+            with amp():
+                out = model(x)
+            out = out.float()
             part = torch.cat([F.cross_entropy(out, y, reduction="sum").double().view(1),
                               correct_counts(out, y).double()])
             sums = part if sums is None else sums + part
