@@ -65,10 +65,7 @@ def _idx_pair(folder, train):
 
 
 def _load_mnist_like(name, root, train, download):
-    import torchvision
-
-    cls = torchvision.datasets.MNIST if name == "mnist" else torchvision.datasets.FashionMNIST
-    folders = [os.path.join(root, cls.__name__, "raw")]
+    folders = [os.path.join(root, "MNIST" if name == "mnist" else "FashionMNIST", "raw")]  # torchvision's layout
     if name == "fashion":
         folders.append(DEBIAN_FASHION)
     for folder in folders:
@@ -78,6 +75,9 @@ def _load_mnist_like(name, root, train, download):
             y = torch.from_numpy(_read_idx(pair[1]).astype(np.int64))
             return x, y
     if download:
+        import torchvision
+
+        cls = torchvision.datasets.MNIST if name == "mnist" else torchvision.datasets.FashionMNIST
         ds = cls(root, train=train, download=True)
         return ds.data.unsqueeze(1).clone(), ds.targets.clone().long()
     hint = " or `apt-get install dataset-fashion-mnist`" if name == "fashion" else ""
@@ -116,22 +116,28 @@ def _load_cifar(name, root, train):
             raise UserError(f"{path} is not a {name} batch (expected the keys 'data' and {key!r})")
         xs.append(np.asarray(d["data"], dtype=np.uint8).reshape(-1, 3, 32, 32))
         ys.extend(d[key])
-    return torch.from_numpy(np.concatenate(xs)), torch.tensor(ys, dtype=torch.int64)
+    x = xs[0] if len(xs) == 1 and xs[0].flags.writeable else np.concatenate(xs)  # one file (test sets): no copy
+    return torch.from_numpy(x), torch.tensor(ys, dtype=torch.int64)
 
 
 def load_tensors(name, root, train=True, download=False):
-    """(uint8 images [N, C, H, W], int64 labels [N]) of a 32/28-px dataset, via torchvision."""
-    import torchvision
+    """(uint8 images [N, C, H, W], int64 labels [N]) of a 32/28-px dataset, in torchvision's layouts.
 
+    torchvision is imported only for SVHN and ``--download`` (importing it costs ~170 MB of resident
+    memory: it loads torch._dynamo and triton); CIFAR and MNIST-style files are read directly."""
     if name in ("mnist", "fashion"):
         return _load_mnist_like(name, root, train, download)
     try:
         if name in ("cifar10", "cifar100"):
             if download:  # fetches the official archive; torchvision md5-checks every file before it reads one
+                import torchvision
+
                 cls = torchvision.datasets.CIFAR10 if name == "cifar10" else torchvision.datasets.CIFAR100
                 cls(root, train=train, download=True)
             return _load_cifar(name, root, train)
         if name == "svhn":
+            import torchvision
+
             root = os.path.join(root, "svhn")
             cls = torchvision.datasets.SVHN if download else _presence_checked(torchvision.datasets.SVHN)
             ds = cls(root, split="train" if train else "test", download=download)
@@ -222,10 +228,31 @@ def imagenet_tensors(ds, size, desc="decode"):
     return torch.stack(xs), torch.tensor(ds.targets)
 
 
-def test_tensors(args):
-    """Normalised float test images [N, C, H, W] and labels of a 32/28-px dataset (spec mdc §8.5)."""
+def normalise(x, dataset):
+    """Float32 ``(x / 255 - mean) / std`` per channel of images ``[N, C, H, W]`` with values in 0..255: ToTensor's
+    division then Normalize (spec mdc §8.5), on a copy (``x`` is left alone), in that order, one operation
+    at a time on the CPU."""
+    mean, std = mean_std(dataset)
+    x = x.to(torch.float32, copy=True).div_(255)
+    return x.sub_(torch.tensor(mean).view(1, -1, 1, 1)).div_(torch.tensor(std).view(1, -1, 1, 1))
+
+
+def byte_table(dataset, nch):
+    """``[nch, 256]`` float32: ``normalise`` of every byte value in every channel. An elementwise function of
+    (channel, value), so looking a uint8 image up in it gives bit for bit what ``normalise`` gives, on any
+    device (``data.loaders.ByteNormalize``)."""
+    values = torch.arange(256, dtype=torch.uint8).view(1, 1, 1, 256).expand(1, nch, 1, 256)
+    return normalise(values, dataset).view(nch, 256)
+
+
+def test_tensors(args, compact=False):
+    """Test images [N, C, H, W] and labels of a 32/28-px dataset (spec mdc §8.5).
+
+    By default the images are normalised float32 (``normalise``). ``compact=True`` returns them as stored
+    when that is uint8 (every 32/28-px format we read: CIFAR pickles, SVHN .mat, MNIST idx), a quarter of
+    the memory, for normalising per batch (``data.loaders.test_loader``); any other dtype is normalised
+    as by default, so the caller tells the two apart by the dtype."""
     x, y = load_tensors(args.dataset, args.data_dir, train=False, download=args.download)
-    mean, std = mean_std(args.dataset)
-    x = x.float().div_(255)
-    x = (x - torch.tensor(mean).view(1, -1, 1, 1)) / torch.tensor(std).view(1, -1, 1, 1)
-    return x, y
+    if compact and x.dtype == torch.uint8:
+        return x, y
+    return normalise(x, args.dataset), y

@@ -14,15 +14,17 @@ from concurrent.futures import ThreadPoolExecutor
 
 import torch
 
-from data.datasets import imagenet_folder, test_tensors
+from data.datasets import byte_table, imagenet_folder, test_tensors
 from utils.augment import imagenet_test_transform
 
 
 class TensorLoader:
     """Shuffled mini-batches of in-memory images. Yields ``(x, y)`` or ``(x, y, idx)``.
 
-    ``images`` are float in [0, 1] (or uint8); ``transform`` is a batched function applied on the
-    device (e.g. ``Normalize``); ``sample_transform`` a per-sample one (ImageNet crops/jitter).
+    ``images`` are float in [0, 1] (or uint8, turned into [0, 1] per batch); ``transform`` is a batched
+    function applied on the device (e.g. ``Normalize``; one with ``takes_uint8 = True``, such as
+    ``ByteNormalize``, receives uint8 batches as they are); ``sample_transform`` a per-sample one (ImageNet
+    crops/jitter).
     """
 
     def __init__(self, images, targets, batch_size, shuffle=True, device="cpu", transform=None,
@@ -57,7 +59,7 @@ class TensorLoader:
                 x = self._augment(idx).to(self.device, non_blocking=True)
             else:
                 x = self.images[idx_dev]
-            if x.dtype == torch.uint8:
+            if x.dtype == torch.uint8 and not getattr(self.transform, "takes_uint8", False):
                 x = x.float().div_(255)
             if self.transform is not None:
                 x = self.transform(x)
@@ -107,6 +109,23 @@ def _worker_augment(seed, idx):
     torch.manual_seed(seed)
     random.seed(seed)
     return torch.stack([_WORKER["transform"](_WORKER["images"][i]) for i in idx.tolist()])
+
+
+class ByteNormalize:
+    """A ``TensorLoader`` transform normalising a uint8 batch ``[B, C, H, W]`` on its device by table look-up:
+    ``table[c, v]`` (``data.datasets.byte_table``) holds the normalised value of byte ``v`` in channel ``c``,
+    computed once on the CPU with the arithmetic of the float test set, so the batch equals bit for bit
+    the rows of a test set normalised in advance (``data.datasets.normalise``), on any device (a CUDA
+    division by a scalar multiplies by its reciprocal instead, which can differ in the last bit)."""
+
+    takes_uint8 = True
+
+    def __init__(self, table, device="cpu"):
+        self.table = table.reshape(-1).to(device)
+        self.offset = (torch.arange(table.shape[0], device=device) * table.shape[1]).view(1, -1, 1, 1)
+
+    def __call__(self, x):
+        return self.table[x.long() + self.offset.to(x.device)]
 
 
 class ClassSampler:
@@ -212,12 +231,24 @@ class DeviceLoader:
             yield x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
 
 
+# Validation batches on the CPU hold at most this many images: a batch of 500 CIFAR images through ConvNet-3
+# w128 takes ~570 MB of transient activations (conv and norm outputs of 262 MB each), more than a whole
+# training step at batch 64 (~250 MB), and was the peak of an evaluation's memory; 100 take ~110 MB. The
+# network's outputs per image do not depend on the batch (checked bitwise with oneDNN), so top-1/top-5
+# counts are unchanged and the mean loss differs only by the rounding of the per-batch float32 sums;
+# speed per image is the same (benchmarks/eval_memory.py).
+CPU_TEST_BATCH = 100
+
+
 def test_loader(args, device, batch_size, *, workers=0, preload_max=0):
     """The real test set as batches on ``device`` (the validations of spec mdc §11.2, yoco §2.7).
 
-    32/28-px datasets: the normalised test tensors in memory. ImageNet: the val folder of the class
-    subset (``--phase``/``--dseed`` when the script has them), decoded per access by ``workers``
-    processes, or decoded once and kept when it has at most ``preload_max`` images."""
+    32/28-px datasets: the test set in memory as stored (uint8, a quarter of the float32 size), each batch
+    normalised on ``device`` by ``ByteNormalize`` (the values of the float32 test set, bit for bit); on
+    the CPU in batches of at most ``CPU_TEST_BATCH``.
+    ImageNet: the val folder of the class subset (``--phase``/``--dseed`` when the script has them),
+    decoded per access by ``workers`` processes, or decoded once and kept when it has at most
+    ``preload_max`` images."""
     if args.dataset == "imagenet":
         ds = imagenet_folder(args.imagenet_dir, "val", args.nclass, getattr(args, "phase", 0),
                              getattr(args, "dseed", 0), transform=imagenet_test_transform(args.size))
@@ -226,5 +257,8 @@ def test_loader(args, device, batch_size, *, workers=0, preload_max=0):
         if len(ds) <= preload_max:
             return [(bx.to(device), by.to(device)) for bx, by in dl]
         return DeviceLoader(dl, device)
-    tx, ty = test_tensors(args)
-    return TensorLoader(tx, ty, batch_size, False, device)
+    tx, ty = test_tensors(args, compact=True)
+    norm = ByteNormalize(byte_table(args.dataset, tx.shape[1]), device) if tx.dtype == torch.uint8 else None
+    if torch.device(device).type == "cpu":
+        batch_size = min(batch_size, CPU_TEST_BATCH)
+    return TensorLoader(tx, ty, batch_size, False, device, transform=norm)
