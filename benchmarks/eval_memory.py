@@ -53,21 +53,22 @@ N_SET, N_TEST, BATCH, VAL_BATCH = 400, 10000, 64, 500
 M_TRIM_THRESHOLD, M_MMAP_THRESHOLD, M_ARENA_MAX = -1, -3, -8
 
 
-def vm_hwm_mb():
-    """Peak resident set size of this process so far, in MB (10^6 bytes)."""
+def status_mb(key):
+    """A memory line of /proc/self/status (``VmHWM``: peak resident set size so far; ``VmRSS``: now), in MB
+    (10^6 bytes)."""
     with open("/proc/self/status") as f:
         for line in f:
-            if line.startswith("VmHWM:"):
+            if line.startswith(key + ":"):
                 return int(line.split()[1]) * 1024 / 1e6
     return float("nan")
+
+
+def vm_hwm_mb():
+    return status_mb("VmHWM")
 
 
 def vm_rss_mb():
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024 / 1e6
-    return float("nan")
+    return status_mb("VmRSS")
 
 
 def minor_faults():

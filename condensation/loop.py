@@ -26,7 +26,7 @@ from evaluation.protocol import evaluate_set
 from reg_ipcx import Regularizer, average_featlog, is_window, subset_prefix_sizes
 from utils.config import Logger, pack_rng, rng_state, set_rng_state, set_seed, unpack_rng
 from utils.errors import StopTraining, UserError
-from utils.precision import autocast, check_precision
+from utils.precision import amp_for
 from utils.files import (append_jsonl, atomic_save, atomic_write_text, check_output_dir, clean_stale_temps,
                          first_missing, nonfinite, save_config)
 from utils.train import train_one_epoch
@@ -124,9 +124,7 @@ class Condenser:
         self.local = {c: r for r, c in enumerate(self.classes)}
         self.closed_coast = getattr(args, "coast", "replay") == "closed"
         # --precision (utils/precision.py) and --class_batch (condensation/batched.py), checked before any work
-        precision = getattr(args, "precision", "fp32")
-        check_precision(precision, device)
-        self.amp = lambda: autocast(precision, device)
+        self.amp = amp_for(getattr(args, "precision", "fp32"), device)
         self.class_batch = bool(getattr(args, "class_batch", False))
         self.fast = None  # grad_match_loss's subset formulation (False: the reference's; benchmarks/condense_step.py)
         if self.class_batch:  # on a throw-away model, drawn without touching the run's random streams

@@ -24,7 +24,7 @@ from models import create_model, define_model
 from utils.augment import DiffAug, Normalize, imagenet_train_transform
 from utils.config import set_seed
 from utils.errors import StopTraining, UserError
-from utils.precision import autocast, check_precision
+from utils.precision import amp_for
 from utils.train import evaluate, train_one_epoch
 
 
@@ -39,9 +39,7 @@ def train_protocol(model, train_loader, val_loader, args, desc="eval", progress=
     Returns a dict with best/last top-1, the validation curve and the wall time.
     """
     t0 = time.time()
-    precision, device = getattr(args, "precision", "fp32"), next(model.parameters()).device
-    check_precision(precision, device)
-    amp = lambda: autocast(precision, device)  # noqa: E731 (utils/precision.py)
+    amp = amp_for(getattr(args, "precision", "fp32"), next(model.parameters()).device)  # utils/precision.py
     opt = torch.optim.SGD(model.parameters(), args.lr, momentum=args.momentum, weight_decay=args.weight_decay)
     sched = torch.optim.lr_scheduler.MultiStepLR(opt, milestones=milestones(args.epochs), gamma=0.2)
     aug = DiffAug(args.dsa_strategy, batch=False) if args.dsa else None

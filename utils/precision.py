@@ -34,6 +34,13 @@ def check_precision(precision, device):
         raise UserError("--precision bf16: this GPU has no bfloat16 support; use fp32 (or tf32)")
 
 
+def amp_for(precision, device):
+    """``check_precision``, then the context factory of the network passes (``amp()`` → ``autocast``), as the
+    training loops take it (``utils.train.train_one_epoch(amp=…)``)."""
+    check_precision(precision, device)
+    return lambda: autocast(precision, device)
+
+
 def autocast(precision, device):
     """The context of a forward pass under ``precision``: ``torch.autocast`` to bfloat16 for ``bf16``,
     nothing otherwise."""

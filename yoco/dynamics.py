@@ -26,7 +26,7 @@ from utils.augment import DiffAug, Normalize, imagenet_train_transform
 from utils.config import pack_rng, rng_state, set_rng_state, unpack_rng
 from utils.errors import UserError
 from utils.files import atomic_save, load_torch, nonfinite
-from utils.precision import autocast, check_precision
+from utils.precision import amp_for
 from utils.train import train_one_epoch
 from yoco.arguments import DSA_STRATEGY, reproduce_seed
 from yoco.dynamics_io import save_compact, save_reference_pickle
@@ -130,9 +130,7 @@ class DynamicsTrainer:
         T = len(self.loader) * args.epochs  # spec yoco §2.4: milestones in iterations
         self.sched = torch.optim.lr_scheduler.MultiStepLR(self.opt, milestones=[2 * T // 3, 5 * T // 6], gamma=0.2)
         self.aug = DiffAug(args.dsa_strategy, batch=False) if args.dsa else None
-        precision = getattr(args, "precision", "fp32")  # utils/precision.py
-        check_precision(precision, device)
-        self.amp = lambda: autocast(precision, device)
+        self.amp = amp_for(getattr(args, "precision", "fp32"), device)  # utils/precision.py
 
     def epoch(self, e, log):
         """One epoch; appends one record per iteration to ``log``. Returns (train top-1, loss)."""
