@@ -312,3 +312,13 @@ def test_dynamics_bad_input(tmp_path, capsys, monkeypatch):
             cli(main, get_args_parser, argv + ["--device", "cpu", "--data-dir", str(tmp_path)])
         err = capsys.readouterr().err.strip()
         assert e.value.code == 2 and err.startswith("error: ") and needle in err, err
+
+
+def test_dynamics_under_bf16(fake_root, tmp_path):
+    """--precision bf16 (utils/precision.py): the dynamics log keeps its layout and float32 log-probabilities."""
+    data = tmp_path / "idc" / "data.pt"
+    save_condensed(str(data), *condensed(seed=2))
+    base = tmp_path / "dyn"
+    run_script("get_training_dynamics.py", "-d", "cifar10", "--condense_key", "idc", "--custom-data-dir", data.parent,
+               "--base-dir", base, *FAST, "--epochs", 2, "--data-dir", fake_root, "--precision", "bf16")
+    check_td_layout(base / f"ipc{IPC_F}" / f"td-ipc{IPC_F}.pickle", C * IPC_F * 4, C, 2)
