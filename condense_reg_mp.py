@@ -17,7 +17,7 @@ rank r condenses phases r, r+W, … one after the other, each exactly the ``--ph
 merges the finished partitions into ``<base>_{k}_merged/data.pt`` + ``manifest.json``
 (``data/partitions.py``; ``--merge`` does only that, for parts made by separate jobs).
 ``--global_mls True``: the partitions step together (one per rank) and make one global MLS decision;
-``--exact True``: the sharded run equals ``condense_reg.py --exact True`` (README: "Running on many GPUs").
+``--exact True``: the sharded run equals ``condense_reg.py --exact True`` (docs/parallel.md).
 
 Differences from the reference mp script: the real class batches use ``--batch_real`` (the reference
 hard-coded 64, spec §14 item 17), resume and DREAM work as in condense_reg.py, ImageNet loads the

@@ -58,7 +58,7 @@ def get_args_parser():
     a("--beta", type=float, default=1.0, help="CutMix Beta(β, β) parameter")
     a("--run_tag", default="", help=hide)  # unused by the reference's dynamics script
     a("--precision", default="fp32", choices=["fp32", "tf32", "bf16"],
-      help="arithmetic of the network passes: fp32 (faithful), tf32 (CUDA), bf16 autocast (README: Benchmarks)")
+      help="arithmetic of the network passes: fp32 (faithful), tf32 (CUDA), bf16 autocast (docs/speed.md)")
     a("--seed", type=int, default=None,
       help="global seed (default: k for --reproduce_exp reproduce_k, else 0; the reference is unseeded); -1 = unseeded")
     a = p.add_argument_group("output and resume").add_argument

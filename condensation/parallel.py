@@ -1,5 +1,5 @@
 """Class-partitioned condensation over ``torchrun`` ranks (MDC Appendix B.6, spec mdc §10), and the pieces
-of the exact mode (README: "Running on many GPUs").
+of the exact mode (docs/parallel.md).
 
 ``torchrun --nproc_per_node G condense_reg_mp.py ... --nclass_sub k`` runs the nclass/k partitions over the
 world: rank r condenses phases r, r+W, r+2W, … one after the other, each exactly the single-process
@@ -164,7 +164,7 @@ def coast(opt, steps, closed=False):
     each, which rounds exactly as the single-process optimiser does (bit for bit on the CPU).
     ``closed=True`` (``--coast closed``): ``b ← μ^m·b``, ``x ← x − η·b·μ(1−μ^m)/(1−μ)`` in two operations
     whatever m is. It differs from the replay by float32 rounding only (about 1e-7 relative per call), but
-    gradient matching amplifies such differences over iterations (README: "Running on many GPUs" gives the
+    gradient matching amplifies such differences over iterations (docs/parallel.md gives the
     measured distance), so the replay is what makes the exact mode exact."""
     if steps <= 0:
         return

@@ -12,7 +12,7 @@
 #                 10 000 test images, --repeat 1.
 # Usage: bash scripts/main_job.sh [OUT_DIR]        (default raid/main_job; DRY_RUN=1 prints the commands)
 #        DEVICE=auto|cpu|cuda (default auto), EPOCHS=<evaluation epochs> (default 60), BUDGET=cpu|smoke|paper,
-#        PRECISION=fp32|tf32|bf16 (default fp32: the faithful arithmetic; README: Benchmarks)
+#        PRECISION=fp32|tf32|bf16 (default fp32: the faithful arithmetic; docs/benchmarks.md)
 set -euo pipefail
 BUDGET=${BUDGET:-cpu}
 source "$(dirname "$0")/lib.sh"

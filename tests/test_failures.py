@@ -1,4 +1,4 @@
-"""Failure behaviour, through the real command lines (README "Failure behaviour").
+"""Failure behaviour, through the real command lines (docs/failures.md).
 
 Bad input: every case below exits with status 2 and one ``error:`` line naming the problem, prints no
 traceback and leaves every file of the working folder as it was (nothing new, nothing changed).

@@ -82,7 +82,7 @@ def set_seed(seed, deterministic=False):
 
 
 def set_determinism(deterministic):
-    """The kernel settings of a run, set explicitly (README: "Determinism and precision").
+    """The kernel settings of a run, set explicitly (docs/determinism.md).
 
     ``deterministic=False`` (default, as the reference): cuDNN autotuning on CUDA, TF32 for cuDNN
     convolutions and fp32 for matrix products -- the defaults of the PyTorch the reference ran on, so the

@@ -38,8 +38,8 @@ GROUPS = {
     "condense": "condensation (IDC gradient matching, multi-formation)",
     "mdc": "MDC: the adaptive subset loss",
     "yoco": "YOCO: pruning the condensed set to IPC_T (--slct_ipc)",
-    "parallel": "parallel condensation: class partitions over torchrun ranks (README: Running on many GPUs)",
-    "speed": "speed: arithmetic and batching (README: Benchmarks)",
+    "parallel": "parallel condensation: class partitions over torchrun ranks (docs/parallel.md)",
+    "speed": "speed: arithmetic and batching (docs/speed.md)",
     "output": "run and output",
 }
 
@@ -204,7 +204,7 @@ def add_reference_args(parser, kind=T):
       help="freeze finished smaller subsets while a larger MLS trains (MDC; False: MDC Table 3 ablation)")
     a("mdc", COND, "--mls_metric", default="feature", type=str, choices=["feature", "gradient", "accuracy"],
       help="the per-subset measure the MLS is chosen from (MDC Table 5): feature distance (MDC), "
-           "gradient-matching distance, or nearest-class-mean accuracy on a fixed real batch (README)")
+           "gradient-matching distance, or nearest-class-mean accuracy on a fixed real batch (docs/condensing.md)")
     # parallel condensation (ours; spec mdc §10 runs one partition per process by hand)
     a("parallel", COND, "--exact", default=False, type=str2bool,
       help={C: "one random stream per class (real batches, augmentations, noise init), so that a torchrun run of "

@@ -7,7 +7,7 @@ condensation, evaluation and YOCO's training dynamics.
 * ``tf32`` (CUDA only): TF32 for matrix products and convolutions (``allow_tf32`` on both back-ends).
 * ``bf16``: autocast to bfloat16 (``torch.autocast``) around the forward passes and the losses built from
   them; parameters, images, optimiser states and the matching-loss reductions stay float32. Fast on CPUs
-  with AVX512-BF16 / AMX and on GPUs with bfloat16 tensor cores; it changes the numbers (README: Benchmarks
+  with AVX512-BF16 / AMX and on GPUs with bfloat16 tensor cores; it changes the numbers (docs/benchmarks.md
   gives the speed and the accuracy effect measured on this project's machines).
 """
 import contextlib
