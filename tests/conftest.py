@@ -47,3 +47,52 @@ def run_script(script, *args, cwd=None, env=None, check=True, timeout=600):
     if check and p.returncode != 0:
         raise AssertionError(f"{script} failed ({p.returncode}):\n{p.stdout[-3000:]}\n{p.stderr[-3000:]}")
     return p
+
+
+def run_cli(script, *args, cwd=None, check=True):
+    """Run a top-level script's command line in this process, as ``cli()`` runs it from the shell.
+
+    The fast tier's way to test one-line errors: the real parser, checks and ``main`` without the cost of
+    a new interpreter (importing torch). Returns an object with ``returncode``, ``stdout`` and ``stderr``
+    like ``subprocess.run``; an exception other than the ones ``cli()`` turns into a message propagates
+    (that would be a traceback on the shell). The working folder, the environment, torch's global switches
+    and every RNG state are restored afterwards, so the run leaves nothing behind in the test process."""
+    import contextlib
+    import importlib
+    import io
+    import random
+    import types
+
+    import numpy as np
+    import torch
+
+    from utils.arguments import cli
+
+    mod = importlib.import_module(os.path.splitext(script)[0])
+    out, err, code = io.StringIO(), io.StringIO(), 0
+    saved = (os.getcwd(), dict(os.environ), torch.are_deterministic_algorithms_enabled(), torch.get_num_threads(),
+             torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic, random.getstate(),
+             np.random.get_state(), torch.get_rng_state())
+    os.environ["TQDM_DISABLE"] = "1"
+    try:
+        if cwd is not None:
+            os.chdir(cwd)
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                cli(mod.main, mod.get_args_parser, [str(a) for a in args])
+            except SystemExit as e:
+                code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+    finally:
+        os.chdir(saved[0])
+        os.environ.clear()
+        os.environ.update(saved[1])
+        torch.use_deterministic_algorithms(saved[2])
+        torch.set_num_threads(saved[3])
+        torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic = saved[4], saved[5]
+        random.setstate(saved[6])
+        np.random.set_state(saved[7])
+        torch.set_rng_state(saved[8])
+    p = types.SimpleNamespace(returncode=code, stdout=out.getvalue(), stderr=err.getvalue())
+    if check and code != 0:
+        raise AssertionError(f"{script} failed ({code}):\n{p.stdout[-3000:]}\n{p.stderr[-3000:]}")
+    return p

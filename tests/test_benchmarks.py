@@ -4,7 +4,11 @@ import json
 import os
 import subprocess
 
+import pytest
+
 from conftest import ROOT, run_script, script_env
+
+pytestmark = pytest.mark.slow  # end-to-end runs of the scripts
 
 
 def test_gpu_suite_dry_run_checks_every_command():

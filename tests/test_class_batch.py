@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import run_script
+from conftest import run_cli, run_script
 from fakedata import make_cifar
 from test_condense import args_of
 
@@ -158,6 +158,7 @@ def mls_trajectory(folder):
         return [(r["it"], r["mls"]) for r in map(json.loads, f) if r["type"] == "mls"]
 
 
+@pytest.mark.slow
 def test_class_batch_run_follows_the_sequential_run(root, tmp_path):
     """condense_reg.py --class_batch True, MDC with the MLS moving (period 1): the same MLS choices as the
     sequential run and images equal up to the float rounding that the matching amplifies."""
@@ -175,7 +176,8 @@ def test_class_batch_run_follows_the_sequential_run(root, tmp_path):
 def test_class_batch_refuses_what_it_cannot_batch(root, tmp_path):
     for flags, text in ((("--norm_type", "batch"), "BatchNorm"), (("--exact", "True"), "--exact"),
                         (("--match", "feat", "--adaptive_reg", "False"), "--match grad")):
-        p = condense(root, tmp_path / "bad", "--class_batch", "True", *flags, check=False)
+        p = run_cli("condense_reg.py", "-d", "cifar10", "--data_dir", root, *FLAGS, "--save_dir", tmp_path / "bad",
+                    "--class_batch", "True", *flags, check=False)
         assert p.returncode == 2 and text in p.stderr and "Traceback" not in p.stderr, p.stderr
         assert not (tmp_path / "bad").exists()
     model = create_model("convnet", nclass=3, depth=2, width=0.25, norm_type="instance")
@@ -196,6 +198,7 @@ def test_precision_checks_and_autocast():
         assert model(x).dtype == torch.float32
 
 
+@pytest.mark.slow
 def test_bf16_condensation_and_evaluation_run(root, tmp_path):
     """--precision bf16 through condense_reg.py (folder marker, args.yaml) and test.py (the record says it);
     tf32 on the CPU is a one-line error."""

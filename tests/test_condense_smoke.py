@@ -7,7 +7,7 @@ import os
 import pytest
 import torch
 
-from conftest import run_script
+from conftest import run_cli, run_script
 from fakedata import make_cifar
 
 
@@ -33,6 +33,7 @@ def load(path):
     return torch.load(path, weights_only=True)
 
 
+@pytest.mark.slow
 def test_mdc_f2_then_test_py(root, tmp_path):
     out = tmp_path / "mdc"
     run_script("condense_reg.py", *common(root), "--ipc", "3", "-f", "2", "--adaptive_reg", "True",
@@ -57,6 +58,7 @@ def test_mdc_f2_then_test_py(root, tmp_path):
     assert rec["n_train"] == 10 * 2 * 4 and rec["source"] == str(out)
 
 
+@pytest.mark.slow
 def test_mdc_f1_and_noreg_default_folder(root, tmp_path):
     # f = 1 with MDC (the reference's freeze crashed here, spec §14 item 2)
     out = tmp_path / "f1"
@@ -71,6 +73,7 @@ def test_mdc_f1_and_noreg_default_folder(root, tmp_path):
     assert (folder / "data_2.pt").exists() and not list(folder.glob("regularizer_*"))
 
 
+@pytest.mark.slow
 def test_dream_mdc(root, tmp_path):
     out = tmp_path / "dream"
     run_script("condense_reg.py", *common(root), "-s", "dream", "--interval", "2", "--ipc", "2", "-f", "2",
@@ -80,6 +83,7 @@ def test_dream_mdc(root, tmp_path):
     assert x.shape == (20, 3, 32, 32) and torch.isfinite(x).all()
 
 
+@pytest.mark.slow
 def test_condense_py_idc_folder_then_test_py(root, tmp_path):
     run_script("condense.py", *common(root), "--ipc", "2", "-f", "2", "--stop_after", "1", "--eval_during", "False",
                cwd=tmp_path)
@@ -94,6 +98,7 @@ def test_condense_py_idc_folder_then_test_py(root, tmp_path):
     assert p.returncode == 2 and "condense_reg.py" in p.stderr
 
 
+@pytest.mark.slow
 def test_mp_partition(root, tmp_path):
     run_script("condense_reg_mp.py", *common(root), "--ipc", "2", "-f", "2", "--adaptive_reg", "True",
                "--adaptive_period", "1", "--nclass_sub", "5", "--phase", "1", "--stop_after", "1", "--early", "1",
@@ -104,6 +109,7 @@ def test_mp_partition(root, tmp_path):
     assert x.shape == (10, 3, 32, 32) and y.tolist() == [5, 5, 6, 6, 7, 7, 8, 8, 9, 9]
 
 
+@pytest.mark.slow
 def test_resume_is_bit_identical(root, tmp_path):
     flags = [*common(root), "--ipc", "3", "-f", "2", "--adaptive_reg", "True", "--adaptive_period", "2",
              "--fix_iter", "3", "--deterministic", "True", "--eval_during", "False"]
@@ -123,7 +129,7 @@ def test_resume_is_bit_identical(root, tmp_path):
 
 
 def test_bad_input_messages(root, tmp_path):
-    p = run_script("condense_reg.py", *common(root), "--ipc", "1", "--adaptive_reg", "True", check=False)
+    p = run_cli("condense_reg.py", *common(root), "--ipc", "1", "--adaptive_reg", "True", check=False)
     assert p.returncode == 2 and p.stderr.startswith("error:") and "ipc >= 2" in p.stderr
-    p = run_script("condense_reg.py", *common(root), "--ipc", "2", "--lr_img", "nan", check=False)
+    p = run_cli("condense_reg.py", *common(root), "--ipc", "2", "--lr_img", "nan", check=False)
     assert p.returncode == 2 and "lr_img" in p.stderr

@@ -89,6 +89,7 @@ def condenser(args, device, save_dir, monkeypatch):
                           diffaug=runner.diffaug, model_fn=runner.make_model_fn(args, device))
 
 
+@pytest.mark.slow
 def test_inner_step_waits_for_the_host_at_most_twice(big_root, tmp_path, monkeypatch):
     args = cond_args(big_root)
     cond = condenser(args, META, tmp_path / "run", monkeypatch)
@@ -102,6 +103,7 @@ def test_inner_step_waits_for_the_host_at_most_twice(big_root, tmp_path, monkeyp
     assert waits.counts["__bool__"] == args.inner_loop  # the finiteness of each network update, read once
 
 
+@pytest.mark.slow
 @pytest.mark.filterwarnings("ignore:for .*copying from a non-meta parameter")  # meta holds no values
 def test_checkpoint_of_a_cpu_run_resumes_on_another_device(big_root, tmp_path, monkeypatch):
     run = tmp_path / "run"

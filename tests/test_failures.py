@@ -19,7 +19,7 @@ import time
 import pytest
 import torch
 
-from conftest import ROOT, run_script
+from conftest import ROOT, run_cli, run_script
 from fakedata import make_cifar, make_mnist_like
 
 FAST = ["--device", "cpu"]
@@ -78,14 +78,14 @@ def _build_world(w):
         pickle.dump({"el2n": torch.rand(80).numpy()}, f)
     truncate("scores.pickle", "scores_cut.pickle")
     # real training dynamics (2 epochs) and their files cut in half
-    run_script("get_training_dynamics.py", "-d", "cifar10", "--custom-data-dir", "cond", "--base-dir", "dyn",
-               "--epochs", "2", "--data-dir", "data", *FAST, cwd=w)
+    run_cli("get_training_dynamics.py", "-d", "cifar10", "--custom-data-dir", "cond", "--base-dir", "dyn",
+            "--epochs", "2", "--data-dir", "data", *FAST, cwd=w)
     shutil.copy("dyn/ipc2/td-ipc2.pickle", "td.pickle")
     truncate("td.pickle", "td_cut.pickle")
     shutil.copy("dyn/ipc2/ckpt-last.pt", "ckpt.pt")
     truncate("ckpt.pt", "ckpt_cut.pt")
     # a real condensation run stopped after one iteration, and damaged copies of it
-    run_script("condense_reg.py", *CONDENSE, "--stop_after", "1", "--save_dir", "run", cwd=w)
+    run_cli("condense_reg.py", *CONDENSE, "--stop_after", "1", "--save_dir", "run", cwd=w)
     shutil.copytree("run", "run_cut")
     truncate("run/checkpoint.pt", "run_cut/checkpoint.pt")
     shutil.copytree("run", "run_nan")
@@ -108,9 +108,9 @@ def snapshot(root):
     return out
 
 
-def refused(world, script, args, needle, status=2):
+def refused(world, script, args, needle, status=2, runner=run_cli):
     before = snapshot(world)
-    p = run_script(script, *args, cwd=world, check=False)
+    p = runner(script, *args, cwd=world, check=False)
     lines = [ln for ln in p.stderr.splitlines() if ln.strip()]
     assert p.returncode == status, (p.returncode, p.stderr[-2000:])
     assert "Traceback" not in p.stderr + p.stdout, p.stderr
@@ -172,6 +172,15 @@ def test_bad_input_is_refused_before_any_work(world, script, args, needle):
     refused(world, script, args, needle)
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("script,args,needle", [next(c for c in CASES if c[0] == s) for s in dict.fromkeys(
+    c[0] for c in CASES)], ids=lambda v: v if isinstance(v, str) and v.endswith(".py") else "")
+def test_bad_input_through_the_shell(world, script, args, needle):
+    """The same refusals through a new interpreter (one case per script): exit status 2 and one line on the
+    real stderr, no traceback (the fast tier runs every case in process)."""
+    refused(world, script, args, needle, runner=run_script)
+
+
 # ---- crashes --------------------------------------------------------------------------------------
 
 RANDOM_EVAL = ["-d", "fashion", "-s", "random", "--ipc", "10", "-f", "1", "--data_dir", "data", "--epochs", "8",
@@ -183,6 +192,7 @@ def records(path):
         return json.load(f)
 
 
+@pytest.mark.slow
 def test_kill_9_during_repeats_resumes_to_the_uninterrupted_record(world):
     """``test.py --repeat 3`` killed with SIGKILL after its first repeat, then re-run: the same three
     networks (bit for bit on CPU, --deterministic True) and a wall time that counts both invocations."""
@@ -220,6 +230,7 @@ def test_kill_9_during_repeats_resumes_to_the_uninterrupted_record(world):
     assert cut[0]["wall_seconds"] >= train_seconds and cut[0]["wall_seconds"] > seconds_before
 
 
+@pytest.mark.slow
 def test_record_is_not_appended_twice(world):
     """A kill after the record was appended but before the partial file was removed: the re-run finds
     every repeat done and the record already there, and leaves the results file as it is."""
@@ -244,6 +255,7 @@ def _dead_pid():
     return p.pid
 
 
+@pytest.mark.slow
 def test_stale_temp_files_are_cleaned_on_start(world, tmp_path):
     """Temp files of killed writers go; those of live jobs (this test process) and of another host stay."""
     from utils.files import clean_stale_temps
@@ -279,6 +291,7 @@ os.fdopen = _fdopen
 
 
 @pytest.mark.skipif(not os.path.exists("/dev/full") or not os.path.isdir("/proc/self/fd"), reason="needs Linux")
+@pytest.mark.slow
 def test_disk_full_keeps_the_previous_files(world, tmp_path):
     """Every atomic write fails with ENOSPC (``/dev/full``): a one-line error that says the disk is full,
     the run's earlier files untouched, no temp file left."""

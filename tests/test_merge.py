@@ -242,6 +242,7 @@ def test_merge_command_line(tmp_path):
 # test.py -s idc_cat on the same partitions
 
 
+@pytest.mark.slow
 def test_test_py_idc_cat_equals_merged(fake_root, tmp_path):
     base = str(tmp_path / "run")
     make_parts(base, 10, 5, its=(300, 500))
@@ -257,6 +258,7 @@ def test_test_py_idc_cat_equals_merged(fake_root, tmp_path):
     assert torch.equal(cx, mx) and torch.equal(cy, my)
 
 
+@pytest.mark.slow
 def test_test_py_refuses_interrupted_partition(fake_root, tmp_path):
     base = str(tmp_path / "run")
     make_part(base, 5, 0, its=(300, 500))

@@ -30,6 +30,7 @@ def records(folder, kind):
         return [r for r in map(json.loads, f) if r["type"] == kind]
 
 
+@pytest.mark.slow
 def test_the_measure_does_not_change_the_run(root, tmp_path):
     """Only the first window (MLS 1 whatever the measure) before the stop: the three measures must give
     bit-identical images, i.e. measuring touches neither the RNG, the network nor the images."""
@@ -48,6 +49,7 @@ def test_the_measure_does_not_change_the_run(root, tmp_path):
     assert (tmp_path / "gradient").exists() and "mls_metric: gradient" in (tmp_path / "gradient" / "args.yaml").read_text()
 
 
+@pytest.mark.slow
 def test_select_rules_in_the_loop(root, tmp_path):
     for select, freeze in (("change", "True"), ("distance", "False"), ("random", "False")):
         out = tmp_path / f"{select}_{freeze}"
@@ -69,6 +71,7 @@ def test_select_rules_in_the_loop(root, tmp_path):
     assert p.returncode == 2 and "--adaptive_reg True" in p.stderr and not (tmp_path / "bad").exists()
 
 
+@pytest.mark.slow
 def test_default_folder_names_the_switches(root, tmp_path):
     run_script("condense_reg.py", "-d", "cifar10", "--data_dir", root, "--device", "cpu", "--width", "0.125",
                "--niter", "1", "--inner_loop", "5", "--n_data", "16", "--batch_real", "8", "--ipc", "2", "-f", "2",

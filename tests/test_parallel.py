@@ -75,6 +75,7 @@ def world_run(c10):
     return c10, p
 
 
+@pytest.mark.slow
 def test_two_ranks_give_the_files_of_each_phase_alone(world_run):
     root, p = world_run
     assert "rank 0 of 2: phases [0, 2, 4]" in p.stdout and "rank 1 of 2: phases [1, 3]" in p.stdout
@@ -121,6 +122,7 @@ def _rank_pid(agent, rank):
     return None
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not os.path.isdir("/proc/self/task"), reason="finds the rank's process in /proc (Linux)")
 def test_a_killed_rank_and_a_relaunch_finish_as_the_uninterrupted_job(world_run):
     root, _ = world_run
@@ -146,6 +148,7 @@ def test_a_killed_rank_and_a_relaunch_finish_as_the_uninterrupted_job(world_run)
                        torch.load(root / "runs/k_2_merged/data.pt", weights_only=True)[0])
 
 
+@pytest.mark.slow
 def test_a_failing_rank_names_its_rank_and_phase(c10):
     """Rank 1's partition cannot start (its folder is a file): the job fails, naming rank and phase."""
     (c10 / "runs").mkdir(exist_ok=True)
@@ -157,6 +160,7 @@ def test_a_failing_rank_names_its_rank_and_phase(c10):
            "folder" in p.stderr
 
 
+@pytest.mark.slow
 def test_exact_mode_equals_the_single_process_run_on_fashion(tmp_path):
     """--exact True on 2 ranks (2 partitions of 5 classes) against condense_reg.py --exact True: the same
     images (bit for bit here; the bound is 1e-5) and the same MLS trajectory."""
@@ -177,6 +181,7 @@ def test_exact_mode_equals_the_single_process_run_on_fashion(tmp_path):
     assert len({r["mls"] for r in mls_single}) > 1, "the MLS never moved: the check would be weak"
 
 
+@pytest.mark.slow
 def test_global_mls_makes_one_decision_for_all_partitions(c10):
     """--global_mls True (not exact): both partitions log the same d̄ and MLS at every window, and the
     first window's d̄ is the mean of what each partition measures alone (2 dp)."""
@@ -190,6 +195,7 @@ def test_global_mls_makes_one_decision_for_all_partitions(c10):
     assert g0[0]["dbar"] == pytest.approx([(x + y) / 2 for x, y in zip(p0, p1)], abs=0.0101)
 
 
+@pytest.mark.slow
 def test_sync_modes_need_one_partition_per_rank_and_torchrun(c10):
     p = torchrun(2, *C10, "--data_dir", c10 / "data", "--exact", "True", cwd=c10, check=False)
     assert p.returncode != 0 and "--exact True steps all 5 partitions together, one per rank, but the job has 2 " \

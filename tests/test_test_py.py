@@ -6,7 +6,7 @@ import os
 import pytest
 import torch
 
-from conftest import run_script
+from conftest import run_cli, run_script
 from data.condensed import save_condensed
 
 
@@ -23,6 +23,7 @@ def records(path):
 COMMON = ["--epochs", "2", "--device", "cpu", "--batch_size", "32"]
 
 
+@pytest.mark.slow
 def test_random_baseline_fashion(fake_root, tmp_path):
     out, sub = tmp_path / "r.json", tmp_path / "sub.pt"
     run_script("test.py", "-d", "fashion", "-s", "random", "--ipc", "3", "-f", "1", "--data_dir", fake_root,
@@ -35,6 +36,7 @@ def test_random_baseline_fashion(fake_root, tmp_path):
     assert x.shape == (30, 1, 28, 28) and y.tolist() == sum([[c] * 3 for c in range(10)], [])
 
 
+@pytest.mark.slow
 def test_other_and_cx_cy_decode(fake_root, tmp_path):
     run = tmp_path / "run"
     x, y = mosaics(10, 2)
@@ -56,6 +58,7 @@ def test_other_and_cx_cy_decode(fake_root, tmp_path):
     assert rec["test_type"] == "cx_cy" and rec["n_train"] == 40
 
 
+@pytest.mark.slow
 def test_baseline_b_and_idc_cat(fake_root, tmp_path):
     base = tmp_path / "ipc1"
     for k in range(3):
@@ -75,6 +78,7 @@ def test_baseline_b_and_idc_cat(fake_root, tmp_path):
     assert torch.load(sub, weights_only=True)[0].shape == (20, 3, 32, 32)
 
 
+@pytest.mark.slow
 def test_eval_net_and_imagenet(fake_root, tmp_path):
     out = tmp_path / "r.json"
     run_script("test.py", "-d", "svhn", "-s", "random", "--ipc", "1", "--eval_net", "resnet10_bn,convnet",
@@ -108,13 +112,14 @@ def test_bad_input_one_line_error(fake_root, tmp_path, extra, needle):
     args = [a.format(**paths) for a in extra]
     if "--data_dir" not in args:
         args += ["--data_dir", fake_root]
-    p = run_script("test.py", *args, *COMMON, "--results_file", tmp_path / "r.json", check=False)
+    p = run_cli("test.py", *args, *COMMON, "--results_file", tmp_path / "r.json", check=False)
     assert p.returncode == 2, p.stderr
     lines = [ln for ln in p.stderr.strip().splitlines() if ln.strip()]
     assert len(lines) == 1 and lines[0].startswith("error: ") and needle in lines[0], p.stderr
     assert not os.path.exists(tmp_path / "r.json")  # no output written on bad input
 
 
+@pytest.mark.slow
 def test_interrupted_repeats_resume(fake_root, tmp_path):
     """A re-run of the same command keeps the repeats an interrupted invocation finished."""
     out = tmp_path / "r.json"
@@ -202,12 +207,13 @@ def _dsa_file(path, nclass=10, ipc=2, n_exp=5):
 
 def test_dc_dsa_read_experiment_3_and_a_short_file_is_an_error(fake_root, tmp_path):
     _dsa_file(str(tmp_path / "short.pt"), n_exp=3)
-    p = run_script("test.py", "-d", "cifar10", "-s", "dsa", "--ipc", "2", "--test_data_dir", tmp_path / "short.pt",
-                   "--data_dir", fake_root, "--results_file", tmp_path / "r.json", *COMMON, check=False)
+    p = run_cli("test.py", "-d", "cifar10", "-s", "dsa", "--ipc", "2", "--test_data_dir", tmp_path / "short.pt",
+                "--data_dir", fake_root, "--results_file", tmp_path / "r.json", *COMMON, check=False)
     assert p.returncode == 2 and "holds 3 experiment(s)" in p.stderr and "experiment 3" in p.stderr
     assert not (tmp_path / "r.json").exists()
 
 
+@pytest.mark.slow
 def test_source_hook_dsa_recorded(fake_root, tmp_path):
     """-s dsa on CIFAR: factor 1 and no CutMix (a DSA set is not decoded), recorded with the evaluation."""
     _dsa_file(str(tmp_path / "dsa" / "res.pt"))

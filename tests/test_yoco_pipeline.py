@@ -61,6 +61,7 @@ def last_record(path):
         return json.load(f)[-1]
 
 
+@pytest.mark.slow
 def test_pipeline_idc_default_paths(fake_root, tmp_path):
     """idc, f = 2, every path by default (spec yoco §1.1, §2.2, §4), relative to the working folder."""
     folder = tmp_path / "raid" / "condensed_img" / "idc" / "cifar10" / IDC_TAG_CIFAR.format(ipc=IPC_F)
@@ -105,6 +106,7 @@ def test_dsa_format_loads_at_factor_1(tmp_path):
     assert args.base_dir == os.path.join("raid", "reproduce_3", "dynamics_and_scores", "dsa", "cifar10")
 
 
+@pytest.mark.slow
 def test_pipeline_single_formation(fake_root, tmp_path, key="kip"):
     """f = 1 key in its own file format (KIP: NHWC + one-hot); compact log only; explicit folders."""
     x, y = condensed(seed=1)
@@ -194,6 +196,7 @@ def test_resume_is_exact(fake_root, tmp_path):
 # reference-layout files written with plain pickle
 
 
+@pytest.mark.slow
 def test_reference_files_round_trip(fake_root, tmp_path):
     """A reference dynamics pickle + ckpt are scored by our generator; a reference score pickle drives
     test.py's selection (spec yoco §2.7, §3.3, §5.3)."""
@@ -292,6 +295,7 @@ def test_bad_input(bad_setup, fake_root, capsys, extra, needle):
     assert not (bad_setup / "r.json").exists()
 
 
+@pytest.mark.slow
 def test_bad_input_subprocess(bad_setup, fake_root):
     p = run_script("test.py", "-d", "cifar10", "--ipc", 2, "--slct_ipc", 1, "--test_data_dir", bad_setup / "set",
                    "--score_file", bad_setup / "short.pickle", "--data_dir", fake_root, *FAST, check=False)
@@ -314,6 +318,7 @@ def test_dynamics_bad_input(tmp_path, capsys, monkeypatch):
         assert e.value.code == 2 and err.startswith("error: ") and needle in err, err
 
 
+@pytest.mark.slow
 def test_dynamics_under_bf16(fake_root, tmp_path):
     """--precision bf16 (utils/precision.py): the dynamics log keeps its layout and float32 log-probabilities."""
     data = tmp_path / "idc" / "data.pt"
