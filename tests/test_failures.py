@@ -173,8 +173,8 @@ def test_bad_input_is_refused_before_any_work(world, script, args, needle):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("script,args,needle", [next(c for c in CASES if c[0] == s) for s in dict.fromkeys(
-    c[0] for c in CASES)], ids=lambda v: v if isinstance(v, str) and v.endswith(".py") else "")
+@pytest.mark.parametrize("script,args,needle", list({c[0]: c for c in reversed(CASES)}.values()),  # first per script
+                         ids=lambda v: v if isinstance(v, str) and v.endswith(".py") else "")
 def test_bad_input_through_the_shell(world, script, args, needle):
     """The same refusals through a new interpreter (one case per script): exit status 2 and one line on the
     real stderr, no traceback (the fast tier runs every case in process)."""
