@@ -74,7 +74,7 @@ def merge(args, log=print):
     from data.partitions import merge_parts
 
     return merge_parts(partition_base(args), args.nclass_sub, args.nclass, niter=final_iteration(args),
-                       allow_mismatch=args.allow_mismatch, log=log)
+                       allow_mismatch=args.allow_mismatch, log=log, out_flag="--save_dir")
 
 
 def run_world(args, world):

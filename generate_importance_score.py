@@ -20,6 +20,7 @@ import time
 from utils.arguments import cli
 from utils.errors import UserError
 from utils.options import compat_group, described_parser
+from utils.ranges import ranged
 from yoco.arguments import add_condensed_set_args
 
 
@@ -33,20 +34,23 @@ EXAMPLES = """examples:
 def get_args_parser():
     p = described_parser("YOCO step 3: importance scores of every decoded image (LBPE, EL2N, forgetting, AUM, entropy, "
                     "SSP k-means) from the training dynamics", EXAMPLES)
-    a = p.add_argument_group("scores and files").add_argument
+    a = ranged(p.add_argument_group("scores and files").add_argument)
     hide = argparse.SUPPRESS
-    a("--batch-size", "--batch_size", dest="batch_size", type=int, default=256, help="batch of the clean passes")
+    a("--batch-size", "--batch_size", dest="batch_size", type=int, valid=">= 1", default=256,
+      help="batch of the clean passes")
     a("--score_file", default="", help=hide)  # unused by the reference; see --custom-out-name
     a("--data-dir", "--data_dir", dest="data_dir", default="datasets", help=hide)  # test set: unused
     a("--imagenet-dir", "--imagenet_dir", dest="imagenet_dir", default="datasets/imagenet", help=hide)
-    a("--custom-out-name", dest="out", default=None, help="output file (default {dir}/data-score-ipc{IPC}-ep{E}.pickle)")
+    a("--custom-out-name", dest="out", default=None,
+      help="output file (default {dir}/data-score-ipc{IPC}-ep{E}.pickle)")
     a("--td-file", dest="td_file", default=None,
       help="dynamics log or stats file (default {dir}/td-ipc{IPC}.pickle, .pt or -stats.pt)")
     a("--ckpt", default=None, help="model checkpoint (default {dir}/ckpt-last.pt)")
-    a("--stop_epoch", type=int, default=None, help="LBPE epochs are chosen in [0, E) (default per condense key)")
+    a("--stop_epoch", type=int, valid=">= 1", default=None,
+      help="LBPE epochs are chosen in [0, E) (default per condense key)")
     a("--topk", type=str, default=None, help="comma list of K for LBPE_top{K} (default 10 idc/dream, 3 others)")
     a("--use-loss", dest="use_loss", action="store_true", help="also loss_LBPE_top{K}: epochs of smallest loss")
-    a("--seed", type=int, default=0, help="k-means seed (the reference is unseeded)")
+    a("--seed", type=int, valid=">= 0", default=0, help="k-means seed (the reference is unseeded)")
     return compat_group(add_condensed_set_args(p))
 
 
@@ -65,7 +69,7 @@ def main(args):
     import torch
 
     from utils.config import resolve_device, set_seed
-    from utils.files import check_output_file
+    from utils.files import check_apart, check_output_file
     from yoco.dynamics import clean_pass, data_settings, load_condensed_set, load_dynamics_model, resolve_paths
     from yoco.dynamics_stats import load_score_input
     from yoco.pruning import default_stop_epoch, default_topk, find_td_file, score_name
@@ -79,16 +83,18 @@ def main(args):
     resolve_paths(args)
     device = resolve_device(args.device)
     set_seed(args.seed)
+    topk = parse_topk(args.topk) if args.topk is not None else [default_topk(args.condense_key)]  # before any work
     x, y = load_condensed_set(args)
     folder = os.path.join(args.base_dir, args.task_name or f"ipc{args.ipc}")
     stop = args.stop_epoch if args.stop_epoch is not None else default_stop_epoch(args.condense_key, args.dataset)
-    topk = parse_topk(args.topk) if args.topk is not None else [default_topk(args.condense_key)]
     td = args.td_file or find_td_file(folder, args.ipc)
     if td is None:
         raise UserError(f"no td-ipc{args.ipc}.pickle, .pt or -stats.pt in {folder}; run get_training_dynamics.py "
                         "first (or pass --td-file)")
     out = args.out or os.path.join(folder, score_name(args.ipc, stop))
     check_output_file(out, "score file", "--custom-out-name")
+    check_apart(out, "--custom-out-name", [(args.custom_data_dir, "--custom-data-dir"), (td, "the dynamics log"),
+                                           (args.ckpt or os.path.join(folder, "ckpt-last.pt"), "the checkpoint")])
     t0 = time.time()
     name, dynamics, batch_ids = load_score_input(td, len(x), args.nclass, dtype=torch.float16)
     if name != args.dataset:

@@ -19,12 +19,12 @@ Fixes (spec yoco §10): B1 single ``--reproduce_exp`` (default reproduce_3); B12
 import argparse
 import math
 import os
-import shutil
 import time
 
 from utils.arguments import cli, str2bool
 from utils.errors import UserError
 from utils.options import compat_group, described_parser
+from utils.ranges import ranged
 from yoco.arguments import DSA_STRATEGY, add_condensed_set_args
 
 
@@ -39,13 +39,14 @@ def get_args_parser():
     p = described_parser("YOCO step 2: train a network on the decoded condensed set and log every sample's output "
                     "(the training dynamics the scores are computed from)", EXAMPLES)
     hide = argparse.SUPPRESS
-    a = p.add_argument_group("training").add_argument
-    a("--epochs", type=int, default=1000, help="training epochs")
-    a("--iterations", type=int, default=None, help="train at least this many iterations instead (whole epochs)")
-    a("--batch-size", "--batch_size", dest="batch_size", type=int, default=64, help="batch size")
-    a("--lr", type=float, default=0.01, help="SGD learning rate")
-    a("--iterations-per-testing", type=int, default=800, help=hide)  # unused by the reference
-    a("--test-period", type=int, default=10, help="test every N epochs and after the last")
+    a = ranged(p.add_argument_group("training").add_argument)
+    a("--epochs", type=int, valid=">= 1", default=1000, help="training epochs")
+    a("--iterations", type=int, valid=">= 1", default=None,
+      help="train at least this many iterations instead (whole epochs)")
+    a("--batch-size", "--batch_size", dest="batch_size", type=int, valid=">= 1", default=64, help="batch size")
+    a("--lr", type=float, valid="> 0", default=0.01, help="SGD learning rate")
+    a("--iterations-per-testing", type=int, valid="any", default=800, help=hide)  # unused by the reference
+    a("--test-period", type=int, valid=">= 1", default=10, help="test every N epochs and after the last")
     a("--data-dir", "--data_dir", dest="data_dir", default="datasets", help="torchvision root of the test set")
     a("--download", action="store_true", help="let torchvision download a missing test set")
     a("--imagenet-dir", "--imagenet_dir", dest="imagenet_dir", default="datasets/imagenet",
@@ -54,20 +55,21 @@ def get_args_parser():
     a("--dsa", type=str2bool, default=True, help="differentiable Siamese augmentation per sample")
     a("--dsa_strategy", default=None, help=f"DSA operations (default {DSA_STRATEGY}, without flip for mnist/svhn)")
     a("--mixup", type=str2bool, default=True, help="CutMix with probability --mix_p")
-    a("--mix_p", type=float, default=0.5, help="CutMix probability")
-    a("--beta", type=float, default=1.0, help="CutMix Beta(β, β) parameter")
+    a("--mix_p", type=float, valid="[0, 1]", default=0.5, help="CutMix probability")
+    a("--beta", type=float, valid="> 0", default=1.0, help="CutMix Beta(β, β) parameter")
     a("--run_tag", default="", help=hide)  # unused by the reference's dynamics script
     a("--precision", default="fp32", choices=["fp32", "tf32", "bf16"],
       help="arithmetic of the network passes: fp32 (faithful), tf32 (CUDA), bf16 autocast (docs/speed.md)")
-    a("--seed", type=int, default=None,
+    a("--seed", type=int, valid="-1 or >= 0", default=None,
       help="global seed (default: k for --reproduce_exp reproduce_k, else 0; the reference is unseeded); -1 = unseeded")
-    a = p.add_argument_group("output and resume").add_argument
+    a = ranged(p.add_argument_group("output and resume").add_argument)
     a("--compact", nargs="?", const="also", default=None, choices=["also", "only", "stats"],
       help="also (or only) write the lossless compact log td-ipc{IPC}.pt; stats: only the score statistics "
            "td-ipc{IPC}-stats.pt (smallest; cannot be turned back into the pickle)")
-    a("--save-every", dest="save_every", type=int, default=50, help="resume checkpoint every N epochs (0: none)")
+    a("--save-every", dest="save_every", type=int, valid=">= 0", default=50,
+      help="resume checkpoint every N epochs (0: none)")
     a("--resume", action="store_true", help="continue an interrupted run from {out}/resume/")
-    a("--stop-after-epochs", dest="stop_after", type=int, default=0,
+    a("--stop-after-epochs", dest="stop_after", type=int, valid=">= 0", default=0,
       help="train at most N epochs in this invocation, save and exit (continue with --resume)")
     return compat_group(add_condensed_set_args(p))
 
@@ -77,7 +79,9 @@ def main(args):
     from tqdm import tqdm
 
     from utils.config import resolve_device, set_seed
-    from utils.files import atomic_save, check_output_dir, clean_stale_temps, save_config
+    from data.datasets import dataset_folders
+    from utils.files import (atomic_save, check_apart, check_fresh_folder, check_output_dir, clean_stale_temps,
+                             save_config)
     from utils.train import evaluate
     from yoco.dynamics import (STATE, DynamicsTrainer, TextLog, load_condensed_set, load_state, resolve_paths,
                                resolve_settings, save_state, test_loader, write_outputs)
@@ -88,12 +92,21 @@ def main(args):
     device = resolve_device(args.device)
     set_seed(args.seed)
     check_output_dir(args.base_dir, "output folder", "--base-dir")  # before any work; creates nothing
+    check_apart(args.base_dir, "--base-dir", [(args.custom_data_dir, "--custom-data-dir"), *dataset_folders(args)])
     x, y = load_condensed_set(args)
     task = args.task_name or f"ipc{args.ipc}"
     out_dir = os.path.join(args.base_dir, task)
     resume_dir = os.path.join(out_dir, "resume")
+    finished = os.path.isfile(os.path.join(out_dir, "ckpt-last.pt")) and not os.path.isdir(resume_dir)
+    if args.resume and finished:
+        print(f"{out_dir} holds a finished dynamics run: nothing to do")
+        return {"out_dir": out_dir, "epochs_done": args.epochs, "complete": True}
     if args.resume and not os.path.isfile(os.path.join(resume_dir, STATE)):
-        raise UserError(f"--resume: no interrupted run in {resume_dir}; run without --resume")
+        print(f"--resume: no interrupted run in {resume_dir}: starting from scratch")
+        args.resume = False
+    if not args.resume:  # never over another run's dynamics
+        check_fresh_folder(out_dir, lambda n: n in ("args.yaml", "resume") or n.startswith(("td-", "ckpt-")),
+                           "dynamics run", "--base-dir/--task-name")
     trainer = DynamicsTrainer(args, x, y, device)
     test = test_loader(args, device)
     os.makedirs(out_dir, exist_ok=True)  # the inputs are good: now the output folder may appear
@@ -102,8 +115,6 @@ def main(args):
     log, chunks, start, best = DynamicsLog(), [], 0, {"acc": -1.0, "epoch": -1}
     if args.resume:
         start, best, chunks = load_state(resume_dir, trainer)
-    elif os.path.isdir(resume_dir):
-        shutil.rmtree(resume_dir)  # a fresh run replaces an interrupted one
     msg = TextLog(os.path.join(out_dir, f"log-train-ipc{args.ipc}.log"), fresh=not args.resume)
     if not args.resume:
         save_config(args, os.path.join(out_dir, "args.yaml"))

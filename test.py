@@ -31,18 +31,16 @@ def main(args):
     # the work modules load torch: imported here so that -h does not need it
     from data.condensed import save_condensed
     from evaluation.protocol import evaluate_set
-    from evaluation.records import PartialRuns, append_record, check_results_file, default_results_file, make_record
-    from evaluation.sources import PRE_NORMALISED, build_train_set, source_path, validate_args
+    from evaluation.records import PartialRuns, append_record, default_results_file, make_record
+    from evaluation.sources import PRE_NORMALISED, build_train_set, check_outputs, source_path, validate_args
     from utils.config import resolve_device, set_seed
-    from utils.files import check_output_file, clean_stale_temps
+    from utils.files import clean_stale_temps
 
     validate_args(args)
     device = resolve_device(args.device)
     # every output path is checked before any work (a bad one must not cost a training run)
     results_file = default_results_file(args, None if args.slct_type == "random" else source_path(args))
-    check_results_file(results_file)
-    if args.save_subset:
-        check_output_file(args.save_subset, "--save_subset file", "--save_subset")
+    check_outputs(args, results_file)
     set_seed(args.seed, args.deterministic)
     partial = PartialRuns(results_file, args)
     x, y, source = build_train_set(args)

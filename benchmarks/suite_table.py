@@ -42,7 +42,7 @@ def rows(out):
             table.append((f"evaluation epoch, {d['n']} images", p, med(v) / k, base / (med(v) / k), ""))
         base = med(d["validation"]["fp32"])
         for p, v in d["validation"].items():
-            table.append(("validation, 10 000 images", p, med(v), base / med(v),
+            table.append((f"validation, {d.get('val_n', 10000)} images", p, med(v), base / med(v),
                           f"protocol fp32 ≈ {d['protocol_seconds_fp32']:.0f} s" if p == "fp32" else ""))
     return machine, table
 

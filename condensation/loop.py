@@ -18,8 +18,8 @@ from condensation.dream import dream_batches, init_picks
 from condensation.matchloss import feature_distances, grad_match_loss, matched_params, matchloss
 from condensation.mls_measures import PrefixAccuracy, gradient_distances
 from condensation.parallel import ClassStreams, coast, no_stream
-from condensation.run_files import (METRICS, check_resume_args, load_checkpoint, load_reference_resume,
-                                    reset_metrics, save_checkpoint, truncate_metrics)
+from condensation.run_files import (METRICS, check_resume_args, check_run_folder, load_checkpoint,
+                                    load_reference_resume, reset_metrics, save_checkpoint, truncate_metrics)
 from condensation.synthesizer import Synthesizer, save_grid
 from data.condensed import save_condensed
 from evaluation.protocol import evaluate_set
@@ -136,6 +136,7 @@ class Condenser:
         self.f2 = max(1, args.factor) ** 2
         self.eval_on = eval_enabled and args.eval_during and not args.test
         check_output_dir(save_dir, "run folder", "--save_dir")  # before any work; creates nothing
+        check_run_folder(args, save_dir)  # never another run's folder, never inside the dataset
         self.log = Logger(save_dir)
         self.metrics = os.path.join(save_dir, METRICS)
         self.sampler = load_real(args, device)

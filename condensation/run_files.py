@@ -12,17 +12,17 @@ iteration, spec mdc §12): images, image-optimiser momentum, network and its opt
 states, the next iteration, every global RNG state and the ``ClassSampler`` queues. It holds only
 tensors and plain Python values, so it loads with ``weights_only=True``.
 """
-import json
 import math
 import os
-
-import yaml
+import re
 
 from data.condensed import load_condensed
-from utils.config import jsonable
+from data.datasets import dataset_folders
+from utils.config import jsonable, to_json
 from utils.options import NUMBER_KEYS
 from utils.errors import UserError
-from utils.files import atomic_save, atomic_write_text, load_torch, nonfinite, read_jsonl
+from utils.files import (atomic_save, atomic_write_text, check_apart, check_fresh_folder, load_torch,
+                         load_yaml_mapping, nonfinite, read_jsonl)
 
 CHECKPOINT = "checkpoint.pt"
 METRICS = "metrics.jsonl"
@@ -131,13 +131,26 @@ def default_save_dir(args, root=os.path.join("raid", "results"), noreg=True):
 # resume
 
 
+def is_run_file(name):
+    """A file a condensation run writes into its folder (what makes a folder "another run")."""
+    return name in (CHECKPOINT, METRICS, "args.yaml", "it.pt") or bool(re.fullmatch(r"data(_\d+)?\.pt", name))
+
+
+def check_run_folder(args, save_dir):
+    """Before any work: the run folder is not inside the real dataset's files, and holds no other run unless
+    the command resumes it (``--resume``; ``--test`` runs share the scratch folder raid/results/test)."""
+    check_apart(save_dir, "--save_dir", dataset_folders(args))
+    if not (args.resume or args.load_checkpoint or args.test):
+        check_fresh_folder(save_dir, is_run_file, "condensation run", "--save_dir")
+
+
 def check_resume_args(args, folder):
     """UserError if the folder's args.yaml differs from ``args`` in a number-affecting setting."""
     path = os.path.join(folder, "args.yaml")
     if not os.path.exists(path):
         return
-    with open(path) as f:
-        old = yaml.safe_load(f) or {}
+    old = load_yaml_mapping(path, "run settings", "restore the run's args.yaml from a backup, or delete it to "
+                            "resume without comparing the settings (or pass another --save_dir)")
     new = jsonable(vars(args))
     diff = []
     for k in NUMBER_KEYS:
@@ -208,7 +221,9 @@ def truncate_metrics(folder, it):
     path = os.path.join(folder, METRICS)
     if not os.path.exists(path):
         return
-    keep = [json.dumps(rec) + "\n" for rec in read_jsonl(path) if rec.get("it", 0) <= it]
+    fix = "remove its damaged lines (each line is one JSON object of the run), or delete it (losing the run's " \
+          "metrics), and resume again"
+    keep = [to_json(rec) + "\n" for rec in read_jsonl(path, fix) if rec.get("it", 0) <= it]
     atomic_write_text(path, "".join(keep))  # a kill here keeps the old file, never a cut one
 
 

@@ -24,26 +24,17 @@ from utils.errors import UserError
 
 
 def check_args(args, mp=False):
-    """One-line errors for inputs the loop cannot run with (spec mdc §9.5, §14 items 3, 8)."""
-    if args.ipc <= 0:
-        raise UserError(f"--ipc must be >= 1 (got {args.ipc}): the number of condensed images per class")
-    for name in ("lr_img", "lr", "mom_img", "momentum", "weight_decay"):
-        v = getattr(args, name)
-        if not math.isfinite(v) or v < 0 or (name == "lr_img" and v == 0):
-            raise UserError(f"--{name} must be a finite {'positive' if name == 'lr_img' else 'non-negative'} "
-                            f"number (got {v})")
-    if args.niter < 1 or args.inner_loop < 1 or args.niter * 100 // args.inner_loop < 1:
-        raise UserError("--niter and --inner_loop must be >= 1 with niter*100 >= inner_loop")
+    """One-line errors for inputs the loop cannot run with (spec mdc §9.5, §14 items 3, 8); the range of every
+    single number is declared with its option and checked by ``utils.arguments.parse_args``."""
+    if args.niter * 100 // args.inner_loop < 1:
+        raise UserError(f"--niter {args.niter} with --inner_loop {args.inner_loop} makes no outer iteration "
+                        "(niter*100 // inner_loop of them): pass niter*100 >= inner_loop")
     if args.slct_type not in ("idc", "dream"):
         raise UserError(f"-s {args.slct_type} is an evaluation source; condensation supports -s idc or dream")
-    if args.pt_from >= 0:
-        raise UserError("--pt_from (pretrained condensation networks) is not supported; leave it at -1")
     if args.adaptive_reg:
         check_mdc_args(args.ipc, args.factor, args.decode_type, args.batch_syn_max)
         if args.match != "grad":
             raise UserError("--adaptive_reg True needs --match grad (spec mdc §9.2)")
-        if args.adaptive_period < 1:
-            raise UserError(f"--adaptive_period must be >= 1 (got {args.adaptive_period})")
     else:
         changed = [f"--{k} {v}" for k, v, d in (("mls_select", args.mls_select, "change"),
                                                 ("mls_freeze", args.mls_freeze, True),
@@ -51,8 +42,6 @@ def check_args(args, mp=False):
         if changed:
             raise UserError(f"{', '.join(changed)} switches a part of MDC's adaptive subset loss: it needs "
                             "--adaptive_reg True")
-    if args.slct_type == "dream" and args.interval < 1:
-        raise UserError(f"--interval must be >= 1 (got {args.interval})")
     if not mp and getattr(args, "global_mls", False):
         raise UserError("--global_mls is for condense_reg_mp.py under torchrun; condense_reg.py makes one global MLS "
                         "decision already")

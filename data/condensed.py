@@ -119,28 +119,45 @@ def data_iteration(path):
     return int(m.group(1)) if m else None
 
 
-def latest_data_file(folder, niter=None):
-    """``data_{niter}.pt`` if present, else ``data.pt``, else the highest ``data_{it}.pt``
-    (the reference hard-coded ``data_2000.pt``, spec mdc §14 item 7)."""
-    cands = ([f"data_{niter}.pt"] if niter else []) + ["data.pt"]
-    for name in cands:
+def data_iterations(folder):
+    """The iterations of the ``data_{it}.pt`` files of ``folder``, ascending."""
+    return sorted(it for p in glob.glob(os.path.join(folder, "data_*.pt")) if (it := data_iteration(p)) is not None)
+
+
+def latest_data_file(folder, niter=None, strict=False):
+    """``data_{niter}.pt`` if present, else ``data.pt``, else the highest ``data_{it}.pt`` (the reference
+    hard-coded ``data_2000.pt``, spec mdc §14 item 7). ``strict`` (an ``--niter`` the user asked for):
+    ``data_{niter}.pt`` or a one-line error listing the iterations the folder holds, never another file."""
+    its = data_iterations(folder)
+    if strict:
+        p = os.path.join(folder, f"data_{niter}.pt")
+        if os.path.exists(p):
+            return p
+        held = f"it holds iterations {', '.join(map(str, its))}" if its else "it holds no data_{it}.pt"
+        also = " and data.pt (the final set: leave out --niter)" if os.path.exists(os.path.join(folder, "data.pt")) \
+            else ""
+        raise UserError(f"--niter {niter}: {folder} has no data_{niter}.pt; {held}{also}; pass --niter with one "
+                        "of them")
+    for name in ([f"data_{niter}.pt"] if niter else []) + ["data.pt"]:
         p = os.path.join(folder, name)
         if os.path.exists(p):
             return p
-    its = [(it, p) for p in glob.glob(os.path.join(folder, "data_*.pt")) if (it := data_iteration(p)) is not None]
     if not its:
-        raise UserError(f"no data_*.pt or data.pt in {folder}; point --test_data_dir at a condensation folder")
-    return max(its)[1]
+        raise UserError(f"no data_*.pt or data.pt in {folder}: it is not a condensation run folder (or the run "
+                        "has not reached its first save point)")
+    return os.path.join(folder, f"data_{its[-1]}.pt")
 
 
-def load_condensed(path, condense_key="idc", niter=None, experiment=0):
+def load_condensed(path, condense_key="idc", niter=None, experiment=0, strict=False):
     """Read a condensed set of any supported format as (float data [N,C,H,W], long targets [N]).
 
     idc / dream: ``[data, targets]`` (folder → ``data_{niter}.pt``/``data.pt``/latest, or a .pt file);
     mtt: ``images_best.pt`` + ``labels_best.pt``; dsa (DC's and DSA's result dicts): ``data[experiment] =
     [images, labels]`` — YOCO reads experiment 0 (spec yoco §1.1), MDC's ``test.py -s dc|dsa`` experiment 3
     (its reference: "exp_idx=3 can recover 52.1 baseline of dsa"); kip: ``[images NHWC, one-hot labels]``.
-    mtt/dsa/kip are stored normalised.
+    mtt/dsa/kip are stored normalised. ``strict``: a folder's ``data_{niter}.pt`` or an error
+    (``latest_data_file``). Pixels must be floating point: an integer set (uint8 0…255) is refused, never
+    trained on as floats in 0…255.
     """
     if condense_key == "mtt":
         folder = path if os.path.isdir(path) else os.path.dirname(path)
@@ -148,9 +165,10 @@ def load_condensed(path, condense_key="idc", niter=None, experiment=0):
         y = _load(os.path.join(folder, "labels_best.pt"))
         if not (torch.is_tensor(x) and torch.is_tensor(y)):
             raise UserError(f"{folder}: images_best.pt / labels_best.pt must each hold one tensor (MTT format)")
-        return x.float(), y.long()
+        return _float_pixels(x, os.path.join(folder, "images_best.pt")), y.long()
     if os.path.isdir(path):
-        path = latest_data_file(path, niter) if condense_key in ("idc", "dream") else os.path.join(path, "data.pt")
+        idc = condense_key in ("idc", "dream")
+        path = latest_data_file(path, niter, strict) if idc else os.path.join(path, "data.pt")
     obj = _load(path)
     if condense_key == "dsa":
         if not isinstance(obj, dict) or "data" not in obj:
@@ -170,11 +188,21 @@ def load_condensed(path, condense_key="idc", niter=None, experiment=0):
         y = y.argmax(1)
     if x.dim() != 4 or y.dim() != 1 or len(x) != len(y):
         raise UserError(f"{path}: data {tuple(x.shape)} / targets {tuple(y.shape)} are not [N,C,H,W] / [N]")
-    return x.float().contiguous(), y.long()
+    return _float_pixels(x, path).contiguous(), y.long()
 
 
-def check_condensed(data, targets, nclass, nch, size, ipc=None, path=""):
-    """Shape and class-layout checks with one-line errors (class-major, equal ipc per class)."""
+def _float_pixels(x, path):
+    """Condensed images are floating point; integer pixels would be trained on as floats in 0…255."""
+    if not x.is_floating_point():
+        raise UserError(f"{path} stores {str(x.dtype).replace('torch.', '')} pixels; condensed sets are floating "
+                        "point ([0, 1] for idc/dream sets, normalised for mtt/dsa/kip): convert it, e.g. "
+                        "torch.save([x.float() / 255, y], path) for 0…255 images")
+    return x.float()
+
+
+def check_condensed(data, targets, nclass, nch, size, ipc=None, path="", ipc_fix=None):
+    """Shape and class-layout checks with one-line errors (class-major, equal ipc per class). ``ipc_fix``:
+    the advice when the set does not hold ``ipc`` images per class (default: pass the right ``--ipc``)."""
     where = f"{path}: " if path else ""
     if len(data) == 0:
         raise UserError(f"{where}the condensed set holds no images; point --test_data_dir at a finished run")
@@ -192,23 +220,24 @@ def check_condensed(data, targets, nclass, nch, size, ipc=None, path=""):
     if not torch.equal(targets.cpu(), want):
         raise UserError(f"{where}targets are not class-major blocks of {per} for {nclass} classes")
     if ipc is not None and ipc > 0 and per != ipc:
-        raise UserError(f"{where}holds {per} images per class but --ipc is {ipc}; pass --ipc {per}")
+        raise UserError(f"{where}holds {per} images per class, not {ipc}; {ipc_fix or f'pass --ipc {per}'}")
     return per
 
 
 def load_decoded(paths, nclass, nch, size, factor, *, condense_key="idc", niter=None, ipc=None,
-                 decode_type="single", where=None, experiment=0):
+                 decode_type="single", where=None, experiment=0, strict=False, ipc_fix=None):
     """Load, check and decode a condensed set: the one way from files on disk to training images
     (``test.py``, ``get_training_dynamics.py``, ``generate_importance_score.py``).
 
     ``paths``: a folder or file (see ``load_condensed``), or a list of them whose images are
     concatenated before the checks (the class partitions of ``condense_reg_mp.py``). ``ipc`` pins the
     stored images per class (a mismatch is a one-line error naming the right ``--ipc``); ``where``
-    names the set in messages; ``experiment``: which run of a DC/DSA result dict. Returns (decoded images,
+    names the set in messages; ``experiment``: which run of a DC/DSA result dict; ``strict``: ``niter`` was
+    asked for explicitly (``latest_data_file``); ``ipc_fix``: see ``check_condensed``. Returns (decoded images,
     labels, stored images per class)."""
     paths = [paths] if isinstance(paths, (str, os.PathLike)) else list(paths)
-    parts = [load_condensed(p, condense_key, niter, experiment) for p in paths]
+    parts = [load_condensed(p, condense_key, niter, experiment, strict) for p in paths]
     x, y = parts[0] if len(parts) == 1 else (torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts]))
-    per = check_condensed(x, y, nclass, nch, size, ipc, where or paths[0])
+    per = check_condensed(x, y, nclass, nch, size, ipc, where or paths[0], ipc_fix)
     x, y = decode(x, y, factor, decode_type, nclass)
     return x, y, per

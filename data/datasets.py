@@ -120,6 +120,15 @@ def _load_cifar(name, root, train):
     return torch.from_numpy(x), torch.tensor(ys, dtype=torch.int64)
 
 
+def dataset_folders(args):
+    """The folders the real dataset of ``args`` is read from (what no output may be, or lie inside)."""
+    d = args.dataset
+    if d == "imagenet":
+        return [(args.imagenet_dir, "the dataset of --imagenet_dir")]
+    sub = {"mnist": "MNIST", "fashion": "FashionMNIST", "svhn": "svhn"}.get(d) or CIFAR_FILES[d][0]
+    return [(os.path.join(args.data_dir, sub), "the dataset of --data_dir")]
+
+
 def load_tensors(name, root, train=True, download=False):
     """(uint8 images [N, C, H, W], int64 labels [N]) of a 32/28-px dataset, in torchvision's layouts.
 

@@ -1,6 +1,6 @@
 """Merge the class partitions of ``condense_reg_mp.py`` into one condensed set (spec mdc §10 "Merging").
 
-    python -m data.partitions <base> --nclass_sub 20 --nclass 100 [--niter 2000] [--allow_mismatch]
+    python -m data.partitions <base> --nclass_sub 20 --nclass 100 [--niter 2000] [--allow_mismatch] [--out DIR]
 
 ``condense_reg_mp.py --nclass_sub k --phase p`` writes one run folder per partition, ``<base>_{k}_phase{p}``
 for p = 0 … nclass/k − 1, each holding ``data_{it}.pt`` (``[data, targets]`` of its k classes with their
@@ -154,13 +154,14 @@ def describe_parts(parts):
     return ", ".join(f"phase {p.phase} {describe_part(p)}" for p in parts)
 
 
-def resolve_parts(base, nclass_sub, nclass, niter=None, allow_mismatch=False):
+def resolve_parts(base, nclass_sub, nclass, niter=None, allow_mismatch=False, strict=False):
     """The partitions ``<base>_{k}_phase{p}`` of a class-partitioned run and the file each contributes.
 
     One ``UserError`` names every missing partition (or one without a data file). Unless ``allow_mismatch``:
     partitions whose ``args.yaml`` differ in a number-affecting setting are refused, then partitions at
-    different iterations (the fix: finish the interrupted one with ``--resume``). Returns a list of ``Part``
-    in phase order."""
+    different iterations (the fix: finish the interrupted one with ``--resume``). ``strict``: ``niter`` was
+    asked for, so every partition must hold ``data_{niter}.pt`` (``latest_data_file``). Returns a list of
+    ``Part`` in phase order."""
     from data.condensed import data_iteration, latest_data_file
     from utils.arguments import check_nclass_sub
 
@@ -180,7 +181,7 @@ def resolve_parts(base, nclass_sub, nclass, niter=None, allow_mismatch=False):
                         f"{nclass_sub}) are not condensed{hint}: {what}; " + _CONDENSE_HINT.format(k=nclass_sub))
     parts = []
     for p, folder in enumerate(folders):
-        path = latest_data_file(folder, niter)
+        path = latest_data_file(folder, niter, strict)
         settings, final = _read_settings(folder)
         it = data_iteration(path)
         complete = None if it is None or final is None else it >= final
@@ -235,15 +236,21 @@ def load_parts(parts, nclass):
     return x, y
 
 
-def merge_parts(base, nclass_sub, nclass, niter=None, allow_mismatch=False, require_complete=True, log=print):
-    """Merge the partitions ``<base>_{k}_phase{p}`` into ``<base>_{k}_merged`` (``data.pt`` + ``manifest.json``)
-    and return that folder. ``require_complete``: refuse a partition below its final iteration (unless
-    ``allow_mismatch``, which then records it). Nothing is written when a check fails."""
+def merge_parts(base, nclass_sub, nclass, niter=None, allow_mismatch=False, require_complete=True, log=print,
+                strict=False, out=None, out_flag="--out"):
+    """Merge the partitions ``<base>_{k}_phase{p}`` into ``out`` (default ``<base>_{k}_merged``; ``data.pt`` +
+    ``manifest.json``) and return that folder. ``require_complete``: refuse a partition below its final
+    iteration (unless ``allow_mismatch``, which then records it). Nothing is written when a check fails; the
+    output folder is checked first (writable, not inside a partition; ``out_flag`` names the option that
+    chooses it in messages)."""
     from data.condensed import save_condensed
     from utils.config import jsonable
-    from utils.files import atomic_write_text
+    from utils.files import atomic_write_text, check_apart, check_output_dir
 
-    parts = resolve_parts(base, nclass_sub, nclass, niter, allow_mismatch)
+    out = out or merged_dir(base, nclass_sub)
+    check_output_dir(out, "merged set folder", out_flag)
+    parts = resolve_parts(base, nclass_sub, nclass, niter, allow_mismatch, strict)
+    check_apart(out, out_flag, [(p.folder, f"partition {p.phase}") for p in parts])
     incomplete = [p for p in parts if p.complete is False]
     if require_complete and incomplete and not allow_mismatch:
         where = ", ".join(f"phase {p.phase} at iteration {p.iteration} of {p.final_iteration}" for p in incomplete)
@@ -261,7 +268,6 @@ def merge_parts(base, nclass_sub, nclass, niter=None, allow_mismatch=False, requ
         mismatch["settings"] = {k: {str(ph): v for ph, v in by.items()} for k, by in diff.items()}
     if incomplete:
         mismatch["incomplete"] = [p.phase for p in incomplete]
-    out = merged_dir(base, nclass_sub)
     manifest = {
         "format": MANIFEST_FORMAT, "version": MANIFEST_VERSION,
         "base": os.path.abspath(base), "nclass": nclass, "nclass_sub": nclass_sub,
@@ -290,17 +296,20 @@ def merge_parts(base, nclass_sub, nclass, niter=None, allow_mismatch=False, requ
 
 def get_args_parser():
     from utils.arguments import str2bool
+    from utils.ranges import ranged
 
     parser = argparse.ArgumentParser(
         prog="python -m data.partitions",
         description="Merge the class partitions <base>_{k}_phase{p} of condense_reg_mp.py into <base>_{k}_merged "
                     "(data.pt, readable by test.py --test_data_dir, and manifest.json) (spec mdc §10)")
     parser.add_argument("base", help="the partitions' common folder name, without _{k}_phase{p}")
-    parser.add_argument("--nclass_sub", type=int, required=True, help="classes per partition (k)")
-    parser.add_argument("--nclass", type=int, required=True, help="classes of the dataset")
-    parser.add_argument("--niter", type=int, default=None,
+    a = ranged(parser.add_argument)
+    a("--nclass_sub", type=int, valid=">= 1", required=True, help="classes per partition (k)")
+    a("--nclass", type=int, valid=">= 1", required=True, help="classes of the dataset")
+    a("--niter", type=int, valid=">= 0", default=None,
                         help="merge every partition's data_{niter}.pt (default: its data.pt, else its latest "
                              "data_{it}.pt)")
+    a("--out", default=None, help="folder of the merged set (default <base>_{k}_merged)")
     parser.add_argument("--allow_mismatch", nargs="?", const=True, default=False, type=str2bool,
                         help="accept partitions of different iterations or settings, or unfinished ones "
                              "(recorded in the manifest)")
@@ -308,7 +317,8 @@ def get_args_parser():
 
 
 def main(args):
-    return merge_parts(args.base, args.nclass_sub, args.nclass, args.niter, args.allow_mismatch)
+    return merge_parts(args.base, args.nclass_sub, args.nclass, args.niter, args.allow_mismatch,
+                       strict=args.niter is not None, out=args.out)
 
 
 if __name__ == "__main__":

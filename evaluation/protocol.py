@@ -102,6 +102,31 @@ def eval_nets(args):
     return nets
 
 
+def check_eval_nets(args):
+    """Before any work (``evaluation.sources.validate_args``): every network ``evaluate_set`` will train can be
+    built -- each ``--eval_net`` name is a registered model and fits the data (size, channels, depth), as does
+    the default ``--net_type``. The networks are built on the ``meta`` device (no memory, no weights, no draw
+    from any random generator), so the check costs milliseconds. Returns the names."""
+    names = eval_nets(args)
+    if not names:
+        raise UserError(f"--eval_net {args.eval_net!r} names no network; pass comma-separated model names, e.g. "
+                        "--eval_net convnet,resnet10_bn (or leave it out for the default network)")
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise UserError(f"--eval_net names {', '.join(twice)} twice; name each network once")
+    for name in names:
+        flag = "--net_type" if name == "default" else "--eval_net"
+        try:
+            with torch.random.fork_rng(devices=[]), torch.device("meta"):
+                make_model(args, name, "meta")
+        except UserError as e:
+            msg = str(e)
+            raise UserError(msg if msg.startswith(flag) else f"{flag}: {msg}") from None
+        except Exception:  # noqa: BLE001 -- an operation the meta device lacks: the real build will tell
+            continue
+    return names
+
+
 def make_model(args, name, device):
     if name == "default":
         return define_model(args, args.nclass).to(device)

@@ -11,6 +11,10 @@ on a repeat that a kill interrupted is not counted). Every evaluation carries a 
 partial file: a kill between appending the record and removing the partial file cannot append the
 record twice. Appends are serialised by a lock on the results file's folder, so parallel jobs sharing
 one results file never lose a record.
+
+Every file written here is strict JSON (``utils.config.to_json``: no NaN/Infinity). A results file is a JSON
+list of records, each an object with ``args`` and ``results`` (what ``evaluation.report`` reads);
+``load_records`` is the one check of that, for ``test.py`` (before any work) and for the report.
 """
 import hashlib
 import json
@@ -20,9 +24,7 @@ import re
 import time
 import uuid
 
-import torch
-
-from utils.config import jsonable
+from utils.config import jsonable, to_json
 from utils.errors import UserError
 from utils.files import atomic_write_text, check_output_file, locked
 
@@ -58,8 +60,8 @@ class PartialRuns:
 
     def save(self, label, runs):
         self.done[label] = runs
-        atomic_write_text(self.path, json.dumps({"key": self.key, "run_id": self.run_id, "seconds": self.elapsed(),
-                                                 "runs": jsonable(self.done)}))
+        atomic_write_text(self.path, to_json({"key": self.key, "run_id": self.run_id, "seconds": self.elapsed(),
+                                              "runs": self.done}))
 
     def clear(self):
         if os.path.exists(self.path):
@@ -86,18 +88,48 @@ def default_results_file(args, source):
     return os.path.join(folder, f"test_results_{args.run_tag}.json" if args.run_tag else "test_results.json")
 
 
-def read_records(path):
-    """The records of a results file ([] when it does not exist); a damaged file is a one-line error."""
-    if not os.path.exists(path):
-        return []
+RECORD_KEYS = ("args", "results")  # what every record of make_record has and the report reads
+
+
+def records_problem(data):
+    """None when ``data`` (a parsed JSON document) is a list of ``test.py`` records, else what is wrong."""
+    if not isinstance(data, list):
+        kinds = {dict: "an object", str: "a string", bool: "a boolean", int: "a number", float: "a number"}
+        return f"it holds {kinds.get(type(data), 'null')}"
+    for i, rec in enumerate(data):
+        if not isinstance(rec, dict):
+            return f"item {i} is {json.dumps(rec)[:40]}, not a record (a JSON object)"
+        missing = [k for k in RECORD_KEYS if not isinstance(rec.get(k), dict)]
+        if missing:
+            return f"item {i} is not a record of test.py (no {' or '.join(repr(k) for k in missing)} object)"
+    return None
+
+
+def load_records(path, fix):
+    """The records of an existing results file; anything else (not JSON, not a list of records) is a one-line
+    ``UserError`` naming the file, what is wrong and ``fix``."""
     try:
         with open(path) as f:
-            records = json.load(f)
-    except (OSError, ValueError):
-        records = None
-    if not isinstance(records, list):
-        raise UserError(f"{path} exists but is not a JSON list of results; pass another --results_file")
-    return records
+            data = json.load(f)
+    except IsADirectoryError:
+        raise UserError(f"{path} is a folder, not a results file; {fix}") from None
+    except OSError as e:
+        raise UserError(f"cannot read the results file {path} ({e.strerror}); {fix}") from None
+    except ValueError as e:
+        problem = f"not valid JSON ({str(e).splitlines()[0][:80]})"
+    else:
+        problem = records_problem(data)
+    if problem:
+        raise UserError(f"{path} is not a results file of test.py: not a JSON list of records ({problem}); {fix}")
+    return data
+
+
+def read_records(path):
+    """The records of ``test.py``'s results file ([] when it does not exist); a damaged file is a one-line
+    error."""
+    if not os.path.exists(path):
+        return []
+    return load_records(path, "pass another --results_file (or move this file away)")
 
 
 def check_results_file(path):
@@ -115,13 +147,15 @@ def append_record(path, record):
         rid = record.get("run_id")
         if rid is not None and any(isinstance(r, dict) and r.get("run_id") == rid for r in records):
             return False
-        records.append(jsonable(record))
-        atomic_write_text(path, json.dumps(records, indent=1))
+        records.append(record)
+        atomic_write_text(path, to_json(records, indent=1))
     return True
 
 
 def make_record(args, device, source, n_train, results, wall_seconds, run_id=None):
     """One evaluation as a JSON-able dict (every setting except the bookkeeping ``explicit`` list)."""
+    import torch
+
     return {
         "run_id": run_id or uuid.uuid4().hex,
         "time": time.strftime("%Y-%m-%dT%H:%M:%S"), "wall_seconds": wall_seconds,

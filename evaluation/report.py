@@ -18,11 +18,10 @@ import json
 import os
 import sys
 
-import yaml
-
+from evaluation.records import load_records, records_problem
 from evaluation.tables import MISSING, TABLES, Cell, pivot
 from utils.errors import UserError
-from utils.files import atomic_write_text, read_jsonl
+from utils.files import atomic_write_text, check_output_dir, check_output_file, load_yaml_mapping, read_jsonl
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -56,29 +55,47 @@ def record_cells(rec, label, order):
     return out
 
 
+RESULTS_FIX = "pass the results files of test.py (or folders of them)"
+
+
 def _records(path):
-    """The records of a JSON file, or None when it is not a list of test.py records."""
+    """The records of a JSON file found in a folder, or None when it is not a list of test.py records. A file
+    named as test.py names results files (``test_results*.json``) must be one: a damaged one is an error."""
+    if os.path.basename(path).startswith("test_results"):
+        return load_records(path, f"repair or move it away, or {RESULTS_FIX}")
     try:
         with open(path) as f:
             data = json.load(f)
     except (OSError, ValueError):
         return None
-    if isinstance(data, list) and data and all(isinstance(r, dict) and "results" in r and "args" in r for r in data):
-        return data
-    return None
+    return data if records_problem(data) is None else None
+
+
+METRICS_FIX = "remove its damaged lines (each line is one JSON object of the run) or pass another run folder"
 
 
 def metrics_cells(path, label):
-    """The in-run evaluations (``"type": "eval"``) of a condensation run's ``metrics.jsonl``."""
+    """The in-run evaluations (``"type": "eval"``) of a condensation run's ``metrics.jsonl``; a damaged file
+    (or its run's ``args.yaml``) is a one-line error naming it."""
     folder = os.path.dirname(os.path.abspath(path))
     cfg_path = os.path.join(folder, "args.yaml")
     dataset = "?"
     if os.path.exists(cfg_path):
-        with open(cfg_path) as f:
-            dataset = (yaml.safe_load(f) or {}).get("dataset", "?")
-    return [Cell(label=label or os.path.basename(folder), dataset=dataset, net=e["net"], ipc=int(e["subset"][3:]),
-                 ipc_f=int(e["subset"][3:]), runs=[e["best"]], std=e.get("best_std", 0.0), step=e["it"])
-            for e in read_jsonl(path) if e.get("type") == "eval"]
+        cfg = load_yaml_mapping(cfg_path, "run settings", "restore the run's args.yaml or delete it")
+        dataset = cfg.get("dataset", "?")
+    cells = []
+    for i, e in enumerate(read_jsonl(path, METRICS_FIX)):
+        if e.get("type") != "eval":
+            continue
+        try:
+            ipc = int(str(e["subset"])[3:])
+            cells.append(Cell(label=label or os.path.basename(folder), dataset=dataset, net=str(e["net"]), ipc=ipc,
+                              ipc_f=ipc, runs=[float(e["best"])], std=float(e.get("best_std") or 0.0),
+                              step=int(e["it"])))
+        except (KeyError, TypeError, ValueError):
+            raise UserError(f"{path} is damaged: its record {i + 1} (an evaluation) lacks a valid it, subset (ipcN), "
+                            f"net or best; {METRICS_FIX}") from None
+    return cells
 
 
 def load_cells(table, specs, tag=""):
@@ -95,9 +112,7 @@ def load_cells(table, specs, tag=""):
                 cells += metrics_cells(f, label)
             continue
         if os.path.isfile(path):
-            found = [(path, _records(path))]
-            if found[0][1] is None:
-                raise UserError(f"{path} is not a results file of test.py (a JSON list of records)")
+            found = [(path, load_records(path, RESULTS_FIX))]
         else:
             found = [(f, _records(f)) for f in sorted(os.path.join(d, f) for d, _, fs in os.walk(path)
                                                       for f in fs if f.endswith(".json"))]
@@ -207,6 +222,34 @@ def plot(p, path):
     return True
 
 
+PLOT_FORMATS = (".png", ".pdf", ".svg", ".jpg", ".jpeg")
+
+
+def check_outputs(a, table):
+    """Before anything is read or printed: every file the report will write (``--out``'s {table}.md, .csv,
+    .png and ``--plot``) can be written and is none of its input files. The report's own outputs are
+    regenerated from the records, so an earlier report's files are replaced (the table scripts re-run it)."""
+    inputs = {os.path.abspath(p) for spec in a.runs for p in [spec.split("=", 1)[-1]] if os.path.isfile(p)}
+    outs = []
+    if a.out:
+        if os.path.abspath(a.out) in inputs:
+            raise UserError(f"--out {a.out} is one of the report's input files; --out is a folder for the report: "
+                            "pass a new one")
+        check_output_dir(a.out, "report folder", "--out")
+        outs += [(os.path.join(a.out, a.table + ext), "--out") for ext in (".md", ".csv") + ((".png",) if table.plot
+                                                                                             else ())]
+    if a.plot and table.plot:
+        if os.path.isdir(a.plot):
+            raise UserError(f"--plot {a.plot} is a folder; pass a file name to --plot (e.g. {a.table}.png in it)")
+        if os.path.splitext(a.plot)[1].lower() not in PLOT_FORMATS:
+            raise UserError(f"--plot {a.plot}: the plot is an image; end the file name in {', '.join(PLOT_FORMATS)}")
+        outs.append((a.plot, "--plot"))
+    for path, flag in outs:
+        if os.path.abspath(path) in inputs:
+            raise UserError(f"{flag} would overwrite {path}, one of the report's input files; pass another {flag}")
+        check_output_file(path, "report file", flag)
+
+
 def get_args_parser():
     p = argparse.ArgumentParser(prog="python -m evaluation.report", description=__doc__.split("\n\n")[0],
                                 epilog=__doc__.split("\n\n", 1)[1], formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -222,6 +265,7 @@ def main(argv=None):
     a = get_args_parser().parse_args(argv)
     try:
         table = TABLES[a.table]
+        check_outputs(a, table)
         p = pivot(table, load_cells(table, a.runs, a.tag))
         md = markdown(p)
         print(md)

@@ -17,7 +17,7 @@ start=$(date +%s)
 run python3 "${P}condense.py" --reproduce_condense -d fashion -f 2 --ipc 10 --metric mse --lr_img 5e-3 --niter 1 \
   --inner_loop 5 --n_data 128 --eval_during False --device "$DEVICE" --save_dir "$OUT/condensed" --resume
 run python3 "${P}get_training_dynamics.py" -d fashion --ipc 10 --custom-data-dir "$OUT/condensed" --epochs 200 \
-  --test-period 50 --base-dir "$OUT/dynamics" --device "$DEVICE" --compact also
+  --test-period 50 --base-dir "$OUT/dynamics" --device "$DEVICE" --compact also --resume
 run python3 "${P}generate_importance_score.py" -d fashion --ipc 10 --custom-data-dir "$OUT/condensed" \
   --base-dir "$OUT/dynamics" --stop_epoch 100 --device "$DEVICE"
 SCORES="$OUT/dynamics/ipc10/data-score-ipc10-ep100.pickle"
@@ -28,8 +28,9 @@ run python3 "${P}test.py" -d fashion -f 2 --ipc 10 --test_data_dir "$OUT/condens
 for T in 1 2 5; do
   case $T in 1) R=0.3 ;; 2) R=0.1 ;; 5) R=0.0 ;; esac
   for KEY in yoco random random_balance el2n forgetting ccs; do
+    CUT=(); [ "$KEY" = ccs ] && CUT=(--prune_score_ratio "$R")  # the cut-off is read by ccs only
     run python3 "${P}test.py" -d fashion -f 2 --ipc 10 --slct_ipc "$T" --pruning_key "$KEY" --test_data_dir "$OUT/condensed" \
-      --score_file "$SCORES" --prune_score_ratio "$R" --no_resnet --epochs "$EPOCHS" --repeat 1 --device "$DEVICE" \
+      --score_file "$SCORES" "${CUT[@]}" --no_resnet --epochs "$EPOCHS" --repeat 1 --device "$DEVICE" \
       --results_file "$OUT/results.json"
   done
 done

@@ -39,10 +39,12 @@ def script_env():
 
 
 def run_script(script, *args, cwd=None, env=None, check=True, timeout=600):
-    """Run one of our top-level scripts as a subprocess (CPU, no progress bars)."""
+    """Run one of our top-level scripts (``test.py``) or modules (``data.partitions``) as a subprocess (CPU, no
+    progress bars)."""
     e = script_env()
     e.update(env or {})
-    p = subprocess.run([sys.executable, os.path.join(ROOT, script), *map(str, args)], cwd=cwd, env=e,
+    target = [os.path.join(ROOT, script)] if script.endswith(".py") else ["-m", script]  # or a module
+    p = subprocess.run([sys.executable, *target, *map(str, args)], cwd=cwd, env=e,
                        capture_output=True, text=True, timeout=timeout)
     if check and p.returncode != 0:
         raise AssertionError(f"{script} failed ({p.returncode}):\n{p.stdout[-3000:]}\n{p.stderr[-3000:]}")
@@ -68,7 +70,7 @@ def run_cli(script, *args, cwd=None, check=True):
 
     from utils.arguments import cli
 
-    mod = importlib.import_module(os.path.splitext(script)[0])
+    mod = importlib.import_module(script[:-3] if script.endswith(".py") else script)  # or a module: data.partitions
     out, err, code = io.StringIO(), io.StringIO(), 0
     saved = (os.getcwd(), dict(os.environ), torch.are_deterministic_algorithms_enabled(), torch.get_num_threads(),
              torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic, random.getstate(),

@@ -36,7 +36,7 @@ def test_benchmarks_print_ratios_and_one_table(tmp_path):
     assert d["agreement"]["bf16"] > d["agreement"]["class-batched"]  # bf16 is another arithmetic
     assert "AMD" in d["machine"] or "machine:" in d["machine"]
     out = run_script("benchmarks/eval_epoch.py", "--device", "cpu", "--reps", "1", "--epochs", "1", "--n", "40",
-                     "--json", tmp_path / "eval_epoch.json").stdout
+                     "--val_n", "500", "--json", tmp_path / "eval_epoch.json").stdout
     assert "fp32 channels-last" in out and "vs fp32" in out
     table = run_script("benchmarks/suite_table.py", tmp_path).stdout
     assert table.count("| class updates, 1 inner step (MLS 2) |") == 5

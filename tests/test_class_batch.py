@@ -181,7 +181,7 @@ def test_class_batch_refuses_what_it_cannot_batch(root, tmp_path):
         assert p.returncode == 2 and text in p.stderr and "Traceback" not in p.stderr, p.stderr
         assert not (tmp_path / "bad").exists()
     model = create_model("convnet", nclass=3, depth=2, width=0.25, norm_type="instance")
-    check_class_batch(args_of("-d", "cifar10", "--class_batch", "True"), model)
+    check_class_batch(args_of("-d", "cifar10", "--ipc", "2", "--class_batch", "True"), model)
 
 
 def test_precision_checks_and_autocast():

@@ -191,7 +191,7 @@ def test_bad_inputs():
         check_args(args_of("--ipc", "2", "--lr_img", "nan"))
     with pytest.raises(UserError, match="--lr "):
         check_args(args_of("--ipc", "2", "--lr", "nan"))
-    with pytest.raises(UserError, match="--ipc must be"):
+    with pytest.raises(UserError, match="--ipc is needed"):
         check_args(args_of())
     with pytest.raises(UserError, match="condense_reg_mp"):
         check_args(args_of("--ipc", "2", "--phase", "0"))

@@ -197,7 +197,7 @@ def test_a_nondeterministic_kernel_is_a_one_line_error(capsys):
         raise RuntimeError("grid_sampler_2d_backward_cuda does not have a deterministic implementation, but you "
                            "set 'torch.use_deterministic_algorithms(True)'. You can turn off determinism ...")
     with pytest.raises(SystemExit) as e:
-        cli(main, condense_reg.get_args_parser, ["--deterministic", "True"])
+        cli(main, condense_reg.get_args_parser, ["--ipc", "2", "--deterministic", "True"])
     err = capsys.readouterr().err.strip().splitlines()
     assert e.value.code == 2 and len(err) == 1
     assert err[0].startswith("error: --deterministic True: grid_sampler_2d_backward_cuda has no deterministic kernel")

@@ -272,3 +272,13 @@ def test_test_py_refuses_interrupted_partition(fake_root, tmp_path):
     assert not os.path.exists(tmp_path / "r.json")
     p = run_script("test.py", *argv, "--allow_mismatch", "True")
     assert "idc_cat: phase 0 data_500.pt (it 500 of 500), phase 1 data_300.pt (it 300 of 500)" in p.stdout
+
+
+def test_merge_into_a_chosen_folder(tmp_path):
+    """``python -m data.partitions ... --out DIR`` writes the merged set there, nothing next to the partitions."""
+    base = str(tmp_path / "run")
+    make_part(base, 5, 0)
+    make_part(base, 5, 1)
+    out = merge_parts(base, 5, 10, log=lambda s: None, out=str(tmp_path / "elsewhere"))
+    assert out == str(tmp_path / "elsewhere") and sorted(os.listdir(out)) == ["data.pt", MANIFEST]
+    assert not os.path.exists(f"{base}_5_merged")

@@ -9,6 +9,7 @@ import subprocess
 import pytest
 
 from conftest import ROOT
+from evaluation.sources import validate_args
 from utils.arguments import parse_args
 from utils.img_loader import check_pruning_key
 
@@ -78,6 +79,8 @@ def check_commands(out):
             args = parse_args(factory(), argv)
         except SystemExit:
             raise AssertionError(f"the command does not parse: {line}")
+        if os.path.basename(cmd[1]) == "test.py":  # test.py's argument checks (no files): a refusal fails here
+            validate_args(args)
         if getattr(args, "slct_ipc", 0) > 0:
             check_pruning_key(args.pruning_key)  # a key outside the grammar fails here, not days later
         n += 1

@@ -40,6 +40,14 @@ TABLE = [
     ("yoco_imbalance", ("LBPE_top10", False, False, False, False)),
     ("yoco_balance", ("LBPE_top10", True, False, False, False)),
     ("yoco_hard", ("LBPE_top10", True, True, False, False)),
+    # modifiers in either order (the reference's substring tests; its README: forgetting_balance_easy)
+    ("forgetting_balance_easy", ("forgetting", True, False, False, False)),
+    ("el2n_imbalance_hard", ("el2n", False, True, False, False)),  # "_balance" does not match in "_imbalance"
+    ("el2n_balance_hard", ("el2n", True, True, False, False)),
+    ("yoco_imbalance_easy", ("LBPE_top10", False, False, False, False)),
+    ("ssp_balance_easy", ("kmeans_1", True, False, False, False)),
+    ("ssp_imbalance_hard", ("imbalance_kmeans_1", False, True, False, False)),
+    ("random_balance_hard", (None, True, True, False, True)),
 ]
 
 
@@ -68,6 +76,39 @@ def test_ccs_ratio_table_and_override():
     with pytest.raises(UserError):
         resolve_pruning_key("ccs", ipc_f=10, ipc_t=1, topk=10, dataset="cifar10", prune_score_ratio=1.5)
     assert resolve_pruning_key("el2n", ipc_f=10, ipc_t=1, topk=10, dataset="cifar10").prune_score_ratio == 0.0
+
+
+def _keys_in_both_orders():
+    for base in ("random", "ssp", "entropy", "accumulated_margin", "forgetting", "el2n", "ccs", "yoco"):
+        for h in ("_hard", "_easy"):
+            for b in ("_balance", "_imbalance"):
+                yield base + h + b, base + b + h
+
+
+def test_modifier_order_does_not_matter():
+    """Spec yoco §4 step 2 tests the modifiers by substring, so both orders resolve alike (78 keys were
+    refused before); the configurations and the selected indices are identical."""
+    g = torch.Generator().manual_seed(0)
+    scores = {k: torch.rand(16, generator=g) for k in ("entropy", "accumulated_margin", "forgetting", "el2n",
+                                                        "LBPE_top10")}
+    scores.update({"imbalance_kmeans_1": [3, 9, 1, 0, 15, 8, 2, 4], "kmeans_1": [0, 1, 2, 3, 8, 9, 10, 11]})
+    pairs = list(_keys_in_both_orders())
+    assert len(pairs) == 32
+    for a, b in pairs:
+        r = 0.25 if a.startswith("ccs") else None  # the cut-off is read by ccs only
+        ca = resolve_pruning_key(a, ipc_f=2, ipc_t=1, topk=10, dataset="cifar10", prune_score_ratio=r)
+        cb = resolve_pruning_key(b, ipc_f=2, ipc_t=1, topk=10, dataset="cifar10", prune_score_ratio=r)
+        assert ca == cb, (a, b)
+        assert sel(a, scores, ratio=r, seed=1) == sel(b, scores, ratio=r, seed=1), (a, b)
+
+
+@pytest.mark.parametrize("key", ["el2n_hard_easy", "el2n_balance_imbalance", "el2n_easy_easy",
+                                 "el2n_balance_balance", "el2n_hard_balance_easy", "el2n_sideways",
+                                 "random_sideways", "el2n_balance_x", "balance_el2n", "yoco_"])
+def test_unknown_modifiers_refused(key):
+    with pytest.raises(UserError, match=r"unknown --pruning_key .*either order") as e:
+        R(key)
+    assert "\n" not in str(e.value)  # the one-line refusal listing the grammar
 
 
 def test_resolution_errors():
@@ -182,6 +223,22 @@ def test_selection_errors():
 # ---------------------------------------------------------------------------------------------------
 # §5.4 CCS
 
+def reference_strata_picks(s, budget, stable=False):
+    """Positions picked by the reference's CCS sampling (spec yoco §5.4) of the descending scores ``s``,
+    derived here independently: 50 strata, sizes as a CPU int64 tensor ordered by ``torch.argsort`` (the
+    reference's ``bin_allocate``) or, for comparison, by a stable sort (lowest stratum first)."""
+    lo, hi = s.min(), s.max() * 1.0001
+    w = (hi - lo) / 50
+    members = [[p for p in range(len(s)) if lo + k * w <= s[p] < lo + (k + 1) * w] for k in range(50)]
+    sizes = torch.tensor([len(m) for m in members], dtype=torch.int64)
+    order = torch.sort(sizes, stable=True).indices if stable else torch.argsort(sizes)
+    left, take = budget, {}
+    for q, k in zip(range(50, 0, -1), order.tolist()):
+        take[k] = min(len(members[k]), left // q)
+        left -= take[k]
+    return [p for k in range(50) for p in members[k][:take[k]]], sizes.tolist()
+
+
 def test_allocate_budget_hand_example():
     # strata sizes [2, 2, 2, 1, 3], budget 4: visit 3 (q=5: min(1, 4//5)=0), 0 (q=4: min(2, 1)=1),
     # 1 (q=3: min(2, 3//3)=1), 2 (q=2: min(2, 2//2)=1), 4 (q=1: min(3, 1)=1)
@@ -207,13 +264,19 @@ def test_stratified_sampling_hand_example():
 
 def test_ccs_cutoff_and_strata_budget():
     # ratio 0.25: drop int(0.25*16)=4 highest el2n (12..15); 12 remaining values in 12 distinct strata of 50;
-    # allocation visits the 38 empty strata, then the 12 singletons in stratum order with R=8:
-    # floor(8/q) = 0 for q=12..9, then 1 for q=8..1 -> the 8 highest remaining scores 4..11
-    assert sel("ccs", ramp("el2n"), ratio=0.25) == [4, 5, 6, 7, 8, 9, 10, 11]
-    assert sel("ccs", ramp("el2n"), ratio=0.0) == list(range(8, 16))
+    # allocation visits the 38 empty strata, then the 12 singletons in torch.argsort order with R=8:
+    # floor(8/q) = 0 for q=12..9 (the first 4 singletons visited get nothing), then 1 for q=8..1
+    kept = torch.arange(11, -1, -1, dtype=torch.float32)  # the remaining scores 11..0, highest first
+    picks, sizes = reference_strata_picks(kept, 8)
+    assert sizes.count(1) == 12 and len(picks) == 8
+    assert sel("ccs", ramp("el2n"), ratio=0.25) == [11 - p for p in picks]
+    picks, _ = reference_strata_picks(torch.arange(15, -1, -1, dtype=torch.float32), 8)  # no cut: 16 singletons
+    assert sel("ccs", ramp("el2n"), ratio=0.0) == [15 - p for p in picks]
     # AUM + stratified sorts ascending: the cut-off drops the LOWEST margins (hardest)
     cfg = PruneConfig("accumulated_margin", False, True, True, False, 0.25)
-    assert select_indices(ramp("accumulated_margin"), cfg, **GEOM).tolist() == [8, 9, 10, 11, 12, 13, 14, 15]
+    picks, _ = reference_strata_picks(torch.arange(4, 16, dtype=torch.float32), 8)  # kept 4..15, lowest first
+    got = select_indices(ramp("accumulated_margin"), cfg, **GEOM).tolist()
+    assert got == [4 + p for p in picks] and min(got) >= 4
 
 
 def test_ccs_random_within_strata_and_balanced():
@@ -227,6 +290,51 @@ def test_ccs_random_within_strata_and_balanced():
     assert [i // 8 for i in b] == [0] * 4 + [1] * 4
 
 
+def test_ccs_strata_visited_in_reference_argsort_order():
+    """Equal stratum sizes: the budget goes round the strata in torch.argsort's order of the int64 sizes, as
+    the reference's bin_allocate does, not lowest stratum first (spec yoco §5.3 step 5)."""
+    sizes = [1, 2, 0, 2, 3, 0, 2, 1, 0, 2] * 5  # many ties; stratum k holds values in [k, k + 0.5]
+    values = [0.0] + [k + 0.1 + 0.2 * j for k in range(1, 49) for j in range(sizes[k])] + [49.1, 50.0]
+    s = torch.tensor(sorted(values, reverse=True))  # lo = 0, hi = 50.005: stratum width 1.0001
+    expected, got_sizes = reference_strata_picks(s, 30)
+    assert got_sizes == sizes
+    assert expected != reference_strata_picks(s, 30, stable=True)[0]  # the case tells the two orders apart
+    assert stratified_sampling(s, 30).tolist() == expected
+    assert allocate_budget(sizes, 30) == [sum(1 for p in expected if lo <= s[p] < lo + 1.0001)
+                                          for lo in (k * 1.0001 for k in range(50))]
+
+
+def test_ccs_cifar10_10_to_1_picks_follow_reference_strata_order():
+    """ccs at cifar10 IDC 10->1 (N=400, M=40, r=0.3): drop the 120 highest el2n, then the reference sampling."""
+    g = torch.Generator().manual_seed(0)
+    el2n = torch.rand(400, generator=g)
+    order = sorted(range(400), key=lambda i: -float(el2n[i]))[120:]  # tie-free scores: any sort agrees
+    picks, _ = reference_strata_picks(el2n[order], 40)
+    expected = [order[p] for p in picks]
+    assert expected != [order[p] for p in reference_strata_picks(el2n[order], 40, stable=True)[0]]
+    cfg = resolve_pruning_key("ccs", ipc_f=10, ipc_t=1, topk=10, dataset="cifar10")
+    assert select_indices({"el2n": el2n}, cfg, N=400, C=10, ipc_f=10, ipc_t=1, factor=2).tolist() == expected
+
+
+def test_ccs_2_reads_the_ratio_only_where_the_reference_does():
+    """The reference's CIFAR branch sets the global cut to 0 under ccs_2 and never reads the ratio for ccs
+    (unbalanced); its ImageNet branch reads it. cifar10 11->3 has no table entry."""
+    kw = dict(ipc_f=11, ipc_t=3, topk=10)
+    cfg = resolve_pruning_key("ccs", dataset="cifar10", ccs_type="ccs_2", **kw)
+    assert (cfg.stratified, cfg.balance, cfg.prune_score_ratio) == (True, False, 0.0)
+    with pytest.raises(UserError, match="--prune_score_ratio"):
+        resolve_pruning_key("ccs", dataset="cifar10", **kw)  # ccs_1 reads it
+    with pytest.raises(UserError, match="--prune_score_ratio"):
+        resolve_pruning_key("ccs", dataset="imagenet", ccs_type="ccs_2", **kw)
+    with pytest.raises(UserError, match="ccs_3"):
+        resolve_pruning_key("ccs", dataset="cifar10", ccs_type="ccs_3", **kw)
+    g = torch.Generator().manual_seed(1)
+    s = {"el2n": torch.rand(440, generator=g)}
+    geom = dict(N=440, C=10, ipc_f=11, ipc_t=3, factor=2)
+    no_cut = resolve_pruning_key("ccs", dataset="cifar10", prune_score_ratio=0.0, **kw)
+    assert select_indices(s, cfg, **geom, ccs_type="ccs_2").tolist() == select_indices(s, no_cut, **geom).tolist()
+
+
 def test_ccs_type_follows_the_reference_per_branch():
     """ccs_2 (the reference's utils/img_loader.py): the CIFAR branch skips the global cut-off and cuts the
     easiest r inside each class (balanced keys only); the ImageNet branch has no ccs_2 code (= ccs_1)."""
@@ -237,7 +345,8 @@ def test_ccs_type_follows_the_reference_per_branch():
     assert max(ccs_1) == 11  # the global cut-off dropped 12..15
     ccs_2 = pick(bal, ccs_type="ccs_2")
     # class 0 keeps its hardest int(0.75*8)=6 (7..2), class 1 keeps 15..10; 4 of each by stratified sampling
-    assert sorted(i for i in ccs_2 if i < 8) == [4, 5, 6, 7] and sorted(i for i in ccs_2 if i >= 8) == [12, 13, 14, 15]
+    picks, _ = reference_strata_picks(torch.arange(7, 1, -1, dtype=torch.float32), 4)  # same for both classes
+    assert ccs_2 == [7 - p for p in picks] + [15 - p for p in picks]
     assert pick(bal, ccs_type="ccs_2", imagenet=True) == ccs_1 == pick(bal, imagenet=True)
     no_cut = PruneConfig("el2n", False, False, True, False, 0.0)
     assert pick(imb, ccs_type="ccs_2") == pick(no_cut) != pick(imb)  # CIFAR, imbalanced: nothing is cut
@@ -267,16 +376,19 @@ def test_prune_decoded(tmp_path):
     x, y = torch.arange(16).float().view(16, 1), torch.arange(16) // 8
     a = argparse.Namespace(pruning_key="yoco", slct_ipc=1, ipc=2, nclass=2, factor=2, dataset="cifar10",
                            condense_key="idc", topk=10, stop_epoch=100, score_file=str(tmp_path / "s.pickle"),
-                           reproduce_exp="reproduce_3", prune_score_ratio=0.0, ccs_type="ccs_1",
+                           reproduce_exp="reproduce_3", prune_score_ratio=None, ccs_type="ccs_1",
                            strata_random_select=False, strata_fixed_select=False, explicit=[])
     px, py = prune_decoded(a, x, y)
     assert px.flatten().tolist() == [0, 1, 2, 3, 8, 9, 10, 11] and py.tolist() == [0] * 4 + [1] * 4
+    with pytest.raises(UserError, match="--prune_score_ratio 0.0 would have no effect"):  # an unread explicit ratio
+        prune_decoded(argparse.Namespace(**{**vars(a), "prune_score_ratio": 0.0}), x, y)
     a.pruning_key, a.strata_fixed_select, a.score_file = "ccs", True, str(tmp_path / "s.pickle")
+    a.prune_score_ratio = 0.0
     with warnings.catch_warnings(record=True) as w:
         warnings.simplefilter("always")
         assert len(prune_decoded(a, x, y)[0]) == 8
     assert any("strata_fixed_select" in str(m.message) for m in w)
-    a.score_file, a.pruning_key = "", "yoco"
+    a.score_file, a.pruning_key, a.prune_score_ratio = "", "yoco", None
     with pytest.raises(UserError, match="ep100.pickle"):  # the default path, not present here
         prune_decoded(a, x, y)
 

@@ -308,10 +308,13 @@ def test_dynamics_bad_input(tmp_path, capsys, monkeypatch):
 
     monkeypatch.chdir(tmp_path)
     save_condensed(str(tmp_path / "s" / "data.pt"), *condensed(seed=5))
+    (tmp_path / "dyn" / "ipc2").mkdir(parents=True)
+    (tmp_path / "dyn" / "ipc2" / "args.yaml").write_text("epochs: 3\n")  # another run's dynamics
     for argv, needle in ((["--ipc", "10"], "not found"),  # no default folder here
                          (["--ipc", "3", "--custom-data-dir", "s"], "pass --ipc 2"),
                          (["--condense_key", "kip", "--ipc", "2"], "CIFAR-10 IPC 10 only"),
-                         (["--custom-data-dir", "s", "--resume"], "no interrupted run")):
+                         (["--custom-data-dir", "s", "--base-dir", "dyn"], "holds another dynamics run"),
+                         (["--custom-data-dir", "s", "--base-dir", "s"], "is s (--custom-data-dir)")):
         with pytest.raises(SystemExit) as e:
             cli(main, get_args_parser, argv + ["--device", "cpu", "--data-dir", str(tmp_path)])
         err = capsys.readouterr().err.strip()

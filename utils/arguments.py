@@ -10,10 +10,12 @@ parser, ``main(args)`` does the work, and ``cli(main, get_args_parser)`` runs it
 """
 import argparse
 import os
+import re
 import sys
 
 import yaml
 
+from utils import ranges
 from utils.errors import StopTraining, UserError
 
 
@@ -91,6 +93,7 @@ def parse_args(parser, argv=None):
     argv = sys.argv[1:] if argv is None else list(argv)
     args = parser.parse_args(argv)
     if not hasattr(args, "dataset") or not hasattr(args, "reproduce"):  # a script with its own parser
+        ranges.check(parser, args)
         return args
     explicit = explicit_dests(parser, argv)
     if args.reproduce or args.reproduce_condense:
@@ -101,16 +104,22 @@ def parse_args(parser, argv=None):
                             "use the dest names of the command line flags")
         parser.set_defaults(**preset)
         args = parser.parse_args(argv)
-    if args.factor < 1:
-        raise UserError(f"-f/--factor must be >= 1 (got {args.factor}): 1 = no multi-formation, f = f x f mosaics")
+    ranges.check(parser, args)  # every numeric option in its declared range, before any work
     args.explicit = sorted(explicit)
     resolve(args, explicit)
+    check_together(args)
     return args
 
 
 def _default(args, explicit, key, value):
     if key not in explicit:
         setattr(args, key, value)
+
+
+def _refuse_explicit(explicit, key, message):
+    """The reference replaces this setting here: an explicit request for it is refused, never replaced."""
+    if key in explicit:
+        raise UserError(message)
 
 
 def check_nclass_sub(k, nclass):
@@ -178,6 +187,12 @@ def resolve(args, explicit=()):
         args.run_name = f"{d}_ipc{args.ipc}"
     args.nch = 3
     args.source_hook = {}
+    if d != "imagenet":  # the dataset fixes both (the reference sets them without a word)
+        size, nclass = (28, 10) if d in ("mnist", "fashion") else (32, 100 if d == "cifar100" else 10)
+        for key, flag, value in (("size", "--size", size), ("nclass", "--nclass", nclass)):
+            if getattr(args, key) != value:
+                _refuse_explicit(explicit, key, f"{flag} {getattr(args, key)}: {d} has {value}; {flag} is for "
+                                 "ImageNet subsets: leave it out")
     if d.startswith("cifar"):
         args.size, args.nclass = 32, (100 if d == "cifar100" else 10)
         _default(args, explicit, "mix_p", 0.5)
@@ -196,6 +211,8 @@ def resolve(args, explicit=()):
             _default(args, explicit, "dsa_strategy", args.dsa_strategy.replace("_flip", ""))
     else:  # imagenet
         if args.net_type == "convnet":
+            _refuse_explicit(explicit, "net_type", "-n convnet: on ImageNet the reference trains ResNetAP instead of "
+                             "ConvNet; leave out -n/--net_type (or pass resnet_ap or another registry name)")
             args.net_type = "resnet_ap"
         _default(args, explicit, "size", 224)
         if args.nclass >= 100:
@@ -206,10 +223,15 @@ def resolve(args, explicit=()):
             _default(args, explicit, "batch_real", max(128, args.batch_real))
     # YOCO condense keys: mtt/dsa/kip are single-formation sets (spec yoco §1.2)
     if args.condense_key in ("mtt", "dsa", "kip"):
+        if args.factor != 1:
+            _refuse_explicit(explicit, "factor", f"-f {args.factor}: --condense_key {args.condense_key} sets are "
+                             "single-formation (no mosaics to decode); leave out -f/--factor")
         args.factor = 1
     args.datatag = d if d != "imagenet" else f"imagenet{args.nclass}" + (f"-seed{args.dseed}" if args.dseed else "")
     if args.net_type == "convnet":
         if args.depth > 4:
+            _refuse_explicit(explicit, "depth", f"--depth {args.depth}: the reference builds ConvNet-3 for any depth "
+                             "above 4; pass --depth 1 to 4")
             args.depth = 3
         args.f_idx = str(args.depth - 1) if "f_idx" not in explicit else args.f_idx
         args.modeltag = f"conv{args.depth}"
@@ -222,7 +244,13 @@ def resolve(args, explicit=()):
     if args.width != 1.0:
         args.modeltag += f"_w{args.width}"
     if args.factor > 1:
+        if args.init != "mix":
+            _refuse_explicit(explicit, "init", f"--init {args.init} with -f {args.factor}: multi-formation "
+                             "initialises every tile from a real image (--init mix, forced as the reference); "
+                             "leave out --init, or pass -f 1")
         args.init = "mix"  # spec mdc §1.2 item 6
+    if not re.fullmatch(r"\d+(,-?\d+)?", args.f_idx):
+        raise UserError(f"--f_idx {args.f_idx}: a feature layer index, or two as from,to (e.g. 2 or 1,3)")
     parts = [int(v) for v in args.f_idx.split(",")]
     args.idx_from, args.idx_to = parts[0], (parts[1] if len(parts) > 1 else -1)
     if args.adaptive_reg and "metric" not in explicit:
@@ -238,6 +266,28 @@ def resolve(args, explicit=()):
         args.dsa_strategy = args.dsa_strategy.replace("_cutout", "")
     args.augment = not args.dsa
     return args
+
+
+AUG_OPS = ("flip", "color", "crop", "cutout", "scale", "rotate", "translate", "brightness", "saturation", "contrast")
+
+
+def check_aug_strategy(strategy, flag="the augmentation"):
+    """A DiffAug strategy (spec mdc §3): ``_``-joined ops of ``AUG_OPS``, or empty / ``none``; else a UserError."""
+    if strategy == "" or strategy.lower() == "none":
+        return
+    for tok in strategy.lower().split("_"):
+        if tok not in AUG_OPS:
+            raise UserError(f"{flag} {strategy}: unknown op {tok!r}; use '_'-joined ops from flip, color, crop, "
+                            "cutout, scale, rotate, translate (or none)")
+
+
+def check_together(args):
+    """Rules between options, checked once the dataset block has set the image size (before any work)."""
+    check_aug_strategy(args.aug_type, "-a/--aug_type")
+    check_aug_strategy(args.dsa_strategy, "--dsa_strategy")
+    if args.factor > args.size // 2:  # multi-formation tiles of 1 pixel (or less) hold no image
+        raise UserError(f"-f {args.factor}: a {args.size}-pixel image cannot hold {args.factor}x{args.factor} tiles "
+                        f"of at least 2 pixels; use -f <= {args.size // 2} (1 = no multi-formation)")
 
 
 def cli(main, get_args_parser, argv=None):

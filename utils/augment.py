@@ -16,6 +16,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 import torchvision.transforms as T
 
+from utils.arguments import check_aug_strategy
 from utils.errors import UserError
 from utils.determinism import grid_sample_bilinear
 
@@ -211,10 +212,8 @@ class DiffAug(nn.Module):
         self.ops = []  # the list L
         if not self.aug:
             return
+        check_aug_strategy(strategy)
         for tok in strategy.lower().split("_"):
-            if tok not in OPS and tok not in GROUPS:
-                raise UserError(f"unknown DiffAug op '{tok}' in strategy '{strategy}'; "
-                                f"use '_'-joined ops from flip, color, crop, cutout, scale, rotate, translate")
             if tok in ("flip", "color", "cutout") and not single:
                 setattr(self, tok, True)
             else:

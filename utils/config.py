@@ -2,6 +2,8 @@
 
 Nothing of the project is imported here: every other module may use this one.
 """
+import json
+import math
 import os
 import random
 import sys
@@ -137,14 +139,27 @@ def unpack_rng(st):
     return st
 
 
-def jsonable(v):
+def jsonable(v, strict=False):
+    """``v`` as plain JSON/YAML values: containers, str, int, float, bool, None; a numpy or torch scalar as its
+    number, anything else as its text. ``strict`` (JSON files, ``to_json``): NaN and ±Inf become None."""
+    if isinstance(v, float) and strict and not math.isfinite(v):
+        return None
     if isinstance(v, (str, int, float, bool)) or v is None:
         return v
     if isinstance(v, (list, tuple)):
-        return [jsonable(x) for x in v]
+        return [jsonable(x, strict) for x in v]
     if isinstance(v, dict):
-        return {str(k): jsonable(x) for k, x in v.items()}
+        return {str(k): jsonable(x, strict) for k, x in v.items()}
+    if isinstance(v, np.generic) or (torch.is_tensor(v) and v.dim() == 0):
+        return jsonable(v.item(), strict)
     return str(v)
+
+
+def to_json(obj, **kw):
+    """The one way a JSON file of this project is written (records, partial files, ``metrics.jsonl``): strict
+    JSON (RFC 8259), which has no NaN or Infinity. A non-finite number becomes null -- the last line of
+    defence: a diverged training stops with ``StopTraining`` before it could produce one (docs/failures.md)."""
+    return json.dumps(jsonable(obj, strict=True), allow_nan=False, **kw)
 
 
 class Logger:

@@ -6,10 +6,12 @@ Pure functions of (scores, N, C, IPC_F, IPC_T, f) returning decoded indices; no 
 m = IPC_T*f^2 decoded images per class, M = m*C in total (the integer form of spec yoco §5).
 
 Deviations from the reference, all documented where they occur:
-* ties: every sort is stable and ties go to the **lower decoded index** whichever end is kept (the
+* ties: every sort of scores is stable and ties go to the **lower decoded index** whichever end is kept (the
   reference ``argsort`` has no tie rule, spec yoco §5.5/U2); "easy" selections therefore sort ascending
   and keep the first M instead of keeping the last M of a descending sort (same set up to ties; the
-  returned order is lowest score first instead of highest first, which only permutes the training set);
+  returned order is lowest score first instead of highest first, which only permutes the training set).
+  Not a deviation: the CCS strata are visited in the reference's own ``torch.argsort`` order of their sizes
+  (``strata_order``, spec yoco §5.3 step 5), since equal sizes are common there and change the picks;
 * randomness: ``seed=None`` uses the global RNGs (python ``random`` / torch, seeded by
   ``utils.config.set_seed``); an int seed uses local generators (the reference is unseeded);
 * ``strata_random_select`` has the honest name: True = random within each CCS stratum. The reference's
@@ -31,9 +33,13 @@ from utils.errors import UserError
 BASE_KEYS = ("entropy", "accumulated_margin", "forgetting", "el2n", "random", "ssp", "ccs", "yoco")
 SUFFIXES = ("_hard", "_easy", "_balance", "_imbalance")
 SCORE_BASES = ("entropy", "accumulated_margin", "forgetting", "el2n")
-# the keys the reference resolves as intended: a base, then optionally _hard|_easy, then _balance|_imbalance
-# (its substring tests would run ``random_sideways`` as ``random``; we refuse anything else)
-KEY_GRAMMAR = re.compile(rf"({'|'.join(BASE_KEYS)})(_hard|_easy)?(_balance|_imbalance)?")
+HARDNESS, BALANCE = "_hard|_easy", "_balance|_imbalance"
+# the keys the reference resolves as intended: a base, then at most one hardness and at most one balance
+# modifier in either order. Its step-2 substring tests (spec yoco §4) do not depend on the order, and its
+# README names both orders ("forgetting_easy_balance or forgetting_balance_easy"); "_balance" never matches
+# inside "_imbalance" (an "m" precedes "balance" there). Its substring tests would also run
+# ``random_sideways`` as ``random``; we refuse anything else.
+KEY_GRAMMAR = re.compile(rf"({'|'.join(BASE_KEYS)})((?:{HARDNESS})(?:{BALANCE})?|(?:{BALANCE})(?:{HARDNESS})?)?")
 
 # spec yoco §5.4: CCS hard cut-off ratio r by (dataset, IPC_F, IPC_T)
 CCS_RATIOS = {
@@ -67,8 +73,8 @@ def _check_ipcs(ipc_f, ipc_t):
 
 def _valid_keys_msg():
     return ("a --pruning_key is one of " + ", ".join(BASE_KEYS)
-            + ", optionally followed by _hard or _easy and then by _balance or _imbalance (e.g. yoco, el2n_easy, "
-            + "random_balance)")
+            + ", optionally followed by _hard or _easy and/or by _balance or _imbalance, in either order (e.g. "
+            + "yoco, el2n_easy, random_balance, forgetting_easy_balance = forgetting_balance_easy)")
 
 
 def check_pruning_key(key):
@@ -91,9 +97,27 @@ def ccs_ratio(dataset, ipc_f, ipc_t, override=None):
     return r
 
 
-def resolve_pruning_key(key, *, ipc_f, ipc_t, topk, dataset, prune_score_ratio=None):
-    """Resolve ``--pruning_key`` exactly as spec yoco §4 (substring rules, first match wins)."""
+def _check_ccs_type(ccs_type):
+    if ccs_type not in ("ccs_1", "ccs_2"):
+        raise UserError(f"--ccs_type {ccs_type!r} must be ccs_1 or ccs_2")
+
+
+def ccs_reads_ratio(dataset, ccs_type):
+    """Whether the CCS cut-off ratio is read, as in the reference's ``utils/img_loader.load_data_path``
+    (spec yoco §5.3): its ImageNet branch reads it for every stratified selection (it has no ``ccs_2`` code);
+    its other branch (CIFAR, and here our other non-ImageNet sets) sets the global cut to 0 under ``ccs_2``
+    and reads the ratio only in its balanced ``ccs_2`` code, which no key reaches (``ccs`` resolves to an
+    unbalanced ``el2n``, spec yoco §4). So ``ccs_2`` off ImageNet needs no table entry."""
+    return ccs_type != "ccs_2" or dataset == "imagenet"
+
+
+def resolve_pruning_key(key, *, ipc_f, ipc_t, topk, dataset, prune_score_ratio=None, ccs_type="ccs_1"):
+    """Resolve ``--pruning_key`` exactly as spec yoco §4 (substring rules, first match wins).
+
+    The CCS ratio is looked up only where the reference reads it (``ccs_reads_ratio``); elsewhere it is 0.0,
+    the cut the reference applies there."""
     _check_ipcs(ipc_f, ipc_t)
+    _check_ccs_type(ccs_type)
     k = check_pruning_key(key)
     balance = use_hard = stratified = random_selection = False
     ratio = 0.0
@@ -107,12 +131,17 @@ def resolve_pruning_key(key, *, ipc_f, ipc_t, topk, dataset, prune_score_ratio=N
     elif "ccs" in k:
         k = "el2n"  # the key is replaced entirely: suffixes are lost (B8)
         balance, use_hard, stratified = False, False, True
-        ratio = ccs_ratio(dataset, ipc_f, ipc_t, prune_score_ratio)
+        if ccs_reads_ratio(dataset, ccs_type):
+            ratio = ccs_ratio(dataset, ipc_f, ipc_t, prune_score_ratio)
     elif "yoco" in k:
         k = k.replace("yoco", f"LBPE_top{topk}")
         balance, use_hard = True, False
     else:
         raise UserError(f"unknown --pruning_key {key!r}; {_valid_keys_msg()}")
+    if prune_score_ratio is not None and not (stratified and ccs_reads_ratio(dataset, ccs_type)):
+        where = "on ImageNet only with --ccs_type ccs_2" if stratified else "only with --pruning_key ccs"
+        raise UserError(f"--prune_score_ratio {prune_score_ratio} would have no effect: the CCS cut-off is read "
+                        f"{where} (as the reference); leave it out")
     # step 2 — suffixes
     if "_hard" in k:
         use_hard, k = True, k.replace("_hard", "")
@@ -136,14 +165,23 @@ def rank(scores, descending):
     return torch.sort(scores, descending=descending, stable=True).indices
 
 
+def strata_order(counts):
+    """The order in which CCS visits its strata (spec yoco §5.3 step 5, §5.4): ascending size, equal sizes in
+    the order the reference gets. Reading taken: the reference (``ccs/core/data/Coreset.py``,
+    ``CoresetSelection.stratified_sampling`` and its inner ``bin_allocate``) collects the per-stratum counts
+    as a CPU int64 tensor and orders them with a plain ``torch.argsort`` (not stable); the same call on the same
+    dtype and device is made here, so strata of equal size are visited as the reference visits them (not
+    lowest index first: a stable sort would differ for 50 strata with many ties)."""
+    return torch.argsort(torch.tensor([int(c) for c in counts], dtype=torch.int64)).tolist()
+
+
 def allocate_budget(counts, budget):
-    """CCS budget allocation (spec yoco §5.4): visit strata by ascending size (stable: lower stratum first);
-    with R budget left and q strata unvisited (current one included) give min(n_k, floor(R / q))."""
+    """CCS budget allocation (spec yoco §5.4): visit strata in ``strata_order``; with R budget left and q
+    strata unvisited (current one included) give min(n_k, floor(R / q))."""
     counts = [int(c) for c in counts]
     alloc = [0] * len(counts)
     left = int(budget)
-    order = sorted(range(len(counts)), key=lambda i: counts[i])  # python sort is stable
-    for j, i in enumerate(order):
+    for j, i in enumerate(strata_order(counts)):
         a = min(counts[i], left // (len(counts) - j))
         alloc[i] = a
         left -= a
@@ -198,6 +236,10 @@ def _score_tensor(scores, key, N):
     if t.numel() != N:
         raise UserError(f"score '{key}' has {t.numel()} entries but the decoded set has N={N} samples; "
                         "the score file belongs to another condensed set")
+    bad = int((~torch.isfinite(t)).sum()) if t.is_floating_point() else 0
+    if bad:  # NaN sorts anywhere: the selection would be meaningless
+        raise UserError(f"score '{key}' holds {bad} NaN/Inf values of {N} (the dynamics run diverged); recompute "
+                        "the dynamics (get_training_dynamics.py, e.g. with a lower --lr) and the scores")
     return t
 
 
@@ -213,8 +255,7 @@ def select_indices(scores, cfg, *, N, C, ipc_f, ipc_t, factor, strata_random_sel
     n_c, m = ipc_f * factor ** 2, ipc_t * factor ** 2
     if N != C * n_c:
         raise UserError(f"decoded set has N={N} samples, expected C*IPC_F*f^2 = {C}*{ipc_f}*{factor}^2 = {C * n_c}")
-    if ccs_type not in ("ccs_1", "ccs_2"):
-        raise UserError(f"--ccs_type {ccs_type!r} must be ccs_1 or ccs_2")
+    _check_ccs_type(ccs_type)
     M = m * C
     if cfg.random_selection:
         return _random_indices(cfg, N, C, n_c, m, seed)

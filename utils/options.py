@@ -13,6 +13,7 @@ import argparse
 import textwrap
 
 from utils.arguments import DATASETS, PRESETS, str2bool
+from utils.ranges import ranged
 
 C, M, T = "condense", "mp", "test"
 ALL, COND = frozenset((C, M, T)), frozenset((C, M))
@@ -61,19 +62,21 @@ CONDENSE_KEYS = ("idc", "dream", "mtt", "dsa", "kip")  # YOCO's --condense_key: 
 
 
 class _Adder:
-    """Adds each option to its group when the script uses it, hidden otherwise (accepted, not shown)."""
+    """Adds each option to its group when the script uses it, hidden otherwise (accepted, not shown).
+    ``valid``: the range of a numeric option (``utils.ranges``), or a dict of ranges by script kind."""
 
     def __init__(self, parser, kind):
         self.parser, self.kind, self.groups = parser, kind, {}
 
-    def __call__(self, group, used_by, *flags, help, **kw):
+    def __call__(self, group, used_by, *flags, help, valid=None, **kw):
+        valid = valid.get(self.kind, "any") if isinstance(valid, dict) else valid
         if self.kind in used_by:
             if group not in self.groups:
                 self.groups[group] = self.parser.add_argument_group(GROUPS[group])
             text = help.get(self.kind) if isinstance(help, dict) else help
-            self.groups[group].add_argument(*flags, help=text, **kw)
+            ranged(self.groups[group].add_argument)(*flags, help=text, valid=valid, **kw)
         else:
-            self.parser.add_argument(*flags, help=argparse.SUPPRESS, **kw)
+            ranged(self.parser.add_argument)(*flags, help=argparse.SUPPRESS, valid=valid, **kw)
 
 
 def compat_group(parser, internal=("--presets",)):
@@ -96,13 +99,15 @@ def add_reference_args(parser, kind=T):
       help="torchvision root of CIFAR/SVHN/MNIST/Fashion-MNIST (SVHN under <data_dir>/svhn)")
     a("data", ALL, "--imagenet_dir", default="datasets/imagenet", type=str, help="ImageNet folder with train/ and val/")
     a("data", ALL, "--download", action="store_true", help="let torchvision download a missing dataset")
-    a("data", ALL, "--nclass", default=10, type=int, help="ImageNet: number of classes of the subset")
-    a("data", ALL, "--dseed", default=0, type=int, help="ImageNet: class-subset seed (0 = the class100.txt order)")
-    a("data", ALL, "--size", default=224, type=int, help="ImageNet: image size (CIFAR/SVHN 32, MNIST/Fashion 28)")
-    a("data", frozenset((M, T)), "--phase", default=-1, type=int,
+    a("data", ALL, "--nclass", default=10, type=int, valid=">= 1", help="ImageNet: number of classes of the subset")
+    a("data", ALL, "--dseed", default=0, type=int, valid=">= 0",
+      help="ImageNet: class-subset seed (0 = the class100.txt order)")
+    a("data", ALL, "--size", default=224, type=int, valid=">= 8",
+      help="ImageNet: image size (CIFAR/SVHN 32, MNIST/Fashion 28)")
+    a("data", frozenset((M, T)), "--phase", default=-1, type=int, valid="-1 or >= 0",
       help={M: "which class partition this process condenses (0 .. nclass/nclass_sub - 1)",
             T: "ImageNet -s random: class partition (as the reference)"})
-    a("data", frozenset((M, T)), "--nclass_sub", default=-1, type=int,
+    a("data", frozenset((M, T)), "--nclass_sub", default=-1, type=int, valid={M: ">= 1", T: "-1 or >= 1"},
       help={M: "classes per partition; must divide --nclass",
             T: "-s idc_cat: classes per partition of the runs to concatenate"})
     a("data", COND, "-l", "--load_memory", default=True, type=str2bool,
@@ -112,39 +117,43 @@ def add_reference_args(parser, kind=T):
       help="convnet, resnet_ap, resnet (ImageNet: resnet_ap), or a registry name")
     a("model", ALL, "--norm_type", default="instance", type=str,
       choices=["batch", "instance", "sn", "none", "layer", "group"], help="normalisation layers")
-    a("model", ALL, "--depth", default=10, type=int, help="network depth (ConvNet: > 4 means 3)")
-    a("model", ALL, "--width", default=1.0, type=float, help="width multiplier")
+    a("model", ALL, "--depth", default=10, type=int, valid=">= 1", help="network depth (ConvNet: > 4 means 3)")
+    a("model", ALL, "--width", default=1.0, type=float, valid="> 0", help="width multiplier")
     a("model", ALL, "--eval_net", default="", type=str,
       help="evaluation architectures, comma-separated registry names (default: the --net_type network)")
     # evaluation protocol
-    a("protocol", ALL, "--epochs", default=1000, type=int,
+    a("protocol", ALL, "--epochs", default=1000, type=int, valid=">= 1",
       help="training epochs (set from the dataset and IPC unless given; ImageNet by decoded count)")
-    a("protocol", ALL, "--batch_size", default=64, type=int, help="batch size")
-    a("protocol", ALL, "--lr", default=0.01, type=float,
+    a("protocol", ALL, "--batch_size", default=64, type=int, valid=">= 1", help="batch size")
+    a("protocol", ALL, "--lr", default=0.01, type=float, valid="> 0",
       help="SGD learning rate of every trained network (also the condensation network)")
-    a("protocol", ALL, "--momentum", default=0.9, type=float, help="SGD momentum of every trained network")
-    a("protocol", ALL, "--weight-decay", "--wd", dest="weight_decay", default=5e-4, type=float, help="SGD weight decay")
+    a("protocol", ALL, "--momentum", default=0.9, type=float, valid="[0, 1]",
+      help="SGD momentum of every trained network")
+    a("protocol", ALL, "--weight-decay", "--wd", dest="weight_decay", default=5e-4, type=float, valid=">= 0",
+      help="SGD weight decay")
     a("protocol", ALL, "--mixup", default="cut", type=str, choices=["vanilla", "cut"],
       help="cut: CutMix with probability --mix_p")
-    a("protocol", ALL, "--beta", default=1.0, type=float, help="CutMix Beta(β, β) parameter")
-    a("protocol", ALL, "--mix_p", default=1.0, type=float, help="CutMix probability (0.5 for CIFAR/SVHN/MNIST)")
+    a("protocol", ALL, "--beta", default=1.0, type=float, valid="> 0", help="CutMix Beta(β, β) parameter")
+    a("protocol", ALL, "--mix_p", default=1.0, type=float, valid="[0, 1]",
+      help="CutMix probability (0.5 for CIFAR/SVHN/MNIST)")
     a("protocol", ALL, "--dsa", default=False, type=str2bool,
       help="differentiable Siamese augmentation per sample (True for CIFAR/SVHN/MNIST)")
     a("protocol", ALL, "--dsa_strategy", default="color_crop_cutout_flip_scale_rotate", type=str,
       help="DSA operations joined by _ (cutout is dropped with CutMix)")
     a("protocol", ALL, "--rrc", default=True, type=str2bool, help="ImageNet: random resized crop")
-    a("protocol", ALL, "--repeat", default=1, type=int, help="networks trained per evaluation (mean ± std)")
-    a("protocol", ALL, "-j", "--workers", default=0, type=int,
+    a("protocol", ALL, "--repeat", default=1, type=int, valid=">= 1",
+      help="networks trained per evaluation (mean ± std)")
+    a("protocol", ALL, "-j", "--workers", default=0, type=int, valid=">= 0",
       help="ImageNet input: processes for the per-sample augmentation of evaluation training (0 = main "
            "thread; other random draws than 0), validation loader workers, decoding threads of streaming "
            "condensation (same images with any number)")
     a("protocol", frozenset((T,)), "--same_compute", default=False, type=str2bool,
       help="divide the epochs by factor² (same compute as the undecoded set)")
     # condensed set (test.py)
-    a("set", ALL, "-i", "--ipc", default=-1, type=int,
+    a("set", ALL, "-i", "--ipc", default=-1, type=int, valid={C: ">= 1", M: ">= 1", T: "-1 or >= 1"},
       help={C: "images per class to condense", M: "images per class to condense",
             T: "stored images per class of the set (-1: read from the set)"})
-    a("set", ALL, "-f", "--factor", default=1, type=int,
+    a("set", ALL, "-f", "--factor", default=1, type=int, valid=">= 1",
       help="multi-formation factor f: every stored image is f×f tiles (1 = none)")
     a("set", ALL, "--decode_type", default="single", type=str, choices=["single", "multi", "bound"],
       help="how mosaics are decoded (test.py honours single and multi)")
@@ -152,7 +161,8 @@ def add_reference_args(parser, kind=T):
       help="condensed set: a run folder (its data_{niter}.pt, data.pt or latest data_*.pt) or a .pt file")
     a("set", frozenset((T,)), "--test_type", default="other", type=str,
       help="other (the whole set), cx_cy (the IPC-y prefix), baseline_b (y separate IPC-1 runs)")
-    a("set", frozenset((T,)), "--ipcy", default=-1, type=int, help="cx_cy / baseline_b: y, the IPC evaluated")
+    a("set", frozenset((T,)), "--ipcy", default=-1, type=int, valid="-1 or >= 1",
+      help="cx_cy / baseline_b: y, the IPC evaluated")
     a("set", frozenset((T,)), "--prefix_epochs", default="full", type=str, choices=["full", "subset"],
       help="cx_cy / baseline_b training epochs: full = those of the whole --ipc N (the reference's; also "
            "--reproduce's), subset = those of the evaluated IPC-y; only ImageNet's epochs depend on the IPC "
@@ -161,7 +171,7 @@ def add_reference_args(parser, kind=T):
       help={C: "idc, or dream (k-means initialisation and DREAM's real batches)",
             M: "idc, or dream (k-means initialisation and DREAM's real batches)",
             T: "source format: idc, dream, idc_cat (class partitions), random (real images), dc, dsa, kip, mtt"})
-    a("set", ALL, "--niter", default=500, type=int,
+    a("set", ALL, "--niter", default=500, type=int, valid={C: ">= 1", M: ">= 1", T: ">= 0"},
       help={C: "outer iterations ×100 / inner_loop", M: "outer iterations ×100 / inner_loop",
             T: "a run folder's data_{niter}.pt is evaluated"})
     # condensation
@@ -176,26 +186,35 @@ def add_reference_args(parser, kind=T):
     a("condense", COND, "--bias", default=False, type=str2bool, help="also match the bias gradients")
     a("condense", COND, "--fc", default=False, type=str2bool, help="also match the classifier gradients")
     a("condense", COND, "--f_idx", default="4", type=str, help="feature layer(s) for --match feat (from,to)")
-    a("condense", COND, "--inner_loop", default=100, type=int, help="inner steps per outer iteration")
-    a("condense", COND, "--early", default=0, type=int, help="epochs of real-data training of each fresh network")
-    a("condense", COND, "--fix_iter", default=-1, type=int, help="a fresh network every N outer iterations (≤1: every)")
-    a("condense", COND, "--net_epoch", default=1, type=int, help="network-update passes per inner step")
-    a("condense", COND, "--n_data", default=500, type=int, help="real samples per network update (≤0: no update)")
-    a("condense", COND, "--pt_from", default=-1, type=int, help="pretrained networks: not supported, keep -1")
-    a("condense", COND, "--batch_real", default=64, type=int, help="real images per class and step")
-    a("condense", COND, "--batch_syn_max", default=128, type=int, help="decoded synthetic images per class and step, at most")
-    a("condense", COND, "--lr_img", default=5e-3, type=float, help="image learning rate (× ipc/10 × (size/base)²)")
-    a("condense", COND, "--mom_img", default=0.5, type=float, help="image optimiser momentum")
+    a("condense", COND, "--inner_loop", default=100, type=int, valid=">= 1", help="inner steps per outer iteration")
+    a("condense", COND, "--early", default=0, type=int, valid=">= 0",
+      help="epochs of real-data training of each fresh network")
+    a("condense", COND, "--fix_iter", default=-1, type=int, valid="any",
+      help="a fresh network every N outer iterations (≤1: every)")
+    a("condense", COND, "--net_epoch", default=1, type=int, valid=">= 1", help="network-update passes per inner step")
+    a("condense", COND, "--n_data", default=500, type=int, valid="any",
+      help="real samples per network update (≤0: no update)")
+    a("condense", COND, "--pt_from", default=-1, type=int, valid="-1",
+      help="pretrained networks: not supported, keep -1")
+    a("condense", COND, "--batch_real", default=64, type=int, valid=">= 1", help="real images per class and step")
+    a("condense", COND, "--batch_syn_max", default=128, type=int, valid=">= 1",
+      help="decoded synthetic images per class and step, at most")
+    a("condense", COND, "--lr_img", default=5e-3, type=float, valid="> 0",
+      help="image learning rate (× ipc/10 × (size/base)²)")
+    a("condense", COND, "--mom_img", default=0.5, type=float, valid="[0, 1]", help="image optimiser momentum")
     a("condense", COND, "--mixup_net", default="cut", type=str, choices=["vanilla", "cut"],
       help="CutMix in the network updates")
-    a("condense", COND, "--start_idx", default=0, type=int, help="initialise from real images starting here (Baseline B)")
-    a("condense", COND, "--interval", default=10, type=int, help="-s dream: k-means re-clustering interval")
+    a("condense", COND, "--start_idx", default=0, type=int, valid=">= 0",
+      help="initialise from real images starting here (Baseline B)")
+    a("condense", COND, "--interval", default=10, type=int, valid=">= 1",
+      help="-s dream: k-means re-clustering interval")
     a("condense", COND, "--dream_random_init", default="first", choices=["first", "picks"],
       help="-s dream, --init random, f = 1: first = the first real images (reference), picks = the k-means picks")
     # MDC
     a("mdc", COND, "--adaptive_reg", default=False, type=str2bool,
       help="MDC: the adaptive subset loss (the MLS subset term and freezing)")
-    a("mdc", COND, "--adaptive_period", default=100, type=int, help="MLS selection interval P (iterations)")
+    a("mdc", COND, "--adaptive_period", default=100, type=int, valid=">= 1",
+      help="MLS selection interval P (iterations)")
     a("mdc", COND, "--adaptive_class_wise", action="store_true", help="one MLS per class instead of one for all")
     a("mdc", COND, "--mls_select", default="change", type=str, choices=["change", "distance", "random"],
       help="how the MLS is chosen each window (MDC Table 3): change = largest change of the measure since the "
@@ -231,31 +250,35 @@ def add_reference_args(parser, kind=T):
            "sequential loop uses (equal up to float rounding; needs --match grad and a model without BatchNorm "
            "batch statistics)")
     # YOCO
-    a("yoco", frozenset((T,)), "--slct_ipc", default=0, type=int, help="IPC_T: prune the set to this IPC (0: no pruning)")
+    a("yoco", frozenset((T,)), "--slct_ipc", default=0, type=int, valid=">= 0",
+      help="IPC_T: prune the set to this IPC (0: no pruning)")
     a("yoco", frozenset((T,)), "--condense_key", default="idc", type=str, choices=CONDENSE_KEYS,
       help="which condensed set is pruned (its folder and format)")
     a("yoco", frozenset((T,)), "--pruning_key", default="yoco", type=str,
-      help="<base>[_hard|_easy][_balance|_imbalance], base: yoco, random, ssp, entropy, accumulated_margin, "
+      help="<base>[_hard|_easy][_balance|_imbalance] (modifiers in either order), base: yoco, random, ssp, entropy, accumulated_margin, "
            "forgetting, el2n, ccs")
     a("yoco", frozenset((T,)), "--score_file", default="", type=str,
       help="score file of generate_importance_score.py (default: from --reproduce_exp)")
-    a("yoco", frozenset((T,)), "--topk", default=10, type=int, help="LBPE top-K epochs (the yoco key)")
-    a("yoco", frozenset((T,)), "--stop_epoch", default=100, type=int, help="epoch the scores were computed at")
+    a("yoco", frozenset((T,)), "--topk", default=10, type=int, valid=">= 1", help="LBPE top-K epochs (the yoco key)")
+    a("yoco", frozenset((T,)), "--stop_epoch", default=100, type=int, valid=">= 1",
+      help="epoch the scores were computed at")
     a("yoco", frozenset((T,)), "--reproduce_exp", default="reproduce_3", type=str,
       help="which repetition: raid/{reproduce_exp}/...")
-    a("yoco", frozenset((T,)), "--custom_data_dir", default="", type=str, help="condensed set to prune (default: from --condense_key)")
+    a("yoco", frozenset((T,)), "--custom_data_dir", default="", type=str,
+      help="condensed set to prune (default: from --condense_key)")
     a("yoco", frozenset((T,)), "--no_resnet", action="store_true",
       help="evaluate pruned CIFAR sets on the default network only (not also ResNet-10-BN, DenseNet)")
     a("yoco", frozenset((T,)), "--balance", action="store_true", help="balanced construction (set by the key)")
     a("yoco", frozenset((T,)), "--use_hard", action="store_true", help="keep the hardest samples (set by the key)")
     a("yoco", frozenset((T,)), "--random_selection", action="store_true", help="random subset (set by the key)")
-    a("yoco", frozenset((T,)), "--prune_score_ratio", default=None, type=float,
+    a("yoco", frozenset((T,)), "--prune_score_ratio", default=None, type=float, valid="[0, 1)",
       help="CCS hard cut-off ratio (default: the paper's table)")
     a("yoco", frozenset((T,)), "--ccs_type", default="ccs_1", type=str, help="CCS variant")
     a("yoco", frozenset((T,)), "--strata_fixed_select", action="store_true", help="CCS: fixed selection within strata")
-    a("yoco", frozenset((T,)), "--strata_random_select", action="store_true", help="CCS: random selection within strata")
+    a("yoco", frozenset((T,)), "--strata_random_select", action="store_true",
+      help="CCS: random selection within strata")
     # run and output
-    a("output", ALL, "--seed", default=123, type=int, help="global seed (repeat r of test.py: seed + r)")
+    a("output", ALL, "--seed", default=123, type=int, valid=">= 0", help="global seed (repeat r of test.py: seed + r)")
     a("output", ALL, "--deterministic", default=False, type=str2bool,
       help="deterministic algorithms (bit-exact reruns and resumes on CPU)")
     a("output", ALL, "--device", default="auto", type=str, help="auto, cpu or cuda")
@@ -268,7 +291,8 @@ def add_reference_args(parser, kind=T):
     a("output", COND, "--resume", action="store_true", help="continue the run found in the run folder")
     a("output", COND, "--load_checkpoint", action="store_true", help="the reference's name of --resume")
     a("output", COND, "--eval_during", default=True, type=str2bool, help="in-run evaluations at save points")
-    a("output", COND, "--eval_epochs", default=-1, type=int, help="epochs of in-run evaluations (-1: the protocol's)")
+    a("output", COND, "--eval_epochs", default=-1, type=int, valid="-1 or >= 1",
+      help="epochs of in-run evaluations (-1: the protocol's)")
     a("output", COND, "--test", action="store_true", help="debug: save to raid/results/test, no evaluations")
     a("output", frozenset((T,)), "--results_file", default="", type=str,
       help="JSON list the evaluation is appended to (default: test_results.json next to the set)")
@@ -293,7 +317,7 @@ def add_reference_args(parser, kind=T):
                       (("--prune_score",), {"default": None, "type": float}), (("--epoch",), {"default": 100, "type": int}),
                       (("--load_mtt",), {"action": "store_true"}), (("--load_dsa",), {"action": "store_true"}),
                       (("--load_kip",), {"action": "store_true"})):
-        a("output", never, *flags, help="", **kw)
+        a("output", never, *flags, help="", valid="any", **kw)  # no effect: any value
     return compat_group(parser)
 
 
@@ -333,6 +357,6 @@ def condense_parser(description, kind=C, examples=None):
     """The command line of condense_reg.py, condense.py (``kind`` condense) and condense_reg_mp.py (mp)."""
     p = script_parser(description, kind, examples)
     output = next(g for g in p._action_groups if g.title == GROUPS["output"])
-    output.add_argument("--stop_after", default=-1, type=int,
+    ranged(output.add_argument)("--stop_after", default=-1, type=int, valid="-1 or >= 1",
                         help="debug: stop after this many outer iterations (a save point; continue with --resume)")
     return p

@@ -7,6 +7,7 @@ import re
 
 from utils.arguments import DATASETS
 from utils.options import CONDENSE_KEYS
+from utils.ranges import ranged
 
 NETWORKS = ("convnet", "resnet10_ap")
 DSA_STRATEGY = "color_crop_flip_scale_rotate"  # the dynamics run's augmentation (spec yoco §2.5)
@@ -22,13 +23,14 @@ def reproduce_seed(reproduce_exp):
 
 def add_condensed_set_args(parser):
     """Dataset, condense key, IPC / factor, network, folders and device, as both reference scripts declare them."""
-    g = parser.add_argument_group("condensed set")
-    a = g.add_argument
+    a = ranged(parser.add_argument_group("condensed set").add_argument)
     hide = argparse.SUPPRESS
     a("-d", "--dataset", choices=DATASETS, default="cifar10", help="dataset of the condensed set")
     a("--condense_key", choices=CONDENSE_KEYS, default="idc", help="which condensation method made the set")
-    a("--ipc", type=int, default=None, help="IPC of the condensed set (default: from the folder name / data)")
-    a("--factor", type=int, default=None, help="multi-formation factor (default 2 CIFAR, 3 ImageNet, 1 mtt/dsa/kip)")
+    a("--ipc", type=int, valid=">= 1", default=None,
+      help="IPC of the condensed set (default: from the folder name / data)")
+    a("--factor", type=int, valid=">= 1", default=None,
+      help="multi-formation factor (default 2 CIFAR, 3 ImageNet, 1 mtt/dsa/kip)")
     a("--network", choices=NETWORKS, default=None,
       help="network trained on the set (default: convnet = ConvNet-3; resnet10_ap for ImageNet)")
     a("--custom-data-dir", "--custom_data_dir", dest="custom_data_dir", default=None,

@@ -22,6 +22,7 @@ from data.datasets import INFO, mean_std
 from data.loaders import TensorLoader
 from data.loaders import test_loader as real_test_loader
 from models import create_model
+from utils.arguments import check_aug_strategy
 from utils.augment import DiffAug, Normalize, imagenet_train_transform
 from utils.config import pack_rng, rng_state, set_rng_state, unpack_rng
 from utils.errors import UserError
@@ -71,20 +72,12 @@ def resolve_settings(args):
     d = args.dataset
     if args.dsa_strategy is None:
         args.dsa_strategy = DSA_STRATEGY.replace("_flip", "") if d in ("mnist", "svhn") else DSA_STRATEGY
-    for name in ("epochs", "batch_size", "test_period"):
-        if getattr(args, name) < 1:
-            raise UserError(f"--{name.replace('_', '-')} must be >= 1")
-    if args.iterations is not None and args.iterations < 1:
-        raise UserError("--iterations must be >= 1")
+    check_aug_strategy(args.dsa_strategy, "--dsa_strategy")
     return args
 
 
 def resolve_paths(args):
     """Condensed-data folder, IPC and output folder (spec yoco §1.1, §2.2)."""
-    if args.ipc is not None and args.ipc < 1:
-        raise UserError(f"--ipc {args.ipc}: it is the condensed set's images per class (IPC_F) and must be >= 1")
-    if args.factor is not None and args.factor < 1:
-        raise UserError(f"--factor {args.factor} must be >= 1 (1 = no multi-formation)")
     if args.custom_data_dir is None:
         if args.ipc is None:
             raise UserError("pass --ipc N (or --custom-data-dir <condensed folder>)")

@@ -280,6 +280,9 @@ def is_compact(path):
 
 
 def check_file(path):
+    if os.path.isdir(path):
+        raise UserError(f"the training-dynamics file {path} is a folder, not a file; pass the td-ipc{{IPC}}.pickle "
+                        "(.pt, -stats.pt) file in it to --td-file")
     if not os.path.isfile(path):
         raise UserError(f"training-dynamics file {path!r} not found; run get_training_dynamics.py first")
 
@@ -298,14 +301,26 @@ def load_dynamics(path):
             raise _no_records(path)
         return {"data-name": blob["data-name"], "training_dynamics": _compact_records(blob)}
     d = load_pickle(path, "training-dynamics log")
-    if not isinstance(d, dict) or "training_dynamics" not in d:
+    if not isinstance(d, dict) or not isinstance(d.get("training_dynamics"), list):
         raise UserError(f"{path} is not a training-dynamics log (expected keys 'data-name', 'training_dynamics')")
+    for i, r in enumerate(d["training_dynamics"]):
+        if not (isinstance(r, dict) and torch.is_tensor(r.get("idx")) and torch.is_tensor(r.get("output"))
+                and r["output"].dim() == 2 and "epoch" in r and "iteration" in r):
+            raise UserError(f"{path} is not a training-dynamics log: its record {i} is not a dict of 'epoch', "
+                            "'iteration', 'idx' (tensor) and 'output' ([B, C] tensor); regenerate it with "
+                            "get_training_dynamics.py")
     return d
 
 
 def check_nc(path, n, c, N, C):
+    """The one check that a dynamics file (log or stats: ``n`` samples, ``c`` classes) belongs to the set being
+    scored (``N`` decoded samples, ``C`` classes; None: not checked)."""
     if (N is not None and N != n) or (C is not None and C != c):
-        raise UserError(f"{path}: log has N={n} samples and C={c} classes, the data has N={N}, C={C}")
+        have = f"{N} samples" if C is None else f"{N} samples of {C} classes" if N is not None else f"{C} classes"
+        raise UserError(f"{path}: the training dynamics cover {n} samples of {c} classes but the (decoded) set has "
+                        f"{have}: they were recorded on another set; re-run get_training_dynamics.py on this set, "
+                        "or pass the --custom-data-dir (and -d, --ipc, -f) of the set they were recorded on, or the "
+                        "--td-file of this set")
 
 
 def compact_arrays(path, blob, N, C, dtype):
@@ -330,9 +345,11 @@ def load_epoch_arrays(path, N=None, C=None, *, dtype=torch.float16):
     if not is_compact(path):
         d = load_dynamics(path)
         recs = d["training_dynamics"]
-        if N is None:
-            N = 1 + max(int(r["idx"].max()) for r in recs if r["idx"].numel())
-        C = C if C is not None else int(recs[0]["output"].shape[1])
+        if recs:  # the size of the set the log was recorded on: every sample is logged once per epoch
+            n = 1 + max((int(r["idx"].max()) for r in recs if r["idx"].numel()), default=-1)
+            check_nc(path, n, int(recs[0]["output"].shape[-1]), N, C)
+            N = n if N is None else N
+            C = C if C is not None else int(recs[0]["output"].shape[-1])
         return d["data-name"], epoch_arrays(recs, N, C, dtype=dtype)
     blob = load_blob(path)
     if blob["format"] == STATS_FORMAT:

@@ -127,6 +127,15 @@ def ipc_from_folder(path):
 # test.py: the pruning step
 
 
+def pruning_config(args, ipc_f):
+    """(``PruneConfig``, top-K) of test.py's YOCO flags for a set of IPC_F ``ipc_f`` (spec yoco §4); test.py
+    resolves it before any work when ``--ipc`` is given, and again on the decoded set."""
+    topk = args.topk if "topk" in set(getattr(args, "explicit", ())) else default_topk(args.condense_key)
+    cfg = resolve_pruning_key(args.pruning_key, ipc_f=ipc_f, ipc_t=int(args.slct_ipc), topk=topk,
+                              dataset=args.dataset, prune_score_ratio=args.prune_score_ratio, ccs_type=args.ccs_type)
+    return cfg, topk
+
+
 def prune_decoded(args, x, y):
     """The IPC_T subset of the decoded set ``(x, y)`` (spec yoco §4–§5), as test.py's --slct_ipc.
 
@@ -144,10 +153,8 @@ def prune_decoded(args, x, y):
         raise UserError(f"the decoded set has {N} images, not C*IPC_F*f^2 = {C}*{ipc_f}*{f}^2 = {ipc_f * per}; "
                         "check --ipc and -f/--factor")
     ipc_t, key = int(args.slct_ipc), args.condense_key
-    topk = args.topk if "topk" in explicit else default_topk(key)
     stop = args.stop_epoch if "stop_epoch" in explicit else default_stop_epoch(key, args.dataset)
-    cfg = resolve_pruning_key(args.pruning_key, ipc_f=ipc_f, ipc_t=ipc_t, topk=topk, dataset=args.dataset,
-                              prune_score_ratio=args.prune_score_ratio)
+    cfg, topk = pruning_config(args, ipc_f)
     scores, path = None, ""
     if not cfg.random_selection:
         path = args.score_file or os.path.join(dynamics_dir(args.reproduce_exp, key, args.dataset, ipc_f, C),

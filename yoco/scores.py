@@ -237,7 +237,7 @@ def save_score_file(path, d):
 
 def load_score_file(path):
     """Read a score pickle (ours or the reference's) with the restricted unpickler (``utils.safe_pickle``)."""
-    if not os.path.isfile(path):
+    if not os.path.exists(path):
         raise UserError(f"score file {path!r} not found; run generate_importance_score.py first")
     d = load_pickle(path, "score file")
     if not isinstance(d, dict):
