@@ -4,7 +4,6 @@ the model factory, handed to ``condensation.loop.Condenser``. The scripts differ
 the classes they condense and whether the adaptive subset loss may be on.
 """
 import functools
-import math
 
 import torch.nn as nn
 
