@@ -1,9 +1,11 @@
-# Sourced by every reproduction script (it changes into the project root or WORKDIR). DRY_RUN=1 prints each command the script would run, one
-# shell-quoted line each, and runs nothing (no install, no training, no file written); the test
-# tests/test_scripts.py parses every printed command with its script's parser, so a flag typo fails CI.
+# Sourced by every reproduction script (it changes into the project root or WORKDIR). Dry runs print the
+# commands and run nothing (no install, no training, no file written):
+#   DRY_RUN=1     for people: each command one shell-quoted line (`printf %q`), paste-able into a shell
+#   DRY_RUN=jobs  for programs (python -m utils.sweep, its Slurm backend, the tests): each command one JSON
+#                 object on a line of its own, {"argv", "cwd", "env", "kind", "stage", "program"[, "tee"]}
+#                 (docs/reproducing.md: "The job list"); the script's other output lines are notes
+# tests/test_scripts.py parses every command with its script's parser, so a flag typo fails CI.
 
-# The scripts run from the project root, or from WORKDIR when set (outputs raid/... and datasets/ are
-# relative to it); the project's scripts are then called by their full path ($P prefix).
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "${WORKDIR:-$ROOT}"
 if [ "$PWD" = "$ROOT" ]; then P=""; else P="$ROOT/"; fi
@@ -34,15 +36,67 @@ esac
 
 dry() { [ "${DRY_RUN:-0}" != 0 ]; }
 
-# run CMD ARGS...: run it, or print it under DRY_RUN
+# ---- DRY_RUN=jobs: the job list --------------------------------------------------------------------------
+# _json_str S: S as a JSON string literal, into _J (backslash, quote and control characters escaped)
+_json_str() {
+  local s=$1 c ch
+  s=${s//\\/\\\\}; s=${s//\"/\\\"}; s=${s//$'\n'/\\n}; s=${s//$'\t'/\\t}; s=${s//$'\r'/\\r}
+  if [[ $s == *[$'\x01'-$'\x1f']* ]]; then
+    for c in {1..31}; do printf -v ch "\\x$(printf %02x "$c")"; s=${s//"$ch"/$(printf '\\u%04x' "$c")}; done
+  fi
+  _J="\"$s\""
+}
+
+# _program ARGV...: the program a command runs, into _PROG: `python -m X` -> X, `python [opts] dir/x.py` ->
+# x.py, anything else -> its executable's name (rm). Commands with a --device flag are jobs (they train or
+# score on a device: one GPU each), the others steps. A stage is a maximal run of consecutive commands of
+# one program and kind: stages run in order, the jobs of a stage in parallel (no job of a stage reads what
+# another job of it writes: tests/test_sweep.py checks every script).
+_program() {
+  local exe=${1##*/} i=1 a=("$@")
+  _PROG=$exe
+  [[ $exe =~ ^python[0-9.]*$ ]] || return 0
+  while [ "$i" -lt "${#a[@]}" ]; do
+    case ${a[i]} in
+      -m) _PROG=${a[i+1]-$exe}; return 0 ;;
+      -c) _PROG="python -c"; return 0 ;;
+      -W|-X) i=$((i + 2)) ;;
+      -*) i=$((i + 1)) ;;
+      *) _PROG=${a[i]##*/}; return 0 ;;
+    esac
+  done
+}
+
+_JOB_STAGE=0; _JOB_STAGE_KEY=""
+# _job_record [--tee FILE] ARGV...: print the command as one JSON object (DRY_RUN=jobs)
+_job_record() {
+  local tee="" kind=step a out
+  if [ "$1" = --tee ]; then tee=$2; shift 2; fi
+  _program "$@"
+  for a in "$@"; do case $a in --device|--device=*) kind=job ;; esac; done
+  if [ "$_PROG/$kind" != "$_JOB_STAGE_KEY" ]; then _JOB_STAGE=$((_JOB_STAGE + 1)); _JOB_STAGE_KEY="$_PROG/$kind"; fi
+  out='{"argv": ['
+  for a in "$@"; do _json_str "$a"; out+="$_J, "; done
+  out="${out%, }], \"cwd\": "; _json_str "$PWD"; out+="$_J, \"env\": {\"PYTHONPATH\": "
+  _json_str "$PYTHONPATH"; out+="$_J}, \"kind\": \"$kind\", \"stage\": $_JOB_STAGE, \"program\": "
+  _json_str "$_PROG"; out+="$_J"
+  if [ -n "$tee" ]; then _json_str "$tee"; out+=", \"tee\": $_J"; fi
+  printf '%s}\n' "$out"
+}
+
+# run CMD ARGS...: run it, or print it under DRY_RUN (=1: a shell line; =jobs: a JSON object)
 run() {
-  if dry; then printf '%q ' "$@"; echo; else "$@"; fi
+  if [ "${DRY_RUN:-0}" = jobs ]; then _job_record "$@"
+  elif dry; then printf '%q ' "$@"; echo
+  else "$@"; fi
 }
 
 # run_tee FILE CMD ARGS...: run CMD with its output copied to FILE, or print CMD under DRY_RUN
 run_tee() {
   local file=$1; shift
-  if dry; then printf '%q ' "$@"; echo; else "$@" | tee "$file"; fi
+  if [ "${DRY_RUN:-0}" = jobs ]; then _job_record --tee "$file" "$@"
+  elif dry; then printf '%q ' "$@"; echo
+  else "$@" | tee "$file"; fi
 }
 
 # install the Python requirements and matplotlib into the interpreter `python3` resolves to (an activated

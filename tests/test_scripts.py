@@ -1,5 +1,6 @@
-"""Every reproduction script under scripts/ has a dry run (DRY_RUN=1: print the commands, run nothing),
-and every command it prints is parsed by the parser of the script it calls, so a flag typo fails here."""
+"""Every reproduction script under scripts/ has a dry run (DRY_RUN=1: print the commands, run nothing; DRY_RUN=jobs:
+the same commands as a job list, utils/jobs.py), and every command of its job list is parsed by the parser of the
+script it calls, so a flag typo fails here."""
 import glob
 import importlib
 import os
@@ -12,6 +13,7 @@ from conftest import ROOT
 from evaluation.sources import validate_args
 from utils.arguments import parse_args
 from utils.img_loader import check_pruning_key
+from utils.jobs import job_list
 
 # (script, arguments, extra environment): every script, with the variants that print other commands
 CASES = [
@@ -60,6 +62,12 @@ def dry_run(path, args=(), env=None):
     return p.stdout
 
 
+def jobs(path, args=(), env=None):
+    """The argv of every command of the script's job list (DRY_RUN=jobs), in order."""
+    stages, _ = job_list(path, [str(a) for a in args], dict(os.environ, **(env or {})))
+    return [c.argv for st in stages for c in st.commands]
+
+
 def parser_of(cmd):
     """(parser factory, argv) of a printed ``python[3] X.py ...`` or ``python[3] -m module ...`` line."""
     if cmd[1] == "-m":
@@ -67,18 +75,17 @@ def parser_of(cmd):
     return importlib.import_module(os.path.basename(cmd[1])[:-3]).get_args_parser, cmd[2:]
 
 
-def check_commands(out):
-    """Parse every python command of a dry run; returns how many there were."""
+def check_commands(cmds):
+    """Parse every python command (argv) of a job list; returns how many there were."""
     n = 0
-    for line in out.splitlines():
-        cmd = shlex.split(line)
-        if not cmd or not cmd[0].startswith("python"):
+    for cmd in cmds:
+        if not cmd[0].startswith("python"):
             continue
         factory, argv = parser_of(cmd)
         try:
             args = parse_args(factory(), argv)
         except SystemExit:
-            raise AssertionError(f"the command does not parse: {line}")
+            raise AssertionError(f"the command does not parse: {shlex.join(cmd)}")
         if os.path.basename(cmd[1]) == "test.py":  # test.py's argument checks (no files): a refusal fails here
             validate_args(args)
         if getattr(args, "slct_ipc", 0) > 0:
@@ -102,8 +109,12 @@ def test_every_script_has_a_case():
                          ids=[f"{c[0]}-{'-'.join(c[1][:1])}-{c[2].get('BUDGET', 'paper')}" for c in CASES])
 def test_dry_run_prints_commands_that_parse(tmp_path, ext, script, args, env):
     before = tree()
-    out = dry_run(os.path.join(ROOT, "scripts", script), [a.format(tmp=tmp_path, ext=ext) for a in args], env)
-    assert check_commands(out) > 0
+    path, args = os.path.join(ROOT, "scripts", script), [a.format(tmp=tmp_path, ext=ext) for a in args]
+    cmds = jobs(path, args, env)
+    assert check_commands(cmds) > 0
+    # the text dry run for people prints the same commands, one shell line each
+    out = dry_run(path, args, env)
+    assert [shlex.split(line) for line in out.splitlines() if line.endswith(" ")] == cmds
     assert tree() == before and os.listdir(tmp_path) == []  # nothing ran, nothing was written
 
 
@@ -135,27 +146,25 @@ def test_yoco_table1_generates_once_per_ipc_f_and_loops_over_runs():
 
 def test_a_flag_typo_fails(tmp_path):
     bad = tmp_path / "bad.sh"
-    bad.write_text(f'source {ROOT}/scripts/lib.sh\nrun python test.py -d cifar10 --ipcc 3\n')
-    out = dry_run(str(bad))
-    assert out.strip() == "python test.py -d cifar10 --ipcc 3"
+    bad.write_text(f'source {ROOT}/scripts/lib.sh\nrun python3 test.py -d cifar10 --ipcc 3\n')
+    assert dry_run(str(bad)).strip() == "python3 test.py -d cifar10 --ipcc 3"
     with pytest.raises(AssertionError, match="does not parse"):
-        check_commands(out)
+        check_commands(jobs(str(bad)))
 
 
 # ---- MDC tables 1-11 -----------------------------------------------------------------------------------
-def parsed(out):
-    """(script, args, argv) of every python command of a dry run: script is e.g. condense_reg.py or -m."""
+def parsed(cmds):
+    """(script, args, argv) of every python command of a job list: script is e.g. condense_reg.py or -m."""
     rows = []
-    for line in out.splitlines():
-        cmd = shlex.split(line)
-        if cmd and cmd[0].startswith("python"):
+    for cmd in cmds:
+        if cmd[0].startswith("python"):
             factory, argv = parser_of(cmd)
             rows.append((os.path.basename(cmd[1]) if cmd[1] != "-m" else cmd[2], parse_args(factory(), argv), argv))
     return rows
 
 
 def mdc(script, *args, **env):
-    return parsed(dry_run(os.path.join(ROOT, "scripts", script), [str(a) for a in args], env))
+    return parsed(jobs(os.path.join(ROOT, "scripts", script), args, env))
 
 
 def condensations(rows):

@@ -1,5 +1,5 @@
-"""utils/sweep.py: the dry run of every script read into stages, and sweeps of a small fake script (sourcing
-scripts/lib.sh, so its dry run prints the real format) run on the CPU."""
+"""utils/jobs.py and utils/sweep.py: the job list (DRY_RUN=jobs) of every script read into stages, and local
+sweeps of a small fake script (sourcing scripts/lib.sh, so its job list is the real format) run on the CPU."""
 import os
 import re
 import shlex
@@ -12,7 +12,7 @@ import pytest
 
 from conftest import ROOT
 from test_scripts import CASES
-from utils import sweep
+from utils import jobs, sweep
 from utils.errors import UserError
 
 CONDENSE = ("condense_reg.py", "condense.py")
@@ -55,29 +55,34 @@ def related(p, q):
     return p == q or p.startswith(q + os.sep) or q.startswith(p + os.sep)
 
 
+def expected_program(argv):
+    if argv[0].startswith("python"):
+        return argv[2] if argv[1] == "-m" else os.path.basename(argv[1])
+    return os.path.basename(argv[0])
+
+
 @pytest.mark.parametrize("script,args,env", CASES,
                          ids=[f"{c[0]}-{'-'.join(c[1][:1])}-{c[2].get('BUDGET', 'paper')}" for c in CASES])
-def test_dry_run_of_every_script_parses_into_stages(tmp_path, ext, script, args, env):
+def test_job_list_of_every_script_parses_into_stages(tmp_path, ext, script, args, env):
     path = os.path.join(ROOT, "scripts", script)
     args = [a.format(tmp=tmp_path, ext=ext) for a in args]
-    out, cwd, job_env = sweep.dry_run(path, args, dict(os.environ, **env))
-    cmds, notes = sweep.parse_dry_run(out, job_env, cwd)
-    stages = sweep.make_stages(cmds)
-    assert stages and all(st.commands for st in stages) and cwd == ROOT
-    assert job_env["PYTHONPATH"].split(":")[0] == ROOT and "DRY_RUN" not in job_env  # lib.sh's export, not ours
+    stages, notes = jobs.job_list(path, args, dict(os.environ, **env))
+    cmds = [c for st in stages for c in st.commands]
+    assert stages and all(st.commands for st in stages)
+    assert all(c.cwd == ROOT and c.env["PYTHONPATH"].split(":")[0] == ROOT for c in cmds)  # lib.sh's export
 
-    # the commands are exactly the lines lib.sh's run printed (`printf '%q ' ...; echo`), read as shlex reads
-    # them; the other lines (echoed headings, "total wall time") are notes
-    printed = [line for line in out.splitlines() if line.endswith(" ")]
-    assert [c.text + " " for c in cmds] == printed
-    assert [c.argv for c in cmds] == [shlex.split(line) for line in printed]
-    assert len(notes) == sum(1 for line in out.splitlines() if line.strip() and not line.endswith(" "))
+    # the job list holds exactly the commands of the text dry run, in order
+    text = subprocess.run(["bash", path, *args], capture_output=True, text=True, check=True,
+                          env=dict(os.environ, DRY_RUN="1", **env)).stdout
+    assert [c.argv for c in cmds] == [shlex.split(line) for line in text.splitlines() if line.endswith(" ")]
 
-    # stages: maximal runs of one program; jobs are the commands with --device, steps the rest
-    for a, b in zip(stages, stages[1:]):
-        assert (a.program, a.job) != (b.program, b.job)
-    for c in cmds:
+    # program and kind: jobs are the commands with --device; stages are maximal runs of one program and kind
+    key = None
+    for i, c in enumerate(cmds):
+        assert c.program == expected_program(c.argv) and c.job == ("--device" in c.argv), c.text
         assert c.job == (c.program not in ("evaluation.report", "evaluation.mls_trace", "rm")), c.text
+        assert c.stage == (cmds[i - 1].stage if (c.program, c.job) == key else (cmds[i - 1].stage + 1 if i else 1))
+        key = (c.program, c.job)
     assert not stages[-1].job and stages[-1].program in ("evaluation.report", "evaluation.mls_trace")
 
     # the condensations come before the evaluations (and dynamics, scores) that read them
@@ -109,29 +114,59 @@ def test_dry_run_of_every_script_parses_into_stages(tmp_path, ext, script, args,
             assert all(t.stage < c.stage for t in cmds if t.program == "test.py")
 
 
-def test_split_command_reads_what_bash_printf_q_prints():
+def lib_script(tmp_path, body):
+    script = tmp_path / "s.sh"
+    script.write_text(f'source "{ROOT}/scripts/lib.sh"\n' + body)
+    return str(script)
+
+
+def test_job_list_carries_every_argument_exactly(tmp_path):
     words = ["plain", "with space", "it's", 'say "hi"', "a\nb", "tab\there", "", "$HOME", "a*b?[c]", "{a,b}",
-             "x!y", "~user", "#hash", "semi;colon|pipe&amp", "(paren)", "back\\slash", "é ü", "a=b,c:d@e%f+g^h"]
-    line = subprocess.run(["bash", "-c", "printf '%q ' \"$@\"; echo", "bash", *words], capture_output=True,
-                          text=True, check=True).stdout.rstrip("\n")
-    assert line.endswith(" ") and sweep.split_command(line) == words
+             "x!y", "~user", "#hash", "semi;colon|pipe&amp", "(paren)", "back\\slash", "é ü", "a=b,c:d@e%f+g^h",
+             "ctl\x01\x1f\r", "{\"json\": [1]}", "\\u0041"]
+    script = lib_script(tmp_path, 'echo "a note"\nrun python3 x.py "$@" --device cpu\nrun_tee "out file.md" rm -f x\n')
+    stages, notes = jobs.job_list(script, words)
+    (job,), (step,) = stages[0].commands, stages[1].commands
+    assert job.argv == ["python3", "x.py", *words, "--device", "cpu"] and job.job and job.program == "x.py"
+    assert step.argv == ["rm", "-f", "x"] and not step.job and step.tee == "out file.md" and step.stage == 2
+    assert notes == ["a note"]
 
 
-@pytest.mark.parametrize("line", ["== MDC (adaptive subset loss) == ", "a | b ", "echo $HOME ", "cmd `x` ",
-                                  "# a comment ", "rm *.json ", "unterminated 'quote ", "x && y ", "a; b "])
-def test_lines_that_are_not_simple_commands_are_notes(line):
-    assert sweep.split_command(line) is None
-    cmds, notes = sweep.parse_dry_run(line + "\npython3 x.py --device auto \ntotal wall time: 0 s\n")
-    assert [c.argv for c in cmds] == [["python3", "x.py", "--device", "auto"]] and len(notes) == 2
+def test_programs_kinds_and_stages(tmp_path):
+    script = lib_script(tmp_path, """run python3 -u condense_reg.py --ipc 2 --device cpu
+run python3 -W ignore -X dev condense_reg.py --ipc 3 --device=cuda
+run python -m evaluation.report mdc1
+run python3 -m evaluation.report mdc2
+run python3 /x/test.py --device auto
+run rm -f x
+run python3 -c pass
+""")
+    stages, _ = jobs.job_list(script)
+    got = [(c.program, c.job, c.stage, c.index) for st in stages for c in st.commands]
+    assert got == [("condense_reg.py", True, 1, 1), ("condense_reg.py", True, 1, 2), ("evaluation.report", False, 2, 1),
+                   ("evaluation.report", False, 2, 2), ("test.py", True, 3, 1), ("rm", False, 4, 1),
+                   ("python -c", False, 5, 1)]
+    assert [st.describe() for st in stages][:2] == ["stage 1: condense_reg.py (2 jobs in parallel)",
+                                                     "stage 2: evaluation.report (2 steps, serial)"]
 
 
-def test_programs_and_a_command_whose_program_is_missing():
-    assert sweep.program_of(["python3", "-u", "condense_reg.py", "--ipc", "2"]) == "condense_reg.py"
-    assert sweep.program_of(["python", "-m", "evaluation.report", "mdc1"]) == "evaluation.report"
-    assert sweep.program_of(["/usr/bin/python3.11", "/x/test.py"]) == "test.py"
-    assert sweep.program_of(["rm", "-f", "x"]) == "rm"
-    with pytest.raises(UserError, match="no_such_program_xyz"):
-        sweep.parse_dry_run("no_such_program_xyz --device auto \n")
+@pytest.mark.parametrize("line,message", [
+    ('{"argv": ["python3"', "is not a JSON object"),
+    ('{"argv": [], "cwd": "/", "env": {}, "kind": "job", "stage": 1, "program": "x"}', "bad or missing argv"),
+    ('{"argv": ["ls"], "cwd": "rel", "env": {}, "kind": "job", "stage": 1, "program": "ls"}', "bad or missing cwd"),
+    ('{"argv": ["ls"], "cwd": "/", "env": {"A": 1}, "kind": "job", "stage": 1, "program": "ls"}', "bad or missing env"),
+    ('{"argv": ["ls"], "cwd": "/", "env": {}, "kind": "gpu", "stage": 1, "program": "ls"}', "bad or missing kind"),
+    ('{"argv": ["ls"], "cwd": "/", "env": {}, "kind": "job", "program": "ls"}', "bad or missing stage"),
+    ('{"x": 1}', "bad or missing argv, cwd, env, kind, stage, program"),
+    ('{"argv": ["ls"], "cwd": "/", "env": {}, "kind": "job", "stage": 2, "program": "ls"}', "out of order"),
+    ('{"argv": ["ls"], "cwd": "/", "env": {}, "kind": "job", "stage": 1, "program": "ls"}\n'
+     '{"argv": ["rm"], "cwd": "/", "env": {}, "kind": "job", "stage": 1, "program": "rm"}', "mixes programs"),
+    ('{"argv": ["no_such_program_xyz"], "cwd": "/", "env": {}, "kind": "job", "stage": 1, "program": "x"}',
+     "its program 'no_such_program_xyz' is not found"),
+])
+def test_a_damaged_job_list_is_one_error(line, message):
+    with pytest.raises(UserError, match=re.escape(message)):
+        jobs.read_job_list("a note\n" + line + "\n")
 
 
 # ---- a fake table script, run --------------------------------------------------------------------------------
@@ -214,8 +249,8 @@ def test_stages_run_in_order_jobs_in_parallel_with_logs(fake, capsys, monkeypatc
     assert names == ["s01-001-cond.log", "s01-002-cond.log", "s02-001-evalx.log", "s02-002-evalx.log",
                      "s02-003-evalx.log", "s03-001-report.log"]
     log = (logs / "s01-002-cond.log").read_text()
-    assert "python3 cond.py cond2 1.2 --device auto --save_dir runs/set\\ 2" in log  # the command as printed
-    assert "argv ['cond2', '1.2', '--device', 'auto', '--save_dir', 'runs/set 2']" in log  # bash undid the quoting
+    assert "# python3 cond.py cond2 1.2 --device auto --save_dir 'runs/set 2'" in log  # the command, for people
+    assert "argv ['cond2', '1.2', '--device', 'auto', '--save_dir', 'runs/set 2']" in log  # run as the job list says
     assert "CUDA_VISIBLE_DEVICES=''" in log and "# exit status 0" in log
     assert "CUDA_VISIBLE_DEVICES=None" in (logs / "s03-001-report.log").read_text()  # a step: the sweep's env
     assert len(list((logs / "done").glob("*.json"))) == 6
@@ -232,7 +267,7 @@ def test_a_failure_stops_later_stages_and_a_rerun_skips_done_jobs(fake, capsys):
     assert "1 done, 0 skipped, 1 failed, 4 not run" in out.out
     log = work / "raid" / "sweeps" / "fake" / "s01-002-cond.log"
     assert "failed with rc 3: stage 1 #2 on cpu" in out.out and str(log) in out.out
-    assert "python3 cond.py cond2 0 --device auto --save_dir runs/set\\ 2" in out.out
+    assert "python3 cond.py cond2 0 --device auto --save_dir 'runs/set 2'" in out.out
     assert "not run: stages 2, 3 (4 commands)" in out.out
     ev = events(work)
     assert ("cond1", "end") in ev and not any(k[0].startswith("eval") or k[0] == "summary" for k in ev)
@@ -289,7 +324,7 @@ def test_list_shows_stages_and_runs_nothing(fake, capsys):
     assert rc == 0 and not (work / "events.log").exists() and not (work / "raid").exists()
     assert "6 commands in 3 stages, 0 done before" in out.out
     assert "stage 1: cond.py (2 jobs in parallel)" in out.out and "stage 3: report.py (1 step, serial)" in out.out
-    assert "[pending] s02-003-evalx: python3 evalx.py eval3 0 --device auto --test_data_dir runs/set\\ 1" in out.out
+    assert "[pending] s02-003-evalx: python3 evalx.py eval3 0 --device auto --test_data_dir 'runs/set 1'" in out.out
     assert "3 other lines of the dry run are the script's notes" in out.out
     # --list needs no GPU: nothing is detected without --gpus
     rc, out = sweep.cli([str(script), "--list"]), capsys.readouterr()

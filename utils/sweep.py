@@ -1,364 +1,43 @@
-"""Run the commands of a reproduction script (scripts/*.sh) over the local GPUs.
+"""Run the commands of a reproduction script (scripts/*.sh) over the local GPUs, or submit them to Slurm.
 
-    python -m utils.sweep scripts/mdc_table3.sh [SCRIPT ARGS...] [--gpus 0,1,2,3 | --gpus cpu [--cpu_slots N]]
-                          [--logs DIR] [--force] [--list]
+    python -m utils.sweep scripts/mdc_table3.sh [--backend local] [--gpus 0,1,2,3 | --gpus cpu [--cpu_slots N]]
+                          [--logs DIR] [--force] [--list] [-- SCRIPT ARGS...]
+    python -m utils.sweep scripts/mdc_table1.sh --backend slurm [--profile cluster.yaml] [--partition P ...]
+                          [--print] [--list] [-- SCRIPT ARGS...]          (utils/slurm.py)
 
-The command list is the script's own dry run (``DRY_RUN=1 bash SCRIPT ARGS``), read line by line:
+The commands are the script's job list (``DRY_RUN=jobs bash SCRIPT ARGS``, ``utils/jobs.py``): argv, folder,
+environment, kind (job or step) and stage of each, as data; nothing is parsed out of shell text.
 
-* **Commands** are the lines printed by ``run``/``run_tee`` of ``scripts/lib.sh`` (``printf '%q ' "$@"; echo``):
-  a line that ends with that trailing space and reads as one simple shell command (words, quotes and
-  escapes only: no unquoted ``| & ; < > ( ) $ ` * ? [ { } !``, no comment). Its first word must be a program
-  the environment finds (else: error). Every other line (``== MDC ==``, ``total wall time: 0 s``) is a note
-  the script echoes and is left out. A command is executed as its exact printed text by ``bash -c``, so
-  bash itself undoes the quoting. (``run_tee FILE``'s copy to FILE is not part of its printed line: under the
-  sweep that output is in the command's log only.)
-* **Where and with what**: the commands run in the folder the script itself ends up in (``lib.sh`` changes
-  into the project root or ``$WORKDIR``) with the variables it exports (``lib.sh``'s ``PYTHONPATH``), both
-  read at the end of the dry run; the environment given to the sweep is passed to the dry run and to every
-  command.
-* **Jobs and steps**: a command with a ``--device`` flag (condensations, evaluations, dynamics, scores) is a
-  *job* and gets one GPU (``CUDA_VISIBLE_DEVICES=<id>``; ``--gpus cpu``: ``CUDA_VISIBLE_DEVICES=""``, the
-  script's own ``--device`` decides the rest). Any other command (``python -m evaluation.report``,
-  ``evaluation.mls_trace``, ``rm``) is a *step*, run serially in its place, ``CUDA_VISIBLE_DEVICES`` as given.
-* **Stages**: maximal runs of consecutive commands of the same program and kind (``condense_reg.py`` jobs,
-  then ``test.py`` jobs, then the ``evaluation.report`` step, ...). Stages run in order; the jobs of a stage
-  run in parallel, one per free GPU. After a stage with a failure no later stage starts.
-* **Done markers**: after rc 0, ``<logs>/done/<command hash>-<environment hash>.json`` is written
-  atomically (the hash of the folder + exact command text, and of the environment the command got, less
-  the per-job ``CUDA_VISIBLE_DEVICES`` and the session/terminal variables of ``VOLATILE_ENV``). A later
-  sweep skips a command whose marker exists; ``--force`` re-runs everything, ``--list`` shows done/pending.
+Local backend:
+* **Jobs and steps**: a job (a command with ``--device``: condensations, evaluations, dynamics, scores) gets
+  one GPU (``CUDA_VISIBLE_DEVICES=<id>``; ``--gpus cpu``: ``CUDA_VISIBLE_DEVICES=""``, the script's own
+  ``--device`` decides the rest). A step (``python -m evaluation.report``, ``rm``) runs serially in its
+  place, ``CUDA_VISIBLE_DEVICES`` as given.
+* **Stages** run in order; the jobs of a stage run in parallel, one per free GPU. After a stage with a
+  failure no later stage starts.
+* **Done markers**: after rc 0, ``<logs>/done/<command hash>-<environment hash>.json`` (``utils.jobs.Markers``).
+  A later sweep (local or Slurm) skips a command whose marker exists; ``--force`` re-runs everything,
+  ``--list`` shows done/pending.
 
 Logs: ``<logs>/sNN-MMM-<program>.log`` (stage NN, its command MMM), default ``raid/sweeps/<script name>/``
 in the folder the script runs its commands in. Exit status: 0 all done, 1 a command failed, 2 bad input,
 130 interrupted (the running jobs' process groups are terminated).
 """
 import argparse
-import fcntl
-import hashlib
-import json
 import os
 import re
 import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
-from dataclasses import dataclass, field
 
 from utils.errors import UserError
+from utils.jobs import (FolderLock, Markers, job_env, job_list, list_plan, make_logs, open_log, say,
+                        start_command)
 
-DRY_RUN_TIMEOUT = 300
 KILL_GRACE = 5.0  # seconds between SIGTERM and SIGKILL of an interrupted job's process group
 POLL = 0.05
-
-# variables that describe the login session or terminal, not the work: left out of the done-marker key
-# (a new ssh/tmux session must not re-run a finished sweep). CUDA_VISIBLE_DEVICES is assigned per job.
-VOLATILE_ENV = {"CUDA_VISIBLE_DEVICES", "DRY_RUN", "PWD", "OLDPWD", "SHLVL", "_", "TERM", "COLORTERM", "COLUMNS",
-                "LINES", "DISPLAY", "XAUTHORITY", "WINDOWID", "STY", "WINDOW", "LS_COLORS", "LSCOLORS", "GPG_TTY",
-                "MAIL", "PS1", "PS2", "PROMPT_COMMAND", "MOTD_SHOWN", "INVOCATION_ID", "JOURNAL_STREAM",
-                "MANAGERPID", "SYSTEMD_EXEC_PID", "FORCE_COLOR", "NO_COLOR", "TMPDIR", "SECURITYSESSIONID",
-                "CONDA_PROMPT_MODIFIER", "CONDA_SHLVL", "GIT_ASKPASS", "WT_SESSION", "TERMINAL_EMULATOR"}
-VOLATILE_PREFIXES = ("SSH_", "TMUX", "XDG_", "DBUS_", "TERM_", "VSCODE_", "KITTY_", "ITERM", "LC_TERMINAL",
-                     "HIST", "PYTEST_", "SLURM_", "PBS_", "JPY_", "TQDM_", "__CF")
-
-_SPECIAL = set("|&;<>()`*?[]{}!")  # unquoted in a word: not a line printed by `printf '%q '`
-_PYTHON = re.compile(r"python[0-9.]*$")
-_ANSI = {"a": "\a", "b": "\b", "e": "\x1b", "E": "\x1b", "f": "\f", "n": "\n", "r": "\r", "t": "\t", "v": "\v",
-         "\\": "\\", "'": "'", '"': '"', "?": "?"}
-
-
-# ---- reading the dry run -------------------------------------------------------------------------------------
-def split_command(line):
-    """The words of ``line`` read as one simple shell command (backslash escapes, '...', "...", $'...'),
-    or None when it is not one: an unquoted special character, an expansion, a comment, an open quote."""
-    words, cur, word = [], [], False
-    i, n = 0, len(line)
-    while i < n:
-        c = line[i]
-        if c in " \t":
-            if word:
-                words.append("".join(cur))
-                cur, word = [], False
-            i += 1
-        elif c == "\\":
-            if i + 1 >= n:
-                return None
-            cur.append(line[i + 1])
-            word, i = True, i + 2
-        elif c == "'":
-            j = line.find("'", i + 1)
-            if j < 0:
-                return None
-            cur.append(line[i + 1:j])
-            word, i = True, j + 1
-        elif c == '"':
-            i += 1
-            while True:
-                if i >= n:
-                    return None
-                d = line[i]
-                if d == '"':
-                    i += 1
-                    break
-                if d in "$`!":
-                    return None
-                if d == "\\" and i + 1 < n and line[i + 1] in '$`"\\':
-                    cur.append(line[i + 1])
-                    i += 2
-                    continue
-                cur.append(d)
-                i += 1
-            word = True
-        elif c == "$":
-            if not line.startswith("$'", i):
-                return None
-            i += 2
-            while True:
-                if i >= n:
-                    return None
-                d = line[i]
-                if d == "'":
-                    i += 1
-                    break
-                if d != "\\":
-                    cur.append(d)
-                    i += 1
-                    continue
-                e = line[i + 1] if i + 1 < n else ""
-                if e in _ANSI:
-                    cur.append(_ANSI[e])
-                    i += 2
-                elif e in "01234567":
-                    m = re.match(r"[0-7]{1,3}", line[i + 1:])
-                    cur.append(chr(int(m.group(), 8)))
-                    i += 1 + len(m.group())
-                elif e in "xuU":
-                    m = re.match(r"[0-9a-fA-F]{1,%d}" % {"x": 2, "u": 4, "U": 8}[e], line[i + 2:])
-                    if not m:
-                        return None
-                    cur.append(chr(int(m.group(), 16)))
-                    i += 2 + len(m.group())
-                else:
-                    cur.append("\\" + e)
-                    i += 2
-            word = True
-        elif c in _SPECIAL or (not word and c in "#~"):
-            return None
-        else:
-            cur.append(c)
-            word, i = True, i + 1
-    if word:
-        words.append("".join(cur))
-    return words
-
-
-def program_of(argv):
-    """The program a command runs, for stages and log names: ``condense_reg.py``, ``evaluation.report``
-    (``python -m``), ``python -c`` or the executable's name (``rm``)."""
-    exe = os.path.basename(argv[0])
-    if not _PYTHON.match(exe):
-        return exe
-    i = 1
-    while i < len(argv):
-        a = argv[i]
-        if a == "-m" and i + 1 < len(argv):
-            return argv[i + 1]
-        if a == "-c":
-            return "python -c"
-        if a in ("-W", "-X"):
-            i += 2
-            continue
-        if a.startswith("-"):
-            i += 1
-            continue
-        return os.path.basename(a)
-    return exe
-
-
-def is_job(argv):
-    """A command with a --device flag trains or scores on a device: it gets a GPU of its own."""
-    return any(a == "--device" or a.startswith("--device=") for a in argv[1:])
-
-
-@dataclass
-class Command:
-    text: str  # exactly as the dry run printed it (without the trailing space)
-    argv: list
-    program: str
-    job: bool
-    stage: int = 0
-    index: int = 0  # 1-based within its stage
-    status: str = "pending"  # pending | skipped | done | failed | interrupted | not run
-    rc: int = None
-    seconds: float = None
-    slot: str = None
-
-    @property
-    def name(self):
-        slug = re.sub(r"[^A-Za-z0-9._-]+", "_", self.program)
-        slug = slug[:-3] if slug.endswith(".py") else slug
-        return f"s{self.stage:02d}-{self.index:03d}-{slug}"
-
-
-@dataclass
-class Stage:
-    number: int
-    program: str
-    job: bool
-    commands: list = field(default_factory=list)
-
-    def describe(self):
-        n = len(self.commands)
-        kind = f"{n} job{'s' * (n != 1)} in parallel" if self.job else f"{n} step{'s' * (n != 1)}, serial"
-        return f"stage {self.number}: {self.program} ({kind})"
-
-
-def find_program(word, env, cwd):
-    if "/" in word:
-        p = word if os.path.isabs(word) else os.path.join(cwd, word)
-        return os.path.isfile(p) and os.access(p, os.X_OK)
-    return shutil.which(word, path=env.get("PATH", os.defpath)) is not None
-
-
-def parse_dry_run(text, env=None, cwd="."):
-    """(commands, notes) of a dry run's standard output (see the module docstring for the rule)."""
-    env = os.environ if env is None else env
-    commands, notes = [], []
-    for line in text.splitlines():
-        argv = split_command(line) if line.endswith(" ") else None
-        if not argv:
-            if line.strip():
-                notes.append(line)
-            continue
-        if not find_program(argv[0], env, cwd):
-            raise UserError(f"the dry run printed the command `{line.strip()}` but its program {argv[0]!r} is not "
-                            "found here; install it or put it on PATH (the jobs run in this environment)")
-        commands.append(Command(line.rstrip(" "), argv, program_of(argv), is_job(argv)))
-    return commands, notes
-
-
-def make_stages(commands):
-    """Stages = maximal runs of consecutive commands of the same program and kind (job or step)."""
-    stages = []
-    for c in commands:
-        if not stages or (stages[-1].program, stages[-1].job) != (c.program, c.job):
-            stages.append(Stage(len(stages) + 1, c.program, c.job))
-        st = stages[-1]
-        st.commands.append(c)
-        c.stage, c.index = st.number, len(st.commands)
-    return stages
-
-
-# the dry run under an EXIT trap that writes where the script ended up and what it exported, so the jobs
-# run where and how the script would run them ($0 stays the script: its `$(dirname "$0")/lib.sh` works)
-_CAPTURE = r"""__sweep_state=$1; shift
-trap '__s=$?; { printf "%s\0" "$PWD"; for __n in $(compgen -e); do printf "%s=%s\0" "$__n" "${!__n-}"; done; } \
-  > "$__sweep_state"; exit $__s' EXIT
-. "$0" "$@"
-"""
-_SHELL_ONLY = {"PWD", "OLDPWD", "SHLVL", "_", "DRY_RUN"}
-
-
-def dry_run(script, script_args=(), env=None, shown=None):
-    """Run the script's dry run; returns (stdout, the folder its commands run in, their environment)."""
-    shown = shown or script
-    base = dict(os.environ if env is None else env)
-    denv = dict(base, DRY_RUN="1")
-    fd, state = tempfile.mkstemp(prefix="sweep_state_")
-    os.close(fd)
-    try:
-        try:
-            p = subprocess.run(["bash", "-c", _CAPTURE, script, state, *script_args], env=denv, text=True,
-                               capture_output=True, stdin=subprocess.DEVNULL, timeout=DRY_RUN_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            raise UserError(f"the dry run of {shown} did not finish in {DRY_RUN_TIMEOUT} s; check that "
-                            f"`DRY_RUN=1 bash {shown}` prints its commands and exits") from None
-        if p.returncode != 0:
-            msg = (p.stderr.strip().splitlines() or ["(no message)"])[-1]
-            raise UserError(f"the dry run of {shown} failed (exit {p.returncode}): {msg} -- fix the script's "
-                            f"arguments or environment (`DRY_RUN=1 bash {shown} ...` shows the same)")
-        with open(state, "rb") as f:
-            parts = f.read().decode("utf-8", "surrogateescape").split("\0")
-    finally:
-        os.unlink(state)
-    cwd, exported = parts[0], dict(kv.split("=", 1) for kv in parts[1:] if "=" in kv)
-    job_env = {k: v for k, v in base.items()  # less what the script unset (names bash could export)
-               if k in exported or k in _SHELL_ONLY or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", k)}
-    job_env.update({k: v for k, v in exported.items() if k not in _SHELL_ONLY})  # lib.sh's PYTHONPATH
-    return p.stdout, cwd, job_env
-
-
-def plan(script, script_args=(), env=None, shown=None):
-    """(stages, notes, cwd, env) of a script's dry run (``shown``: the script's name in messages)."""
-    out, cwd, job_env = dry_run(script, script_args, env, shown)
-    commands, notes = parse_dry_run(out, job_env, cwd)
-    if not commands:
-        raise UserError(f"the dry run of {shown or script} printed no command; check its arguments "
-                        f"(`DRY_RUN=1 bash {shown or script} ...` prints what it would run)")
-    return make_stages(commands), notes, cwd, job_env
-
-
-# ---- done markers --------------------------------------------------------------------------------------------
-def _h(s, n):
-    return hashlib.sha256(s.encode("utf-8", "surrogateescape")).hexdigest()[:n]
-
-
-def key_env(env):
-    return {k: v for k, v in env.items() if k not in VOLATILE_ENV and not k.startswith(VOLATILE_PREFIXES)}
-
-
-class Markers:
-    """``<logs>/done/<command hash>-<environment hash>.json``: the command finished with rc 0 in a sweep.
-    The marker lists the environment's variable names with a hash of each value (no values on disk)."""
-
-    def __init__(self, logs, cwd, env):
-        self.dir = os.path.join(logs, "done")
-        self.cwd = cwd
-        self.env = {k: _h(v, 12) for k, v in sorted(key_env(env).items())}
-        self.env_hash = _h(json.dumps(self.env, sort_keys=True), 16)
-
-    def cmd_hash(self, cmd):
-        return _h(self.cwd + "\0" + cmd.text, 24)
-
-    def path(self, cmd):
-        return os.path.join(self.dir, f"{self.cmd_hash(cmd)}-{self.env_hash}.json")
-
-    def done(self, cmd):
-        return os.path.exists(self.path(cmd))
-
-    def write(self, cmd):
-        os.makedirs(self.dir, exist_ok=True)
-        doc = {"command": cmd.text, "cwd": self.cwd, "env": self.env, "rc": cmd.rc, "seconds": cmd.seconds,
-               "finished": time.strftime("%Y-%m-%dT%H:%M:%S"), "log": cmd.name + ".log"}
-        fd, tmp = tempfile.mkstemp(prefix=".tmp_marker_", dir=self.dir)
-        try:
-            with os.fdopen(fd, "w") as f:
-                json.dump(doc, f, indent=1)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, self.path(cmd))
-        except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise
-
-    def why_pending(self, cmd):
-        """For --list: the variables that differ from a run of the same command done in another environment."""
-        prefix = self.cmd_hash(cmd) + "-"
-        try:
-            others = [n for n in os.listdir(self.dir) if n.startswith(prefix)]
-        except OSError:
-            return ""
-        for name in others:
-            try:
-                with open(os.path.join(self.dir, name)) as f:
-                    old = json.load(f)["env"]
-            except (OSError, ValueError, KeyError):
-                continue
-            diff = sorted(k for k in set(old) | set(self.env) if old.get(k) != self.env.get(k))
-            return f"done before in another environment ({', '.join(diff[:6])}{' ...' * (len(diff) > 6)} differ)"
-        return ""
 
 
 # ---- GPUs ----------------------------------------------------------------------------------------------------
@@ -408,18 +87,14 @@ def resolve_slots(gpus, cpu_slots, env=None):
 
 
 # ---- running -------------------------------------------------------------------------------------------------
-def say(msg):
-    print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
-
-
 class Running:
     def __init__(self, cmd, proc, log, t0, slot):
         self.cmd, self.proc, self.log, self.t0, self.slot = cmd, proc, log, t0, slot
 
 
 class Sweep:
-    def __init__(self, stages, cwd, env, logs, markers, slots, force=False):
-        self.stages, self.cwd, self.env, self.logs = stages, cwd, env, logs
+    def __init__(self, stages, env, logs, markers, slots, force=False):
+        self.stages, self.env, self.logs = stages, env, logs
         self.markers, self.slots, self.force = markers, slots, force
         self.running = []
         self.t0 = time.time()
@@ -429,24 +104,19 @@ class Sweep:
 
     def start(self, cmd, slot):
         label, visible = slot if slot else ("this host (step)", None)
-        env = dict(self.env)
+        env = job_env(cmd, self.env)
         if visible is not None:
             env["CUDA_VISIBLE_DEVICES"] = visible
         try:
-            open(self.log_path(cmd), "w").close()
-            log = open(self.log_path(cmd), "a")  # O_APPEND: the job's output and our lines never overwrite
+            log = open_log(self.log_path(cmd), cmd, label if visible is None else
+                           f"{label} (CUDA_VISIBLE_DEVICES={visible!r})")
         except OSError as e:
             raise UserError(f"cannot write the log {self.log_path(cmd)} ({e.strerror}); pass another --logs") from None
-        log.write(f"# {cmd.text}\n# cwd: {self.cwd}\n# on: {label}"
-                  f"{'' if visible is None else f' (CUDA_VISIBLE_DEVICES={visible!r})'}"
-                  f"\n# started: {time.strftime('%Y-%m-%d %H:%M:%S')}\n")
-        log.flush()
         try:
-            proc = subprocess.Popen(["bash", "-c", "exec " + cmd.text], cwd=self.cwd, env=env, stdout=log,
-                                    stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+            proc = start_command(cmd, env, log)
         except OSError as e:
             log.close()
-            raise UserError(f"cannot start `{cmd.text}` in {self.cwd}: {e.strerror}") from None
+            raise UserError(f"cannot start `{cmd.text}` in {cmd.cwd}: {e.strerror}") from None
         cmd.slot = label
         self.running.append(Running(cmd, proc, log, time.time(), slot))
         n = len(self.stages[cmd.stage - 1].commands)
@@ -465,7 +135,7 @@ class Sweep:
         elif rc == 0:
             cmd.status = "done"
             try:
-                self.markers.write(cmd)
+                self.markers.write(cmd, cmd.slot)
             except OSError as e:
                 say(f"warning: cannot write the done marker of {cmd.name} in {self.markers.dir} ({e.strerror}): "
                     "a later sweep runs it again")
@@ -571,92 +241,71 @@ class Sweep:
 
 # ---- command line --------------------------------------------------------------------------------------------
 def get_args_parser():
+    from utils import slurm
+
     p = argparse.ArgumentParser(
         prog="python -m utils.sweep",
-        description="Run a reproduction script's commands (its DRY_RUN=1 output) over the local GPUs: stages of "
-                    "consecutive commands of one program run in order, the jobs of a stage in parallel, one per GPU. "
-                    "Environment variables given to the sweep (BUDGET=cpu, DEVICE, OUT, ...) reach the dry run "
-                    "and every job.",
+        description="Run a reproduction script's commands (its DRY_RUN=jobs job list): stages in order, the jobs "
+                    "of a stage in parallel, one per GPU (--backend local), or submit them all to Slurm at once, "
+                    "one job array per stage (--backend slurm). Environment variables given to the sweep "
+                    "(BUDGET=cpu, DEVICE, OUT, ...) reach the dry run and every job.",
         epilog="Script arguments that start with '-' (EXTRA flags) go after '--': "
                "python -m utils.sweep scripts/mdc_table3.sh --gpus 0,1 -- fashion 4 --niter 3")
     p.add_argument("script", help="a reproduction script, e.g. scripts/mdc_table3.sh")
     p.add_argument("script_args", nargs="*", metavar="SCRIPT_ARGS", help="the script's own arguments (dataset, N, ...)")
-    p.add_argument("--gpus", default=None,
-                   help="GPU ids, comma-separated (each job gets CUDA_VISIBLE_DEVICES=<id>), or 'cpu' "
-                        "(default: CUDA_VISIBLE_DEVICES if set, else every GPU of `nvidia-smi -L`)")
-    p.add_argument("--cpu_slots", type=int, default=None,
-                   help="with --gpus cpu: jobs run at once on the CPU, each with CUDA_VISIBLE_DEVICES='' (default 1)")
+    p.add_argument("--backend", choices=("local", "slurm"), default="local",
+                   help="local: this machine's GPUs, until the table is done; slurm: submit the whole table to "
+                        "Slurm and return (default local)")
     p.add_argument("--logs", default=None,
                    help="folder of the job logs and done markers (default raid/sweeps/<script name>/ in the folder "
                         "the script runs in)")
     p.add_argument("--force", action="store_true", help="re-run commands that finished in an earlier sweep")
-    p.add_argument("--list", action="store_true", help="print the stages and commands (done/pending), run nothing")
+    p.add_argument("--list", action="store_true",
+                   help="print the stages and each command's state (done/pending; with --backend slurm: queued, "
+                        "running, failed with its log), run nothing")
+    g = p.add_argument_group("local backend")
+    g.add_argument("--gpus", default=None,
+                   help="GPU ids, comma-separated (each job gets CUDA_VISIBLE_DEVICES=<id>), or 'cpu' "
+                        "(default: CUDA_VISIBLE_DEVICES if set, else every GPU of `nvidia-smi -L`)")
+    g.add_argument("--cpu_slots", type=int, default=None,
+                   help="with --gpus cpu: jobs run at once on the CPU, each with CUDA_VISIBLE_DEVICES='' (default 1)")
+    slurm.add_arguments(p.add_argument_group("slurm backend (utils/slurm.py; flags win over --profile)"))
     return p
 
 
-def list_plan(stages, notes, markers, cwd, logs, force):
-    cmds = [c for st in stages for c in st.commands]
-    done = sum(markers.done(c) for c in cmds)
-    print(f"{len(cmds)} commands in {len(stages)} stages, {done} done before{' (--force: all re-run)' * force}; "
-          f"run in {cwd}; logs and done markers in {logs}")
-    for st in stages:
-        print(st.describe())
-        for c in st.commands:
-            state = "done" if markers.done(c) and not force else "pending"
-            why = markers.why_pending(c) if state == "pending" and not force else ""
-            print(f"  [{state}] {c.name}: {c.text}" + (f"\n      ({why})" if why else ""))
-    if notes:
-        print(f"({len(notes)} other line{'s' * (len(notes) != 1)} of the dry run are the script's notes, not commands)")
-
-
-class _Lock:
-    def __init__(self, logs):
-        self.path = os.path.join(logs, ".sweep.lock")
-
-    def __enter__(self):
-        self.f = open(self.path, "a+")
-        try:
-            fcntl.flock(self.f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            self.f.seek(0)
-            who = self.f.read().strip()
-            self.f.close()
-            raise UserError(f"another sweep ({who or 'unknown pid'}) is using the logs folder "
-                            f"{os.path.dirname(self.path)}; wait for it, or pass another --logs") from None
-        self.f.seek(0)
-        self.f.truncate()
-        self.f.write(f"pid {os.getpid()}\n")
-        self.f.flush()
-        return self
-
-    def __exit__(self, *exc):
-        self.f.close()
-
-
 def main(args):
+    from utils import slurm
+
     script = args.script
     if not os.path.isfile(script):
         raise UserError(f"no script {script}; pass a reproduction script such as scripts/mdc_table3.sh")
-    slots = None if args.list and args.gpus is None and args.cpu_slots is None else \
-        resolve_slots(args.gpus, args.cpu_slots)
-    stages, notes, cwd, env = plan(os.path.abspath(script), args.script_args, shown=script)
+    if args.backend == "slurm":
+        if args.gpus is not None or args.cpu_slots is not None:
+            raise UserError("--gpus/--cpu_slots choose the local backend's slots; with --backend slurm ask for "
+                            "GPUs per job with --gpus_per_job (or the profile's gpus_per_job)")
+        resources = slurm.resources(args)  # bad flags or profile: an error before the dry run
+    else:
+        slurm.refuse_flags(args)
+        resources = None
+    slots = None if args.backend == "slurm" or (args.list and args.gpus is None and args.cpu_slots is None) \
+        else resolve_slots(args.gpus, args.cpu_slots)
+    env = dict(os.environ)
+    stages, notes = job_list(os.path.abspath(script), args.script_args, env, shown=script)
     name = os.path.splitext(os.path.basename(script))[0]
+    cwd = stages[0].commands[0].cwd
     logs = os.path.abspath(args.logs) if args.logs else os.path.join(cwd, "raid", "sweeps", name)
-    markers = Markers(logs, cwd, env)
+    markers = Markers(logs, env)
+    if args.backend == "slurm":
+        return slurm.main(args, resources, stages, notes, markers, logs, name, env)
     if args.list:
-        list_plan(stages, notes, markers, cwd, logs, args.force)
+        list_plan(stages, notes, markers, logs, args.force)
         return 0
-    try:
-        os.makedirs(logs, exist_ok=True)
-    except OSError as e:
-        raise UserError(f"cannot create the logs folder {logs} ({e.strerror}); pass another --logs") from None
-    if not os.access(logs, os.W_OK):
-        raise UserError(f"the logs folder {logs} is not writable; pass another --logs")
+    make_logs(logs)
     n = sum(len(st.commands) for st in stages)
     say(f"sweep {script}: {n} commands in {len(stages)} stages, jobs on {', '.join(s[0] for s in slots)}, run in "
         f"{cwd}; logs in {logs}")
-    with _Lock(logs):
-        return Sweep(stages, cwd, env, logs, markers, slots, args.force).run()
+    with FolderLock(logs):
+        return Sweep(stages, env, logs, markers, slots, args.force).run()
 
 
 def _sigterm(signum, frame):
