@@ -15,7 +15,8 @@ condense_reg.py folder name.
 Plain ``python``: the one ``--phase p`` (as the reference). Under ``torchrun`` (``condensation/parallel.py``):
 rank r condenses phases r, r+W, … one after the other, each exactly the ``--phase p`` run, then rank 0
 merges the finished partitions into ``<base>_{k}_merged/data.pt`` + ``manifest.json``
-(``data/partitions.py``; ``--merge`` does only that, for parts made by separate jobs).
+(``data/partitions.py``; ``--merge`` does only that, for parts made by separate jobs). Each partition
+folder, and the merged one, belongs to one process at a time (``--lock_wait``, ``utils/runlock.py``).
 ``--global_mls True``: the partitions step together (one per rank) and make one global MLS decision;
 ``--exact True``: the sharded run equals ``condense_reg.py --exact True`` (docs/parallel.md).
 
@@ -70,11 +71,24 @@ def final_iteration(args):
 
 
 def merge(args, log=print):
-    """One class-major ``[data, targets]`` of every partition + manifest (``data/partitions.py``)."""
-    from data.partitions import merge_parts
+    """One class-major ``[data, targets]`` of every partition + manifest (``data/partitions.py``), written while
+    this process holds the merged folder (``utils/runlock.py``; a refused merge leaves no folder it created)."""
+    from data.partitions import merge_parts, merged_dir
+    from utils.files import check_output_dir
+    from utils.runlock import FolderLock
 
-    return merge_parts(partition_base(args), args.nclass_sub, args.nclass, niter=final_iteration(args),
-                       allow_mismatch=args.allow_mismatch, log=log, out_flag="--save_dir")
+    base = partition_base(args)
+    out = merged_dir(base, args.nclass_sub)
+    check_output_dir(out, "merged set folder", "--save_dir")  # before the lock creates the folder
+    lock = FolderLock(out, args.lock_wait, what="merge", enabled=args.folder_lock).acquire()
+    try:
+        return merge_parts(base, args.nclass_sub, args.nclass, niter=final_iteration(args),
+                           allow_mismatch=args.allow_mismatch, log=log, out_flag="--save_dir")
+    except UserError:
+        lock.remove_created()
+        raise
+    finally:
+        lock.release()
 
 
 def run_world(args, world):

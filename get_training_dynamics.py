@@ -71,21 +71,37 @@ def get_args_parser():
     a("--resume", action="store_true", help="continue an interrupted run from {out}/resume/")
     a("--stop-after-epochs", dest="stop_after", type=int, valid=">= 0", default=0,
       help="train at most N epochs in this invocation, save and exit (continue with --resume)")
+    a("--lock-wait", "--lock_wait", dest="lock_wait", type=int, valid="-1 or >= 0", default=0,
+      help="seconds to wait for an output folder that another process is using (0: stop at once with an error "
+           "naming it; -1: as long as it takes)")
+    a("--folder-lock", "--folder_lock", dest="folder_lock", type=str2bool, default=True,
+      help="lock the output folder against a second process; False only on a file system without locks")
     return compat_group(add_condensed_set_args(p))
+
+
+def resume_plan(args, out_dir, resume_dir):
+    """``finished`` (``--resume`` of a complete run), ``resume`` (an interrupted run to continue) or ``fresh``;
+    a fresh run never goes over another run's dynamics (UserError)."""
+    from utils.files import check_fresh_folder
+    from yoco.dynamics import STATE
+
+    finished = os.path.isfile(os.path.join(out_dir, "ckpt-last.pt")) and not os.path.isdir(resume_dir)
+    if args.resume and finished:
+        return "finished"
+    if args.resume and os.path.isfile(os.path.join(resume_dir, STATE)):
+        return "resume"
+    check_fresh_folder(out_dir, lambda n: n in ("args.yaml", "resume") or n.startswith(("td-", "ckpt-")),
+                       "dynamics run", "--base-dir/--task-name")
+    return "fresh"
 
 
 def main(args):
     # the work modules load torch: imported here so that -h does not need it
-    from tqdm import tqdm
-
     from utils.config import resolve_device, set_seed
     from data.datasets import dataset_folders
-    from utils.files import (atomic_save, check_apart, check_fresh_folder, check_output_dir, clean_stale_temps,
-                             save_config)
-    from utils.train import evaluate
-    from yoco.dynamics import (STATE, DynamicsTrainer, TextLog, load_condensed_set, load_state, resolve_paths,
-                               resolve_settings, save_state, test_loader, write_outputs)
-    from yoco.dynamics_io import DynamicsLog
+    from utils.files import check_apart, check_output_dir
+    from utils.runlock import FolderLock
+    from yoco.dynamics import DynamicsTrainer, load_condensed_set, resolve_paths, resolve_settings, test_loader
 
     resolve_settings(args)
     resolve_paths(args)
@@ -97,19 +113,41 @@ def main(args):
     task = args.task_name or f"ipc{args.ipc}"
     out_dir = os.path.join(args.base_dir, task)
     resume_dir = os.path.join(out_dir, "resume")
-    finished = os.path.isfile(os.path.join(out_dir, "ckpt-last.pt")) and not os.path.isdir(resume_dir)
-    if args.resume and finished:
-        print(f"{out_dir} holds a finished dynamics run: nothing to do")
-        return {"out_dir": out_dir, "epochs_done": args.epochs, "complete": True}
-    if args.resume and not os.path.isfile(os.path.join(resume_dir, STATE)):
-        print(f"--resume: no interrupted run in {resume_dir}: starting from scratch")
-        args.resume = False
-    if not args.resume:  # never over another run's dynamics
-        check_fresh_folder(out_dir, lambda n: n in ("args.yaml", "resume") or n.startswith(("td-", "ckpt-")),
-                           "dynamics run", "--base-dir/--task-name")
-    trainer = DynamicsTrainer(args, x, y, device)
-    test = test_loader(args, device)
-    os.makedirs(out_dir, exist_ok=True)  # the inputs are good: now the output folder may appear
+    lock = FolderLock(out_dir, args.lock_wait, what="dynamics run", flag="--base-dir", wait_flag="--lock-wait",
+                      off_flag="--folder-lock", enabled=args.folder_lock)
+    try:
+        plan = resume_plan(args, out_dir, resume_dir)  # refusals before any work
+    except UserError as e:
+        lock.check_free(e)  # a folder in use right now: say by whom
+    trainer = test = None
+    if plan != "finished":
+        trainer = DynamicsTrainer(args, x, y, device)
+        test = test_loader(args, device)
+    # the inputs are good: now the output folder may appear, and it is this process's until the run ends
+    # (utils/runlock.py); what to do is decided again under the lock, where a previous holder's work is complete
+    with lock:
+        plan = resume_plan(args, out_dir, resume_dir)
+        if plan == "finished":
+            print(f"{out_dir} holds a finished dynamics run: nothing to do")
+            return {"out_dir": out_dir, "epochs_done": args.epochs, "complete": True}
+        if args.resume and plan == "fresh":
+            print(f"--resume: no interrupted run in {resume_dir}: starting from scratch")
+            args.resume = False
+        if trainer is None:
+            trainer = DynamicsTrainer(args, x, y, device)
+            test = test_loader(args, device)
+        return train(args, out_dir, resume_dir, trainer, test, device, y)
+
+
+def train(args, out_dir, resume_dir, trainer, test, device, y):
+    """The run in its (held) output folder: from scratch or from ``resume/``, to the final files."""
+    from tqdm import tqdm
+
+    from utils.files import atomic_save, clean_stale_temps, save_config
+    from utils.train import evaluate
+    from yoco.dynamics import TextLog, load_state, save_state, write_outputs
+    from yoco.dynamics_io import DynamicsLog
+
     for folder in (out_dir, resume_dir):
         clean_stale_temps(folder, print)
     log, chunks, start, best = DynamicsLog(), [], 0, {"acc": -1.0, "epoch": -1}

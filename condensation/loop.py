@@ -7,7 +7,6 @@ import copy
 import json
 import math
 import os
-import shutil
 import time
 
 import torch
@@ -19,7 +18,8 @@ from condensation.matchloss import feature_distances, grad_match_loss, matched_p
 from condensation.mls_measures import PrefixAccuracy, gradient_distances
 from condensation.parallel import ClassStreams, coast, no_stream
 from condensation.run_files import (METRICS, check_resume_args, check_run_folder, load_checkpoint,
-                                    load_reference_resume, reset_metrics, save_checkpoint, truncate_metrics)
+                                    load_reference_resume, read_metrics, reset_metrics, save_checkpoint,
+                                    truncate_metrics)
 from condensation.synthesizer import Synthesizer, save_grid
 from data.condensed import save_condensed
 from evaluation.protocol import evaluate_set
@@ -27,8 +27,9 @@ from reg_ipcx import Regularizer, average_featlog, is_window, subset_prefix_size
 from utils.config import Logger, pack_rng, rng_state, set_rng_state, set_seed, unpack_rng
 from utils.errors import StopTraining, UserError
 from utils.precision import amp_for
-from utils.files import (append_jsonl, atomic_save, atomic_write_text, check_output_dir, clean_stale_temps,
-                         first_missing, nonfinite, save_config)
+from utils.runlock import FolderLock
+from utils.files import (append_jsonl, atomic_save, atomic_write_text, check_output_dir, clean_stale_temps, nonfinite,
+                         save_config)
 from utils.train import train_one_epoch
 
 
@@ -136,7 +137,11 @@ class Condenser:
         self.f2 = max(1, args.factor) ** 2
         self.eval_on = eval_enabled and args.eval_during and not args.test
         check_output_dir(save_dir, "run folder", "--save_dir")  # before any work; creates nothing
-        check_run_folder(args, save_dir)  # never another run's folder, never inside the dataset
+        self.lock = FolderLock(save_dir, getattr(args, "lock_wait", 0), enabled=getattr(args, "folder_lock", True))
+        try:
+            check_run_folder(args, save_dir)  # never another run's folder, never inside the dataset
+        except UserError as e:
+            self.lock.check_free(e)  # a folder in use right now: say by whom
         self.log = Logger(save_dir)
         self.metrics = os.path.join(save_dir, METRICS)
         self.sampler = load_real(args, device)
@@ -156,29 +161,37 @@ class Condenser:
         self.model = self.opt_net = self.params = None
         self.start_it, self.last_saved = 0, None
         self.n_iter = args.niter * 100 // args.inner_loop
-        created = first_missing(save_dir)
-        os.makedirs(save_dir, exist_ok=True)  # the inputs are good: now the run folder may appear
-        clean_stale_temps(save_dir, self.log)
+        if args.resume or args.load_checkpoint:
+            self._resume_state()  # a broken resume state is refused before the folder is touched (read again below)
+        # the inputs are good: the run folder may appear, and it is this process's until the run ends
+        # (utils/runlock.py); a second process refuses or waits here, before it reads the resume state
+        self.lock.acquire()
         try:
+            check_run_folder(args, save_dir)  # again: the process that held the folder may have left a run in it
+            clean_stale_temps(save_dir, self.log)
             self._resume_or_init()
         except (UserError, StopTraining):
-            if created:  # a run that fails its checks (e.g. too few real images to initialise) leaves nothing
-                shutil.rmtree(created, ignore_errors=True)
+            # a run that fails its checks (e.g. too few real images to initialise) leaves nothing it created
+            self.lock.remove_created()
             raise
+        except BaseException:
+            self.lock.release()
+            raise
+
+    def release(self):
+        """Let the run folder go (``utils.runlock``): after the run, or when the run stops."""
+        self.lock.release()
 
     # ---- setup -------------------------------------------------------------------------------
     def _resume_or_init(self):
         args = self.args
         ck = None
         if args.resume or args.load_checkpoint:
-            check_resume_args(args, self.save_dir)
-            ck = load_checkpoint(self.save_dir)
-            if ck is None:
-                ref = load_reference_resume(self.save_dir)
-                if ref is not None:
-                    self.start_it = ref[0]
-                    self.synset.load(ref[1])
-                    self.log(f"resumed images and iteration {ref[0]} only (reference-style folder)")
+            ck, ref = self._resume_state()
+            if ck is None and ref is not None:
+                self.start_it = ref[0]
+                self.synset.load(ref[1])
+                self.log(f"resumed images and iteration {ref[0]} only (reference-style folder)")
         if ck is not None:
             self.synset.load(ck["data"])
             self.opt_img.load_state_dict(ck["opt_img"])
@@ -215,6 +228,15 @@ class Condenser:
         self.synset.init(self.sampler, init, args.start_idx, picked)
         save_grid(os.path.join(self.save_dir, "init.png"), self.synset.data)
         self.evaluate(0)
+
+    def _resume_state(self):
+        """(checkpoint or None, reference-style (it, data) or None) of the run folder, its settings and the
+        metrics a checkpoint resume rewrites checked."""
+        check_resume_args(self.args, self.save_dir)
+        ck = load_checkpoint(self.save_dir)
+        if ck is not None:
+            read_metrics(self.save_dir)
+        return ck, (load_reference_resume(self.save_dir) if ck is None else None)
 
     def new_model(self):
         self.model = self.model_fn()

@@ -216,15 +216,23 @@ def load_reference_resume(folder):
 # metrics
 
 
-def truncate_metrics(folder, it):
-    """Drop metric records after iteration ``it`` (written by a run that was later interrupted)."""
+def read_metrics(folder):
+    """The records of the folder's ``metrics.jsonl`` (None without one); a damaged file is a one-line error."""
     path = os.path.join(folder, METRICS)
     if not os.path.exists(path):
-        return
+        return None
     fix = "remove its damaged lines (each line is one JSON object of the run), or delete it (losing the run's " \
           "metrics), and resume again"
-    keep = [to_json(rec) + "\n" for rec in read_jsonl(path, fix) if rec.get("it", 0) <= it]
-    atomic_write_text(path, "".join(keep))  # a kill here keeps the old file, never a cut one
+    return read_jsonl(path, fix)
+
+
+def truncate_metrics(folder, it):
+    """Drop metric records after iteration ``it`` (written by a run that was later interrupted)."""
+    records = read_metrics(folder)
+    if records is None:
+        return
+    keep = [to_json(rec) + "\n" for rec in records if rec.get("it", 0) <= it]
+    atomic_write_text(os.path.join(folder, METRICS), "".join(keep))  # a kill here keeps the old file, never a cut one
 
 
 def reset_metrics(folder):

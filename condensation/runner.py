@@ -118,5 +118,8 @@ def run_condensation(args, classes=None, save_dir=None, noreg=True, save_plain=F
     cond = Condenser(args, device, save_dir, load_real=functools.partial(load_real, drop_last=drop_last),
                      diffaug=diffaug, model_fn=make_model_fn(args, device), classes=classes, save_plain=save_plain,
                      eval_enabled=not mp, world=world)
-    cond.run()
+    try:
+        cond.run()
+    finally:
+        cond.release()  # the run folder is free for the next process (utils/runlock.py)
     return cond

@@ -154,10 +154,11 @@ mdc_setup() {
 
 # mdc_condense FOLDER ROW FLAGS...: one condensation into FOLDER, resumable: the shared flags and the budget
 # first, then the row's own settings (so a row's --adaptive_period wins over the budget's), then the user's
-# EXTRA flags (last, they win over everything)
+# EXTRA flags (last, they win over everything). --lock_wait -1: when another table is condensing the same
+# shared run right now (utils.sweep, Slurm), wait for it, then find it complete
 mdc_condense() {
   local dir=$1; shift
-  run python3 "${P}condense_reg.py" "${MDC_COND[@]}" "$@" "${MDC_EXTRA[@]}" --save_dir "$dir" --resume
+  run python3 "${P}condense_reg.py" "${MDC_COND[@]}" "$@" "${MDC_EXTRA[@]}" --save_dir "$dir" --resume --lock_wait -1
 }
 
 # the runs shared between tables (in RUNS): Baseline C (= IDC), plain MDC and DREAM (IDC with DREAM's

@@ -9,6 +9,7 @@ sys.path.insert(0, ROOT)
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from fakedata import make_cifar, make_imagenet, make_mnist_like, make_svhn  # noqa: E402
+from slurm_cluster import slurm  # noqa: E402,F401  (the one-node Slurm cluster fixture, tests/slurm_cluster.py)
 
 
 @pytest.fixture(scope="session")

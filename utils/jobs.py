@@ -264,10 +264,11 @@ def say(msg):
     print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
 
 
-def open_log(path, cmd, where):
+def open_log(path, cmd, where, fresh=True):
     """The command's log, opened for appending (its output and our lines never overwrite each other), with
-    a header: the command, its folder, where it runs, when it started."""
-    open(path, "w").close()
+    a header: the command, its folder, where it runs, when it started. ``fresh``: empty it first."""
+    if fresh:
+        open(path, "w").close()
     log = open(path, "a")
     log.write(f"# {cmd.text}\n# cwd: {cmd.cwd}\n# on: {where}\n# started: {time.strftime('%Y-%m-%d %H:%M:%S')}\n")
     log.flush()
@@ -303,7 +304,7 @@ def list_plan(stages, notes, markers, logs, force, state=None):
         print(f"({len(notes)} other line{'s' * (len(notes) != 1)} of the dry run are the script's notes, not commands)")
 
 
-class FolderLock:
+class LogsLock:
     """One sweep or submission at a time per logs folder (``flock`` on ``<logs>/.sweep.lock``)."""
 
     def __init__(self, logs):

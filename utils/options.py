@@ -359,4 +359,10 @@ def condense_parser(description, kind=C, examples=None):
     output = next(g for g in p._action_groups if g.title == GROUPS["output"])
     ranged(output.add_argument)("--stop_after", default=-1, type=int, valid="-1 or >= 1",
                         help="debug: stop after this many outer iterations (a save point; continue with --resume)")
+    ranged(output.add_argument)("--lock_wait", default=0, type=int, valid="-1 or >= 0",
+                                help="seconds to wait for a run folder that another process is using (0: stop at once "
+                                     "with an error naming it; -1: as long as it takes; docs/condensing.md)")
+    output.add_argument("--folder_lock", default=True, type=str2bool,
+                        help="lock the run folder against a second process; False only on a file system without "
+                             "locks, where you keep to one process per folder yourself")
     return p

@@ -33,7 +33,7 @@ import subprocess
 import time
 
 from utils.errors import UserError
-from utils.jobs import (FolderLock, job_env, list_plan, make_logs, open_log, say, start_command,
+from utils.jobs import (LogsLock, job_env, list_plan, make_logs, open_log, say, start_command,
                         write_marker)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -271,13 +271,16 @@ class CommandJob:
             if os.path.exists(done_path):
                 continue
             t0 = time.time()
-            with open_log(log_path, cmd, where) as log:
+            with open_log(log_path, cmd, where, fresh=False) as log:  # a requeued run appends to its log
                 self.proc = start_command(cmd, job_env(cmd), log)
-                rc = self.proc.wait()
-                self.proc = None
+                while self.proc.poll() is None:  # not wait(): checkpoint() must be able to reap it meanwhile
+                    time.sleep(0.5)
+                rc, self.proc = self.proc.returncode, None
                 log.write(f"\n# exit status {rc} after {time.time() - t0:.1f} s\n")
             doc = dict(marker, rc=rc, seconds=round(time.time() - t0, 1), on=where,
                        finished=time.strftime("%Y-%m-%dT%H:%M:%S"))
+            if rc < 0:  # killed by a signal: scancel, preemption, the time limit (Slurm's SIGTERM)
+                doc["signal"] = signal.Signals(-rc).name if -rc in signal.valid_signals() else str(-rc)
             if rc != 0:
                 write_marker(failed_path, doc)
                 raise RuntimeError(f"`{cmd.text}` failed with exit status {rc}; log {log_path}")
@@ -362,11 +365,14 @@ def command_state(cmd, markers, logs, subs, live):
     if os.path.exists(failed):
         try:
             with open(failed) as f:
-                rc = json.load(f).get("rc")
+                doc = json.load(f)
         except (OSError, ValueError):
-            rc = "?"
+            doc = {}
         slurm_log = f"; Slurm log {rec['slurm_log']}" if rec else ""
-        return "failed", f"exit status {rc}, log {log}{slurm_log}"
+        if doc.get("signal"):
+            return "stopped", (f"killed by {doc['signal']} (scancel, preemption or the time limit), log {log}; submit "
+                               "again: it resumes")
+        return "failed", f"exit status {doc.get('rc', '?')}, log {log}{slurm_log}"
     if rec is None:
         return "pending", "not submitted"
     if rec["job"] in live:
@@ -406,9 +412,18 @@ def sbatch_flags(params):
     return flags
 
 
+def require_submitit():
+    try:
+        import submitit
+    except ImportError:
+        raise UserError("submitit is not installed (the Slurm backend's client): pip install -r "
+                        "requirements-slurm.txt") from None
+    return submitit
+
+
 def submit(stages, todo, res, name, markers, logs):
     """Submit every stage with work left, each after the previous one; returns [(stage, job id, count)]."""
-    import submitit
+    submitit = require_submitit()
 
     subs = Submissions(logs)
     folder = os.path.join(logs, "slurm")
@@ -447,13 +462,14 @@ def main(args, res, stages, notes, markers, logs, name, env):
     if args.print_only:
         print_plan(stages, todo, res, name, markers, logs)
         return 0
+    require_submitit()
     check_cluster(res, stages)
     if not any(todo.values()):
         say(f"{name}: all {sum(len(st.commands) for st in stages)} commands are done; nothing to submit "
             "(--force submits them again)")
         return 0
     make_logs(logs)
-    with FolderLock(logs):
+    with LogsLock(logs):
         subs, live = Submissions(logs), live_jobs()
         busy = sorted({r["job"].split("_")[0] for r in subs.jobs.values() if r["job"] in live})
         if busy:

@@ -33,7 +33,7 @@ import sys
 import time
 
 from utils.errors import UserError
-from utils.jobs import (FolderLock, Markers, job_env, job_list, list_plan, make_logs, open_log, say,
+from utils.jobs import (LogsLock, Markers, job_env, job_list, list_plan, make_logs, open_log, say,
                         start_command)
 
 KILL_GRACE = 5.0  # seconds between SIGTERM and SIGKILL of an interrupted job's process group
@@ -304,7 +304,7 @@ def main(args):
     n = sum(len(st.commands) for st in stages)
     say(f"sweep {script}: {n} commands in {len(stages)} stages, jobs on {', '.join(s[0] for s in slots)}, run in "
         f"{cwd}; logs in {logs}")
-    with FolderLock(logs):
+    with LogsLock(logs):
         return Sweep(stages, env, logs, markers, slots, args.force).run()
 
 
