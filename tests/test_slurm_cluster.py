@@ -1,11 +1,10 @@
 """The test Slurm cluster (tests/slurm_cluster.py) does what the Slurm tests rely on: job arrays, ``afterok``
 dependencies, ``--kill-on-invalid-dep``, ``srun -n 2`` inside a batch job with the test's interpreter and
-``PYTHONPATH``, ``--requeue`` with ``scontrol requeue``, and ``scancel``."""
+``PYTHONPATH`` (requeue and ``scancel``: tests/test_sweep_backends.py)."""
 import os
 import sys
 
 import pytest
-
 
 pytestmark = pytest.mark.slow
 
@@ -48,18 +47,3 @@ def test_srun_runs_two_tasks_with_the_tests_python(slurm, tmp_path):
     tasks = sorted(line.split() for line in lines[1:])
     assert [t[:3] for t in tasks] == [["task", "0", "2"], ["task", "1", "2"]]
     assert all(os.path.realpath(t[3]) == exe and t[4] == "/the/tests/path" for t in tasks), tasks
-
-
-def test_requeue_and_scancel(slurm, tmp_path):
-    out = tmp_path / "r.out"
-    job = sbatch(slurm, "--requeue", "--open-mode=append", "-o", out, "--wrap",
-                 "echo run ${SLURM_RESTART_COUNT:-0}; sleep 2")
-    slurm.wait(job, states=("RUNNING",))
-    slurm.run("scontrol", "requeue", job)
-    assert slurm.wait(job, timeout=120) == "COMPLETED"  # runs again after cred_expire (10 s)
-    runs = [line for line in out.read_text().splitlines() if line.startswith("run")]
-    assert runs == ["run 0", "run 1"]
-    long = sbatch(slurm, "-o", tmp_path / "l.out", "--wrap", "sleep 300")
-    slurm.wait(long, states=("RUNNING",))
-    slurm.run("scancel", long)
-    assert slurm.wait(long, timeout=60) == "CANCELLED"

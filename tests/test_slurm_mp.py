@@ -1,6 +1,7 @@
 """condense_reg_mp.py under Slurm's ``srun`` (condensation/parallel.py ``launch_env``, scripts/condense_mp.sbatch):
 the launch rule and the host-list parser (fast), the sbatch file's dry run (fast), and real 2-task runs on the
-test cluster (tests/slurm_cluster.py, gloo on the CPU) that give the files of the 2-rank torchrun run (slow)."""
+test cluster (tests/slurm_cluster.py, gloo on the CPU): the sbatch file, one srun step of 2 tasks, gives the files
+of the 2-rank torchrun run (slow)."""
 import os
 import shlex
 import subprocess
@@ -129,23 +130,11 @@ def finished(cluster, job, out):
 
 
 @pytest.mark.slow
-def test_srun_tasks_give_the_torchrun_run(slurm, reference):
-    root, out = reference, reference / "srun.out"
-    cmd = shlex.join(["srun", "--kill-on-bad-exit=1", "python3", os.path.join(ROOT, "condense_reg_mp.py"),
-                      *ARGS, "--data_dir", str(root / "data"), "--save_dir", "runs/srun"])
-    job = slurm.run("sbatch", "--parsable", "-n", 2, "--chdir", root, "-o", out, "--wrap", cmd,
-                    env=script_env()).stdout.strip()
-    text = finished(slurm, job, out)
-    assert "rank 0 of 2: phases [0]" in text and "rank 1 of 2: phases [1]" in text
-    assert_same_run(root, "srun")
-
-
-@pytest.mark.slow
 def test_the_sbatch_file_end_to_end(slurm, reference):
     root, out = reference, reference / "sbatch.out"
     job = slurm.run("sbatch", "--parsable", "--nodes", 1, "--ntasks-per-node", 2, "--gpus-per-node", 0,
                     "--cpus-per-task", 1, "-o", out, SBATCH, *ARGS, "--data_dir", root / "data",
                     "--save_dir", "runs/sbatch", cwd=ROOT, env=dict(script_env(), WORKDIR=str(root))).stdout.strip()
-    text = finished(slurm, job, out)
-    assert "merged 2 partitions" in text
+    text = finished(slurm, job, out)  # one srun step of 2 tasks, one rank each, rank 0 merging
+    assert "rank 0 of 2: phases [0]" in text and "rank 1 of 2: phases [1]" in text and "merged 2 partitions" in text
     assert_same_run(root, "sbatch")

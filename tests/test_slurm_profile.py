@@ -3,7 +3,7 @@ parameters of each stage, --print (needs no Slurm), and the flags that belong to
 import pytest
 
 from conftest import ROOT
-from test_sweep import FAKE, JOB
+from test_sweep import make_fake
 from utils import slurm, sweep
 from utils.errors import UserError
 from utils.jobs import Stage
@@ -79,12 +79,7 @@ def test_bad_flags_name_the_backend_they_belong_to(tmp_path, capsys):
 
 
 def test_print_shows_the_job_graph_without_slurm(tmp_path, capsys, monkeypatch):
-    work = tmp_path / "work"
-    work.mkdir()
-    for prog in ("cond.py", "evalx.py", "report.py"):
-        (work / prog).write_text(JOB)
-    script = tmp_path / "fake.sh"
-    script.write_text(FAKE.format(root=ROOT))
+    script, work = make_fake(tmp_path)
     monkeypatch.setenv("WORKDIR", str(work))
     monkeypatch.setenv("PATH", "/usr/local/bin:/usr/bin:/bin")
     assert sweep.cli([str(script), "--backend", "slurm", "--print", "--time", "90", "--gpus_per_job", "1"]) == 0

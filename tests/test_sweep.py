@@ -202,15 +202,21 @@ echo "total wall time: 0 s"
 '''
 
 
-@pytest.fixture
-def fake(tmp_path, monkeypatch):
-    """The fake script and its work folder (WORKDIR: the jobs run there; logs in raid/sweeps/fake)."""
+def make_fake(tmp_path):
+    """The fake table script and its work folder with the jobs' programs: (script, work)."""
     work = tmp_path / "work"
     work.mkdir()
     for prog in ("cond.py", "evalx.py", "report.py"):
         (work / prog).write_text(JOB)
     script = tmp_path / "fake.sh"
     script.write_text(FAKE.format(root=ROOT))
+    return script, work
+
+
+@pytest.fixture
+def fake(tmp_path, monkeypatch):
+    """The fake script and its work folder (WORKDIR: the jobs run there; logs in raid/sweeps/fake)."""
+    script, work = make_fake(tmp_path)
     monkeypatch.setenv("WORKDIR", str(work))
     monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
     monkeypatch.delenv("FOO", raising=False)

@@ -16,7 +16,7 @@ import torch
 
 from conftest import ROOT, run_script
 from fakedata import make_cifar
-from test_sweep import FAKE, JOB, events
+from test_sweep import events, make_fake
 
 pytestmark = pytest.mark.slow
 
@@ -127,13 +127,7 @@ def test_mdc_table1_smoke_report_has_the_papers_layout(table1_local):
 # ---- (b) a failure cancels its dependants; the re-submission runs only what is not done -------------------------
 @pytest.fixture
 def fake(tmp_path):
-    work = tmp_path / "work"
-    work.mkdir()
-    for prog in ("cond.py", "evalx.py", "report.py"):
-        (work / prog).write_text(JOB)
-    script = tmp_path / "fake.sh"
-    script.write_text(FAKE.format(root=ROOT))
-    return script, work
+    return make_fake(tmp_path)
 
 
 def test_a_failed_job_cancels_its_dependants_and_a_resubmission_runs_the_rest(slurm, fake):

@@ -20,7 +20,7 @@ pickles the call, and requeues a job that is preempted or reaches its time limit
   files), it does not start over.
 
 Resources come from ``--profile FILE`` (YAML, keys = the flags without dashes) with the flags winning; see
-``PROFILE_KEYS`` and docs/reproducing.md. Bad resources (an unknown partition, more GPUs than its nodes have,
+``PROFILE_KEYS`` and docs/cluster.md. Bad resources (an unknown partition, more GPUs than its nodes have,
 no ``sbatch`` on PATH) are a one-line error before anything is submitted.
 """
 import json
@@ -126,7 +126,7 @@ def resources(args):
     if args.profile:
         from utils.files import load_yaml_mapping
 
-        prof = load_yaml_mapping(args.profile, "cluster profile", "fix the file (docs/reproducing.md lists its keys)")
+        prof = load_yaml_mapping(args.profile, "cluster profile", "fix the file (docs/cluster.md lists its keys)")
         unknown = sorted(set(prof) - set(PROFILE_KEYS) - set(EXTRA_KEYS))
         if unknown:
             raise UserError(f"the cluster profile {args.profile} has the unknown key {unknown[0]!r}; its keys are "
@@ -140,7 +140,7 @@ def resources(args):
     for key in ("programs", "steps"):
         sub = prof.get(key) or {}
         if not isinstance(sub, dict):
-            raise UserError(f"{where}{key} must be a mapping; see docs/reproducing.md")
+            raise UserError(f"{where}{key} must be a mapping; see docs/cluster.md")
     for prog, over in (prof.get("programs") or {}).items():
         if not isinstance(over, dict) or set(over) - set(PROFILE_KEYS):
             raise UserError(f"{where}programs: {prog}: give a mapping of {', '.join(PROFILE_KEYS)}")
