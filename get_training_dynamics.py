@@ -23,7 +23,7 @@ import time
 
 from utils.arguments import cli, str2bool
 from utils.errors import UserError
-from utils.options import compat_group, described_parser
+from utils.options import GROUPS, add_tracking_args, compat_group, described_parser
 from utils.ranges import ranged
 from yoco.arguments import DSA_STRATEGY, add_condensed_set_args
 
@@ -76,6 +76,8 @@ def get_args_parser():
            "naming it; -1: as long as it takes)")
     a("--folder-lock", "--folder_lock", dest="folder_lock", type=str2bool, default=True,
       help="lock the output folder against a second process; False only on a file system without locks")
+    add_tracking_args(ranged(p.add_argument_group(GROUPS["tracking"]).add_argument), "generate-score", "",
+                      "Aim run name (default: the task name, ipc{IPC})")
     return compat_group(add_condensed_set_args(p))
 
 
@@ -141,11 +143,10 @@ def main(args):
 
 def train(args, out_dir, resume_dir, trainer, test, device, y):
     """The run in its (held) output folder: from scratch or from ``resume/``, to the final files."""
-    from tqdm import tqdm
-
-    from utils.files import atomic_save, clean_stale_temps, save_config
-    from utils.train import evaluate
-    from yoco.dynamics import TextLog, load_state, save_state, write_outputs
+    from utils.config import jsonable
+    from utils.files import clean_stale_temps, save_config
+    from utils.tracking import open_tracker, tracker_of
+    from yoco.dynamics import TextLog, load_state
     from yoco.dynamics_io import DynamicsLog
 
     for folder in (out_dir, resume_dir):
@@ -159,6 +160,24 @@ def train(args, out_dir, resume_dir, trainer, test, device, y):
     msg(f"{args.condense_key}/{args.dataset} IPC {args.ipc} f {args.factor}: {args.num_samples} decoded images, "
         f"{args.network}, {args.epochs} epochs x {len(trainer.loader)} iterations on {device}; "
         f"{'resuming at epoch ' + str(start) if start else 'data ' + args.custom_data_dir}")
+    # experiment tracking (docs/tracking.md): the YOCO trainer's per-epoch series; a resumed run continues its Aim run
+    tracker = open_tracker(args, kind=tracker_of(args), folder=out_dir, experiment=args.exp_name,
+                           name=args.run_name or os.path.basename(out_dir), hparams=jsonable(vars(args)),
+                           resume_step=start, warn=msg, tag=args.run_tag)
+    try:
+        return epochs(args, out_dir, resume_dir, trainer, test, y, log, chunks, start, best, msg, tracker)
+    finally:
+        tracker.close()
+
+
+def epochs(args, out_dir, resume_dir, trainer, test, y, log, chunks, start, best, msg, tracker):
+    """The epochs from ``start``, the resume saves and, when the last epoch is done, the output files."""
+    from tqdm import tqdm
+
+    from utils.files import atomic_save
+    from utils.train import evaluate
+    from yoco.dynamics import save_state, write_outputs
+
     stop = args.epochs if args.stop_after <= 0 else min(args.epochs, start + args.stop_after)
     bar = tqdm(range(start, stop), initial=start, total=args.epochs, desc="dynamics", dynamic_ncols=True)
     t0 = time.time()
@@ -167,8 +186,12 @@ def train(args, out_dir, resume_dir, trainer, test, device, y):
         if not math.isfinite(loss):
             raise UserError(f"non-finite training loss at epoch {e}; lower --lr")
         lr = trainer.opt.param_groups[0]["lr"]
+        for name, v in (("lr", lr), ("train_loss", loss), ("train_acc", top1)):
+            tracker.scalar(name, v, e, epoch=e)
         if e % args.test_period == 0 or e == args.epochs - 1:  # spec yoco §2.7: epochs 0, 10, ... and last
-            acc = evaluate(trainer.model, test, amp=trainer.amp)[0]
+            acc, _, test_loss = evaluate(trainer.model, test, amp=trainer.amp)
+            tracker.scalar("test_loss", test_loss, e, epoch=e)
+            tracker.scalar("test_acc", acc, e, epoch=e)
             if acc > best["acc"]:
                 best = {"acc": acc, "epoch": e}
                 atomic_save({"model_state_dict": trainer.model.state_dict(), "epoch": e},

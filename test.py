@@ -33,8 +33,9 @@ def main(args):
     from evaluation.protocol import evaluate_set
     from evaluation.records import PartialRuns, append_record, default_results_file, make_record
     from evaluation.sources import PRE_NORMALISED, build_train_set, check_outputs, source_path, validate_args
-    from utils.config import resolve_device, set_seed
+    from utils.config import jsonable, resolve_device, set_seed
     from utils.files import clean_stale_temps
+    from utils.tracking import open_tracker, test_names, tracker_of
 
     validate_args(args)
     device = resolve_device(args.device)
@@ -56,7 +57,26 @@ def main(args):
               f"(--prefix_epochs {args.prefix_epochs})")
     print(f"{args.test_type}: {len(x)} training images of {args.nclass} classes from {source}; "
           f"{args.epochs} epochs x {args.repeat} on {device}")
-    res = evaluate_set(args, x, y, device, pre_norm, done=partial.done, on_run=partial.save, seed_repeats=True)
+    # experiment tracking (docs/tracking.md): a new Aim run per invocation, as the reference's test.py
+    exp, name = test_names(args)
+    folder = os.path.dirname(os.path.abspath(results_file))
+    tracker = open_tracker(args, kind=tracker_of(args), folder=folder, experiment=exp, name=name,
+                           tb_folder=os.path.join(folder, "tensorboard", f"{name}_{partial.run_id[:8]}"),
+                           hparams=jsonable(vars(args)), keep_hash=False, tag=args.run_tag)
+
+    def on_epoch(net, repeat, epoch, values):  # the YOCO trainer's per-epoch names, one series per repeat
+        for key, v in values.items():
+            tracker.scalar(key, v, epoch, {"subset": net, "repeat": repeat}, epoch=epoch)
+
+    try:
+        res = evaluate_set(args, x, y, device, pre_norm, done=partial.done, on_run=partial.save, seed_repeats=True,
+                           on_epoch=on_epoch)
+        for net, r in res.items():  # MDC's "best acc"/"std" and YOCO's "last acc"/"std best"/"std last"
+            for key, v in (("best acc", r["best"]["mean"]), ("std", r["best"]["std"]), ("last acc", r["last"]["mean"]),
+                           ("std best", r["best"]["std"]), ("std last", r["last"]["std"])):
+                tracker.scalar(key, v, 0, {"subset": net})
+    finally:
+        tracker.close()
     record = make_record(args, device, source, len(x), res, partial.elapsed(), run_id=partial.run_id)
     if append_record(results_file, record):
         print(f"results appended to {results_file}")

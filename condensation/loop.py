@@ -20,16 +20,17 @@ from condensation.parallel import ClassStreams, coast, no_stream
 from condensation.run_files import (METRICS, check_resume_args, check_run_folder, load_checkpoint,
                                     load_reference_resume, read_metrics, reset_metrics, save_checkpoint,
                                     truncate_metrics)
-from condensation.synthesizer import Synthesizer, save_grid
+from condensation.synthesizer import Synthesizer, grid_png, save_grid
 from data.condensed import save_condensed
 from evaluation.protocol import evaluate_set
 from reg_ipcx import Regularizer, average_featlog, is_window, subset_prefix_sizes
-from utils.config import Logger, pack_rng, rng_state, set_rng_state, set_seed, unpack_rng
+from utils.config import Logger, jsonable, pack_rng, rng_state, set_rng_state, set_seed, unpack_rng
 from utils.errors import StopTraining, UserError
 from utils.precision import amp_for
 from utils.runlock import FolderLock
 from utils.files import (append_jsonl, atomic_save, atomic_write_text, check_output_dir, clean_stale_temps, nonfinite,
                          save_config)
+from utils.tracking import Tracker, condensation_series, export_log, mdc_run_name, open_tracker, tracker_of
 from utils.train import train_one_epoch
 
 
@@ -101,13 +102,17 @@ def network_update(model, opt_net, sampler, aug_rand, args, amp=contextlib.nullc
     """``n_data`` real samples in all-class batches of batch_real, per-sample DiffAug and CutMix
     (p = mix_p), repeated net_epoch times (spec mdc §8.6 "Network update"); nothing when n_data <= 0.
     As the reference's ``train_epoch`` over its real loader, one update takes at most one loader
-    length of batches (``ClassSampler.batches_per_pass``; in mp mode the partial batch is dropped)."""
+    length of batches (``ClassSampler.batches_per_pass``; in mp mode the partial batch is dropped).
+    Returns the last epoch's unread sums and sample count (``train_one_epoch(metrics="device")``: the
+    reference's ``top1``/``loss`` of the network, read by the loop together with its matching loss), or None."""
     if args.n_data <= 0:
-        return
+        return None
+    out = None
     for _ in range(args.net_epoch):
-        train_one_epoch(model, RealBatches(sampler, sampler.batches_per_pass()), opt_net, aug=aug_rand,
-                        mixup=args.mixup_net, mix_p=args.mix_p, beta=args.beta, n_data=args.n_data, metrics=False,
-                        amp=amp)
+        out = train_one_epoch(model, RealBatches(sampler, sampler.batches_per_pass()), opt_net, aug=aug_rand,
+                              mixup=args.mixup_net, mix_p=args.mix_p, beta=args.beta, n_data=args.n_data,
+                              metrics="device", amp=amp)
+    return out
 
 
 class Condenser:
@@ -144,6 +149,9 @@ class Condenser:
             self.lock.check_free(e)  # a folder in use right now: say by whom
         self.log = Logger(save_dir)
         self.metrics = os.path.join(save_dir, METRICS)
+        self.tracker = Tracker(None)  # opened once the run knows where it starts (``open_tracking``)
+        self.net_sums = None  # the last network update's unread (sums, n): the reference's top1/loss
+        self.complete = False
         self.sampler = load_real(args, device)
         self.aug, self.aug_rand = diffaug(args, device)
         self.synset = Synthesizer(args, args.nclass, args.nch, args.size, device, self.classes,
@@ -180,7 +188,47 @@ class Condenser:
 
     def release(self):
         """Let the run folder go (``utils.runlock``): after the run, or when the run stops."""
+        self.tracker.close()
         self.lock.release()
+
+    # ---- experiment tracking (utils/tracking.py) ---------------------------------------------
+    def open_tracking(self):
+        """Aim or TensorBoard, after the resume decision: a resumed run continues its Aim run and re-tracks
+        from its checkpoint on; hyper-parameters = ``args.yaml``. Images (``init.png``, ``aug.png``) at a
+        fresh start only."""
+        a = self.args
+        self.tracker = open_tracker(a, kind=tracker_of(a), folder=self.save_dir, experiment=a.exp_name,
+                                    name=mdc_run_name(a), hparams=jsonable(vars(a)), resume_step=self.start_it,
+                                    warn=self.log, keep_hash=not a.test,
+                                    mapper=lambda rec: condensation_series(rec, self.classes, a.net_type))
+        if self.tracker.active:
+            self.tracker.text("precision", getattr(a, "precision", "fp32"), self.start_it)
+
+    def track_start_images(self):
+        """YOCO ``condense.py``'s ``init.png`` and ``aug.png`` (the matching augmentation of class 0's images, drawn
+        with the random states saved and restored, so the run's draws are untouched)."""
+        if not self.tracker.active:
+            return
+        self.tracker.image("init.png", grid_png(self.synset.data), 0, caption="init")
+        saved = rng_state(self.device)
+        try:
+            with torch.no_grad():
+                x = self.aug[1](self.synset.sample(0)[0].detach())  # DiffAug without Normalize: viewable pixels
+            self.tracker.image("aug.png", grid_png(x), 0, caption="aug")
+        finally:
+            set_rng_state(saved, self.device)
+
+    def record(self, rec):
+        """One record of the run: ``metrics.jsonl``, and the tracker (``condensation_series``)."""
+        append_jsonl(self.metrics, rec)
+        self.tracker.record(rec)
+
+    def finish_tracking(self):
+        """The reference's ``aim_export`` at the end of a tracked run: ``<run name>_<time>.txt`` beside the data."""
+        if not self.complete:
+            return
+        a = self.args
+        export_log(self.tracker, self.save_dir, mdc_run_name(a), jsonable(vars(a)), self.log.path)
 
     # ---- setup -------------------------------------------------------------------------------
     def _resume_or_init(self):
@@ -209,6 +257,7 @@ class Condenser:
             truncate_metrics(self.save_dir, self.start_it)
             self.log(f"resumed from {self.save_dir} at iteration {self.start_it}")
         save_config(args, os.path.join(self.save_dir, "args.yaml"))
+        self.open_tracking()
         if self.world is not None:  # partitions that step together must resume at one iteration
             its = self.world.gather(self.start_it)
             if len(set(its)) > 1:
@@ -227,6 +276,7 @@ class Condenser:
             init, picked = init_picks(args, self.model_fn(), self.sampler, self.classes, args.ipc * self.f2)
         self.synset.init(self.sampler, init, args.start_idx, picked)
         save_grid(os.path.join(self.save_dir, "init.png"), self.synset.data)
+        self.track_start_images()
         self.evaluate(0)
 
     def _resume_state(self):
@@ -267,14 +317,16 @@ class Condenser:
             return
         bar = tqdm(range(self.start_it, n_iter), desc="condense", initial=self.start_it, total=n_iter,
                    dynamic_ncols=True)
-        t_start = time.time()
+        self.t_start = time.time()
+        self.last_log = (self.start_it - 1, self.t_start)  # (iteration, time) of the previous loss record
         for t in bar:
             if t % fix_iter == 0 or self.model is None:
                 self.fresh_net()
             self.synset.clamp_()  # the only clamp: once per outer iteration
             window = self.mdc and is_window(t, P)
             loss_sum, featlog = self.outer_iteration(t, window)
-            loss_sum, finite = loss_sum.item(), bool(torch.isfinite(self.synset.data).all())
+            loss_sum, net = self.read_losses(loss_sum)
+            finite = bool(torch.isfinite(self.synset.data).all())
             if self.world is not None:  # the loss of the whole set (all nclass classes); every rank stops on a NaN
                 parts = self.world.gather((loss_sum, finite))
                 loss_sum, finite = sum(p[0] for p in parts), all(p[1] for p in parts)
@@ -283,8 +335,10 @@ class Condenser:
             if not math.isfinite(loss) or not finite:
                 raise DivergedError(self._diverged(f"non-finite matching loss ({loss}) at iteration {t}"))
             bar.set_postfix(loss=f"{loss:.3f}")
+            if net is not None:  # the reference tracked its network's top1/loss every outer iteration
+                self.record({"type": "net", "it": t + 1, "top1": net[0], "loss": net[1]})
             if t % it_log == 0:
-                self.log_loss(t, loss, time.time() - t_start)
+                self.log_loss(t, loss)
             if window and not args.test:
                 self.select_mls(t, featlog)
             if (t + 1) in it_test or (self.mdc and (t + 1) % P == 0) or t + 1 == args.stop_after:
@@ -292,6 +346,16 @@ class Condenser:
             if t + 1 == args.stop_after:
                 self.log(f"stopped after iteration {t + 1} (--stop_after); continue with --resume")
                 return
+        self.complete = True  # the last iteration ran in this process: the tracked run ends here
+
+    def read_losses(self, loss_sum):
+        """The matching loss Σ and the last network update's (top1, loss), in ONE read from the device."""
+        sums, self.net_sums = self.net_sums or (None, 0), None
+        if sums[0] is None:
+            return loss_sum.item(), None
+        vals = torch.cat([loss_sum.detach().double().view(1), sums[0].double()]).tolist()
+        n = sums[1]
+        return vals[0], (vals[2] * 100.0 / n, vals[1] / n)
 
     def outer_iteration(self, t, window):
         """inner_loop × (per-class image steps, then the network update). Returns (Σ loss, featlog)."""
@@ -312,7 +376,8 @@ class Condenser:
                     featlog[r].append(acc)
             if args.n_data > 0:
                 try:
-                    network_update(model, self.opt_net, self.sampler, self.aug_rand, args, amp=self.amp)
+                    self.net_sums = network_update(model, self.opt_net, self.sampler, self.aug_rand, args,
+                                                   amp=self.amp)
                 except StopTraining as e:
                     raise DivergedError(self._diverged(f"network update at iteration {t}: {e}"))
         return loss_sum, featlog
@@ -419,16 +484,18 @@ class Condenser:
             rec = {"dbar": dbar[0], "delta": delta[0], "mls": mls[0]}
         shown = {k: _rounded(v) for k, v in rec.items()}  # the float32 values, shown to 2 decimals
         self.log(f"it {t + 1}: MLS {shown['mls']}  delta {shown['delta']}  dbar {shown['dbar']}")
-        append_jsonl(self.metrics, {"type": "mls", "it": t + 1, **rec})
+        self.record({"type": "mls", "it": t + 1, **rec})
 
-    def log_loss(self, t, loss, seconds):
+    def log_loss(self, t, loss):
         mls = [reg.regularized() for reg in self.regs]
         frz = [reg.get_freeze_ipc() for reg in self.regs]
         if self.mdc and not self.args.adaptive_class_wise:
             mls, frz = mls[0], frz[0]
         self.log(f"it {t}: matching loss {loss:.4f}" + (f"  MLS {mls}  frozen {frz}" if self.mdc else ""))
-        append_jsonl(self.metrics, {"type": "loss", "it": t + 1, "loss": loss, "mls": mls, "frozen": frz,
-                                    "seconds": round(seconds, 2)})
+        now, (t0, then) = time.time(), self.last_log
+        self.last_log = (t, now)
+        self.record({"type": "loss", "it": t + 1, "loss": loss, "mls": mls, "frozen": frz,
+                     "seconds": round(now - self.t_start, 2), "sec_per_it": round((now - then) / max(1, t - t0), 4)})
 
     def _diverged(self, what):
         last = (f"the last good checkpoint (iteration {self.last_saved}) in {self.save_dir} is intact"
@@ -460,8 +527,9 @@ class Condenser:
                               json.dumps([r.state_dict() for r in self.regs]))
         self.checkpoint(it)
         atomic_save(it, os.path.join(self.save_dir, "it.pt"))
-        save_grid(os.path.join(self.save_dir, "latest.png"), d)
-        append_jsonl(self.metrics, {"type": "save", "it": it, "file": f"data_{it}.pt"})
+        png = save_grid(os.path.join(self.save_dir, "latest.png"), d)
+        self.tracker.image("syn image", png, it, {"subset": "test"}, caption=f"img{it}.png")
+        self.record({"type": "save", "it": it, "file": f"data_{it}.pt"})
         self.log(f"it {it}: saved data_{it}.pt")
         self.evaluate(it)
 
@@ -489,8 +557,7 @@ class Condenser:
                 for net, r in res.items():
                     self.log(f"it {it}: eval {name} [{net}] best {r['best']['mean']:.2f} ± {r['best']['std']:.2f}"
                              f"  last {r['last']['mean']:.2f}")
-                    append_jsonl(self.metrics, {"type": "eval", "it": it, "subset": name, "net": net,
-                                                "best": r["best"]["mean"], "best_std": r["best"]["std"],
-                                                "last": r["last"]["mean"], "epochs": ea.epochs})
+                    self.record({"type": "eval", "it": it, "subset": name, "net": net, "best": r["best"]["mean"],
+                                 "best_std": r["best"]["std"], "last": r["last"]["mean"], "epochs": ea.epochs})
         finally:
             set_rng_state(saved, self.device)

@@ -120,6 +120,7 @@ def run_condensation(args, classes=None, save_dir=None, noreg=True, save_plain=F
                      eval_enabled=not mp, world=world)
     try:
         cond.run()
+        cond.finish_tracking()
     finally:
         cond.release()  # the run folder is free for the next process (utils/runlock.py)
     return cond

@@ -163,9 +163,9 @@ class Synthesizer:
             self.data.copy_(data.to(self.device))
 
 
-def save_grid(path, images, max_num=200, size=64, nrow=10):
-    """PNG grid of the first ``max_num`` stored images, clamped, nearest-resized to ``size`` if
-    larger (spec mdc §2.5 ``save_img``); written atomically."""
+def grid_png(images, max_num=200, size=64, nrow=10):
+    """PNG bytes of a grid of the first ``max_num`` images, clamped, nearest-resized to ``size`` if larger
+    (spec mdc §2.5 ``save_img``)."""
     from torchvision.utils import save_image
 
     x = images[:max_num].detach().float().cpu().clamp(0, 1)
@@ -173,4 +173,11 @@ def save_grid(path, images, max_num=200, size=64, nrow=10):
         x = F.interpolate(x, size=(size, size), mode="nearest")
     buf = io.BytesIO()
     save_image(x, buf, nrow=nrow, format="png")
-    atomic_write_bytes(path, buf.getvalue())
+    return buf.getvalue()
+
+
+def save_grid(path, images, max_num=200, size=64, nrow=10):
+    """``grid_png`` written atomically to ``path``; returns the PNG bytes."""
+    png = grid_png(images, max_num, size, nrow)
+    atomic_write_bytes(path, png)
+    return png

@@ -10,6 +10,7 @@ the validation batches come from ``data.loaders.test_loader``.
 (padding 4) and, for CIFAR, flip instead (``basic_augment``). ``evaluate_set``
 repeats it ``--repeat`` times per evaluation network and reports mean ± std.
 """
+import functools
 import math
 import time
 
@@ -32,11 +33,13 @@ def milestones(epochs):
     return [2 * epochs // 3, 5 * epochs // 6]
 
 
-def train_protocol(model, train_loader, val_loader, args, desc="eval", progress=True):
+def train_protocol(model, train_loader, val_loader, args, desc="eval", progress=True, on_epoch=None):
     """Train a fresh ``model`` on a (condensed) set and validate 4 times (spec mdc §11.2).
 
     Uses args.epochs, lr, momentum, weight_decay, dsa, dsa_strategy, mixup, mix_p, beta, precision.
-    Returns a dict with best/last top-1, the validation curve and the wall time.
+    Returns a dict with best/last top-1, the validation curve and the wall time. ``on_epoch(epoch, values)``
+    sees each epoch's ``train_acc``/``train_loss`` (and ``test_acc``/``test_loss`` at validations): values
+    already read (experiment tracking, utils/tracking.py).
     """
     t0 = time.time()
     amp = amp_for(getattr(args, "precision", "fp32"), next(model.parameters()).device)  # utils/precision.py
@@ -53,11 +56,15 @@ def train_protocol(model, train_loader, val_loader, args, desc="eval", progress=
         sched.step()
         if not math.isfinite(loss):
             raise StopTraining(f"non-finite loss at epoch {epoch}")
+        values = {"train_acc": top1, "train_loss": loss}
         if epoch % freq == 0 or epoch == args.epochs:
-            acc = evaluate(model, val_loader, amp=amp)[0]
+            acc, _, test_loss = evaluate(model, val_loader, amp=amp)
             curve.append((epoch, acc))
             best, last = max(best, acc), acc
+            values.update(test_acc=acc, test_loss=test_loss)
             bar.set_postfix(train=f"{top1:.1f}", test=f"{acc:.2f}", best=f"{best:.2f}")
+        if on_epoch is not None:
+            on_epoch(epoch, values)
     return {"best": best, "last": last, "curve": curve, "seconds": time.time() - t0}
 
 
@@ -146,13 +153,15 @@ def repeat_seed(seed, net_index, repeat):
     return seed + 1000 * net_index + repeat
 
 
-def evaluate_set(args, x, y, device, pre_normalised=False, log=print, done=None, on_run=None, seed_repeats=False):
+def evaluate_set(args, x, y, device, pre_normalised=False, log=print, done=None, on_run=None, seed_repeats=False,
+                 on_epoch=None):
     """Train ``args.repeat`` fresh networks per evaluation net; returns the per-net results.
 
     ``done`` ({net: [finished runs]}) skips repeats finished by an interrupted invocation;
     ``on_run(net, runs)`` is called after every repeat (test.py keeps them in a ``.partial`` file);
     ``seed_repeats`` seeds every repeat with ``repeat_seed`` (test.py; the evaluations inside a
     condensation run keep drawing from the run's random stream). A negative --seed means unseeded.
+    ``on_epoch(net, repeat, epoch, values)``: ``train_protocol``'s per-epoch values (test.py's tracker).
     """
     train, val = loaders(args, x, y, device, pre_normalised)
     out = {}
@@ -165,7 +174,8 @@ def evaluate_set(args, x, y, device, pre_normalised=False, log=print, done=None,
             if seed_repeats and args.seed is not None and args.seed >= 0:
                 set_seed(repeat_seed(args.seed, i, r), args.deterministic)
             model = make_model(args, name, device)
-            res = train_protocol(model, train, val, args, desc=f"{label} {r + 1}/{args.repeat}")
+            per_epoch = None if on_epoch is None else functools.partial(on_epoch, label, r)
+            res = train_protocol(model, train, val, args, desc=f"{label} {r + 1}/{args.repeat}", on_epoch=per_epoch)
             runs.append(res)
             log(f"[{label}] repeat {r + 1}: best {res['best']:.2f}  last {res['last']:.2f}  ({res['seconds']:.0f}s)")
             if on_run is not None:

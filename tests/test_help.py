@@ -68,7 +68,8 @@ def test_compat_flags_are_listed_and_still_accepted():
 
     parser = get_args_parser()
     compat = next(g for g in parser._action_groups if g.title.startswith(GROUP["compat"]))
-    for flag in ("--lr_img", "--adaptive_reg", "--use_aim", "--inner_loop"):
+    for flag in ("--lr_img", "--adaptive_reg", "--inner_loop", "--aug_seed"):
         assert flag in compat.description
+    assert "--use_aim" not in compat.description  # it tracks the evaluation (utils/tracking.py)
     args = parser.parse_args(["--lr_img", "0.1", "--adaptive_reg", "True", "--use_aim", "False"])
-    assert args.lr_img == 0.1 and args.adaptive_reg is True
+    assert args.lr_img == 0.1 and args.adaptive_reg is True and args.use_aim is False

@@ -295,6 +295,9 @@ def cli(main, get_args_parser, argv=None):
     try:
         args = parse_args(get_args_parser(), argv)  # -h ends here, before torch is imported
         from utils.config import tune_allocator
+        from utils.tracking import check_tracker
+
+        check_tracker(args)  # a tracker that is not installed: one line, before any work
 
         tune_allocator()
         if getattr(args, "deterministic", False):  # read by cuBLAS when it starts: set before any CUDA work

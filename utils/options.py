@@ -14,6 +14,7 @@ import textwrap
 
 from utils.arguments import DATASETS, PRESETS, str2bool
 from utils.ranges import ranged
+from utils.tracking import TRACKERS
 
 C, M, T = "condense", "mp", "test"
 ALL, COND = frozenset((C, M, T)), frozenset((C, M))
@@ -42,6 +43,7 @@ GROUPS = {
     "parallel": "parallel condensation: class partitions over torchrun ranks (docs/parallel.md)",
     "speed": "speed: arithmetic and batching (docs/speed.md)",
     "output": "run and output",
+    "tracking": "experiment tracking: Aim (the reference's) or TensorBoard (docs/tracking.md)",
 }
 
 
@@ -301,16 +303,15 @@ def add_reference_args(parser, kind=T):
            "file becomes test_results_{run_tag}.json, so tables that evaluate one set never mix")
     a("output", frozenset((T,)), "--save_subset", default="", type=str,
       help="also write the evaluated (decoded, pruned) training set as [data, targets]")
+    add_tracking_args(lambda *f, **kw: a("tracking", ALL, *f, **kw), "MDC", "default_run",
+                      "Aim run name (default {dataset}_ipc{ipc}, plus the reference's folder suffixes)")
     # reference flags without an effect here
     for flags, kw in ((("--pretrained",), {"action": "store_true"}),
                       (("-p", "--print-freq"), {"dest": "print_freq", "default": 10, "type": int}),
                       (("--verbose",), {"action": "store_true"}), (("--save_ckpt",), {"default": False, "type": str2bool}),
                       (("--time",), {"action": "store_true"}), (("--after_softmax",), {"default": False, "type": str2bool}),
                       (("--per_logit",), {"default": False, "type": str2bool}), (("--pt_num",), {"default": 1, "type": int}),
-                      (("--name",), {"default": "", "type": str}), (("--use_aim",), {"default": False, "type": str2bool}),
-                      (("--aim_repo",), {"default": ".aim", "type": str}),
-                      (("--run_name",), {"default": "default_run", "type": str}),
-                      (("--exp_name",), {"default": "MDC", "type": str}), (("--aug_seed",), {"default": 0, "type": int}),
+                      (("--name",), {"default": "", "type": str}), (("--aug_seed",), {"default": 0, "type": int}),
                       (("--fix_seed",), {"action": "store_true"}), (("--no_aug",), {"action": "store_true"}),
                       (("--resume_epoch",), {"default": 0, "type": int}),
                       (("--stratified_sampling",), {"action": "store_true"}),
@@ -339,6 +340,18 @@ EXAMPLES = {
   python test.py -d cifar10 --ipc 10 --slct_ipc 1 --pruning_key yoco --reproduce_exp reproduce_1   # YOCO
 """,
 }
+
+
+def add_tracking_args(add, exp_default, run_default, run_help):
+    """The reference's Aim flags and our ``--tracker`` (``add``: an ``add_argument`` of the script's group)."""
+    add("--tracker", default="none", choices=TRACKERS,
+        help="experiment tracker of the run: aim (the reference's), tensorboard (event files in the run folder) or "
+             "none (docs/tracking.md)")
+    add("--use_aim", default=False, type=str2bool,
+        help="the reference's switch: True = --tracker aim (its default was True; ours is off)")
+    add("--aim_repo", default=".aim", type=str, help="Aim repository (open it with: aim up --repo <it>)")
+    add("--exp_name", default=exp_default, type=str, help="Aim experiment of the run")
+    add("--run_name", default=run_default, type=str, help=run_help)
 
 
 def described_parser(description, examples):

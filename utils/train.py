@@ -24,7 +24,8 @@ def correct_counts(output, target, topk=(1, 5)):
 def train_one_epoch(model, loader, optimizer, *, aug=None, mixup="cut", mix_p=0.5, beta=1.0, n_data=-1,
                     scheduler=None, on_batch=None, metrics=True, amp=contextlib.nullcontext):
     """One pass of ``loader`` (spec mdc §6 ``train_epoch``). Returns (top1, top5, loss) averages, or None
-    with ``metrics=False`` (condensation's network updates, which never read them).
+    with ``metrics=False``, or with ``metrics="device"`` the unread sums [Σ loss·b, top-1 hits, top-5 hits] on
+    the device and the sample count (condensation's network updates: the loop reads them with its loss).
 
     Per batch: DSA under no_grad, then with probability ``mix_p`` CutMix
     (loss = r·CE(y) + (1−r)·CE(y_perm)), accuracy against the original labels, SGD step.
@@ -74,6 +75,8 @@ def train_one_epoch(model, loader, optimizer, *, aug=None, mixup="cut", mix_p=0.
         raise StopTraining("non-finite training loss; lower --lr")
     if not metrics:
         return None
+    if metrics == "device":
+        return sums, n_seen
     if sums is None:
         return 0.0, 0.0, 0.0
     loss_sum, c1, c5 = sums.tolist()
