@@ -163,7 +163,7 @@ def train(args, out_dir, resume_dir, trainer, test, device, y):
     # experiment tracking (docs/tracking.md): the YOCO trainer's per-epoch series; a resumed run continues its Aim run
     tracker = open_tracker(args, kind=tracker_of(args), folder=out_dir, experiment=args.exp_name,
                            name=args.run_name or os.path.basename(out_dir), hparams=jsonable(vars(args)),
-                           resume_step=start, warn=msg, tag=args.run_tag)
+                           resume_from=start or None, warn=msg, tag=args.run_tag)
     try:
         return epochs(args, out_dir, resume_dir, trainer, test, y, log, chunks, start, best, msg, tracker)
     finally:

@@ -30,7 +30,7 @@ from utils.precision import amp_for
 from utils.runlock import FolderLock
 from utils.files import (append_jsonl, atomic_save, atomic_write_text, check_output_dir, clean_stale_temps, nonfinite,
                          save_config)
-from utils.tracking import Tracker, condensation_series, export_log, mdc_run_name, open_tracker, tracker_of
+from utils.tracking import Tracker, condensation_series, export_path, mdc_run_name, open_tracker, tracker_of
 from utils.train import train_one_epoch
 
 
@@ -151,7 +151,6 @@ class Condenser:
         self.metrics = os.path.join(save_dir, METRICS)
         self.tracker = Tracker(None)  # opened once the run knows where it starts (``open_tracking``)
         self.net_sums = None  # the last network update's unread (sums, n): the reference's top1/loss
-        self.complete = False
         self.sampler = load_real(args, device)
         self.aug, self.aug_rand = diffaug(args, device)
         self.synset = Synthesizer(args, args.nclass, args.nch, args.size, device, self.classes,
@@ -197,12 +196,12 @@ class Condenser:
         from its checkpoint on; hyper-parameters = ``args.yaml``. Images (``init.png``, ``aug.png``) at a
         fresh start only."""
         a = self.args
+        first = self.start_it + 1 if self.start_it > 0 else None  # the first step a resumed run tracks again
         self.tracker = open_tracker(a, kind=tracker_of(a), folder=self.save_dir, experiment=a.exp_name,
-                                    name=mdc_run_name(a), hparams=jsonable(vars(a)), resume_step=self.start_it,
+                                    name=mdc_run_name(a), hparams=jsonable(vars(a)), resume_from=first,
                                     warn=self.log, keep_hash=not a.test,
                                     mapper=lambda rec: condensation_series(rec, self.classes, a.net_type))
-        if self.tracker.active:
-            self.tracker.text("precision", getattr(a, "precision", "fp32"), self.start_it)
+        self.tracker.text("precision", getattr(a, "precision", "fp32"), first or 0)
 
     def track_start_images(self):
         """YOCO ``condense.py``'s ``init.png`` and ``aug.png`` (the matching augmentation of class 0's images, drawn
@@ -224,11 +223,11 @@ class Condenser:
         self.tracker.record(rec)
 
     def finish_tracking(self):
-        """The reference's ``aim_export`` at the end of a tracked run: ``<run name>_<time>.txt`` beside the data."""
-        if not self.complete:
-            return
-        a = self.args
-        export_log(self.tracker, self.save_dir, mdc_run_name(a), jsonable(vars(a)), self.log.path)
+        """The reference's ``aim_export`` when a tracked invocation ends (complete, or ``--stop_after``):
+        ``<run name>_<time>.txt`` beside the data."""
+        if self.tracker.active:
+            a = self.args
+            self.tracker.export(export_path(self.save_dir, mdc_run_name(a)), str(jsonable(vars(a))), self.log.path)
 
     # ---- setup -------------------------------------------------------------------------------
     def _resume_or_init(self):
@@ -346,7 +345,6 @@ class Condenser:
             if t + 1 == args.stop_after:
                 self.log(f"stopped after iteration {t + 1} (--stop_after); continue with --resume")
                 return
-        self.complete = True  # the last iteration ran in this process: the tracked run ends here
 
     def read_losses(self, loss_sum):
         """The matching loss Σ and the last network update's (top1, loss), in ONE read from the device."""

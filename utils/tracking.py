@@ -9,16 +9,17 @@ to the host: the condensation loop sends each record it appends to ``metrics.jso
 (``condense_reg.py``, ``reg_ipcx.py``, YOCO's ``condense.py``, ``test.py`` and ``ccs`` trainer), so Aim queries
 and dashboards written for the reference's runs keep working; our additions have names of their own.
 
-A tracker never stops a run and never changes a number: the first failing call (a locked or full repository,
-an unreachable Aim server) prints one warning line and turns tracking off; nothing it does draws from a random
-generator or touches a value of the run. A resumed run continues its Aim run (hash in ``run_hash.pt`` of the run
+A tracker never stops a run and never changes a number: it runs in a child process of its own
+(``utils/trackers.py``) that the run only queues calls to, so a slow or hung tracker costs the loop nothing; its
+first failure (a locked or full repository, an unreachable Aim server) prints one warning line and turns tracking
+off; nothing it does draws from a random generator or touches a value of the run. A resumed run continues its Aim run (hash in ``run_hash.pt`` of the run
 folder, as the reference) and re-tracks the steps after its checkpoint, which Aim overwrites (a sequence holds one
 value per step); TensorBoard gets a purge event at the resume step, so its readers drop the interrupted run's
 later steps. Either way no step appears twice, the rule ``metrics.jsonl`` follows on resume.
 """
-import io
+import multiprocessing
 import os
-import socket
+import queue
 import sys
 import time
 
@@ -167,139 +168,65 @@ def _round2(v):
 
 
 # ------------------------------------------------------------------------------------------------
-# the trackers
+# the run's side: calls are queued to the tracker's own process (utils/trackers.py), never awaited
 
-
-class AimRun:
-    """One Aim run (``aim.Run``): scalars and texts with the reference's names and contexts, images as
-    ``aim.Image``. System metrics and terminal capture are off (``log.txt`` is the terminal log)."""
-
-    def __init__(self, repo, experiment, name, run_hash=None, tag=""):
-        from aim import Run
-
-        self.run = Run(run_hash=run_hash, repo=repo, experiment=experiment, system_tracking_interval=None,
-                       capture_terminal_logs=False)
-        self.run.name = name
-        if tag:
-            self.run.add_tag(tag)
-        self.hash = self.run.hash
-
-    def hparams(self, values, text):
-        self.run["hparams"] = values
-
-    def scalar(self, name, value, step, context, epoch=None):
-        self.run.track(value, name=name, step=step, epoch=epoch, context=context or {})
-
-    def text(self, name, value, step, context):
-        from aim import Text
-
-        self.run.track(Text(value), name=name, step=step, context=context or {})
-
-    def image(self, name, png, step, context, caption):
-        from aim import Image
-        from PIL import Image as PILImage
-
-        self.run.track(Image(PILImage.open(io.BytesIO(png)), caption=caption), name=name, step=step,
-                       context=context or {})
-
-    def close(self):
-        self.run.close()
-
-
-def tb_tag(name, context):
-    """TensorBoard tag of an Aim (name, context): ``name/value/value`` (``best acc/ipc10``, ``top1/model``)."""
-    return "/".join([name] + [str(v) for v in (context or {}).values()])
-
-
-class TensorBoardRun:
-    """TensorBoard event file ``<folder>/events.out.tfevents.*``, written synchronously in the calling thread
-    (no writer thread that could fail out of sight): scalars, texts, PNG images and the hyper-parameters
-    (HPARAMS tab, and the run's ``args.yaml`` as the text ``args.yaml``). ``purge_step``: a resumed run's
-    first step; TensorBoard drops the earlier file's events from that step on."""
-
-    def __init__(self, folder, purge_step=None):
-        from tensorboard.compat.proto.event_pb2 import Event, SessionLog
-        from tensorboard.summary.writer.record_writer import RecordWriter
-
-        self.Event = Event
-        os.makedirs(folder, exist_ok=True)
-        name = f"events.out.tfevents.{int(time.time())}.{socket.gethostname()}.{os.getpid()}.{time.monotonic_ns()}"
-        self.file = open(os.path.join(folder, name), "wb")
-        self.writer = RecordWriter(self.file)
-        self._write(Event(wall_time=time.time(), file_version="brain.Event:2"))
-        if purge_step:
-            self._write(Event(wall_time=time.time(), step=purge_step, session_log=SessionLog(status=SessionLog.START)))
-
-    def _write(self, event):
-        self.writer.write(event.SerializeToString())
-        self.file.flush()
-
-    def _summary(self, summary, step):
-        self._write(self.Event(wall_time=time.time(), step=step, summary=summary))
-
-    def hparams(self, values, text):
-        from torch.utils.tensorboard.summary import hparams
-
-        flat = {k: v if isinstance(v, (int, float, str, bool)) else str(v) for k, v in values.items()}
-        for s in hparams(flat, {}):
-            self._summary(s, 0)
-        self.text("args.yaml", text, 0, None)
-
-    def scalar(self, name, value, step, context, epoch=None):
-        from torch.utils.tensorboard.summary import scalar
-
-        self._summary(scalar(tb_tag(name, context), float(value)), step)
-
-    def text(self, name, value, step, context):
-        from tensorboard.compat.proto.summary_pb2 import Summary, SummaryMetadata
-        from tensorboard.compat.proto.tensor_pb2 import TensorProto
-        from tensorboard.compat.proto.tensor_shape_pb2 import TensorShapeProto
-
-        meta = SummaryMetadata(plugin_data=SummaryMetadata.PluginData(plugin_name="text"))
-        tensor = TensorProto(dtype="DT_STRING", string_val=[value.encode()],
-                             tensor_shape=TensorShapeProto(dim=[TensorShapeProto.Dim(size=1)]))
-        self._summary(Summary(value=[Summary.Value(tag=tb_tag(name, context), metadata=meta, tensor=tensor)]), step)
-
-    def image(self, name, png, step, context, caption):
-        from PIL import Image as PILImage
-        from tensorboard.compat.proto.summary_pb2 import Summary
-
-        w, h = PILImage.open(io.BytesIO(png)).size
-        img = Summary.Image(height=h, width=w, colorspace=3, encoded_image_string=png)
-        self._summary(Summary(value=[Summary.Value(tag=tb_tag(name, context), image=img)]), step)
-
-    def close(self):
-        self.file.close()
+QUEUE_MAX = 20000  # calls the tracker may be behind before it counts as stalled
+STALL_SECONDS = 10  # at the end: how long the tracker may make no progress before it is stopped
 
 
 class Tracker:
-    """The run's tracker, or none (``Tracker(None)``: every call does nothing). Every call is guarded: the
-    first exception prints one warning line (``warn``), closes the backend quietly and turns tracking off."""
+    """The run's tracker, or none (``Tracker(None)``: every call does nothing). The backend lives in a child
+    process (``utils.trackers.serve``); every call only queues. The first failure it reports, a full queue or,
+    at ``close``, no progress for ``STALL_SECONDS`` prints one warning line (``warn``), stops the child and turns
+    tracking off; the run goes on."""
 
-    def __init__(self, backend, warn=None, mapper=None):
-        self.backend, self.mapper = backend, mapper
+    def __init__(self, kind=None, params=None, warn=None, mapper=None):
         self.warn = warn or (lambda m: print(m, file=sys.stderr, flush=True))
+        self.mapper, self.proc = mapper, None
+        if kind is None:
+            return
+        from utils.trackers import serve
+
+        ctx = multiprocessing.get_context("spawn")  # a fresh interpreter: nothing of the run's threads or state
+        self.calls, self.status, self.done = ctx.Queue(QUEUE_MAX), ctx.Queue(), ctx.Value("q", 0)
+        self.sent = 0
+        self.proc = ctx.Process(target=serve, args=(kind, params, self.calls, self.status, self.done, os.getpid()),
+                                daemon=True, name=f"tracker-{kind}")
+        self.proc.start()
 
     @property
     def active(self):
-        return self.backend is not None
+        return self.proc is not None
 
-    def _call(self, method, *a):
-        if self.backend is None:
+    def _reported(self):
+        try:
+            return self.status.get_nowait()[1]
+        except queue.Empty:
+            return None
+
+    def _call(self, *msg):
+        if self.proc is None:
             return
+        error = self._reported()
+        if error is not None:
+            return self.fail(error)
         try:
-            getattr(self.backend, method)(*a)
-        except Exception as e:  # noqa: BLE001 -- whatever the tracker's failure, the run goes on
-            self.fail(e)
+            self.calls.put_nowait(msg)
+            self.sent += 1
+        except queue.Full:
+            self.fail(f"it fell {QUEUE_MAX} calls behind")
 
-    def fail(self, e):
-        backend, self.backend = self.backend, None
-        what = str(e).strip().splitlines()[0][:200] if str(e).strip() else ""
-        self.warn(f"warning: experiment tracking stopped ({type(e).__name__}: {what}); the run goes on untracked")
-        try:
-            backend.close()
-        except Exception:  # noqa: BLE001 -- a failed tracker may fail to close as well
-            pass
+    def fail(self, why):
+        """One warning line; the child is stopped, tracking is off from here on."""
+        proc, self.proc = self.proc, None
+        if proc is not None:
+            proc.kill()
+            proc.join()
+            self.calls.cancel_join_thread()  # what is still queued is dropped: exiting must not wait on a dead reader
+        self.warn(f"warning: experiment tracking stopped ({why}); the run goes on untracked")
+
+    def hparams(self, values, text, step):
+        self._call("hparams", values, text, step)
 
     def scalar(self, name, value, step, context=None, epoch=None):
         self._call("scalar", name, value, step, context, epoch)
@@ -310,9 +237,12 @@ class Tracker:
     def image(self, name, png, step, context=None, caption=""):
         self._call("image", name, png, step, context, caption)
 
+    def export(self, path, args_text, log_path):
+        self._call("export", path, args_text, log_path)
+
     def record(self, rec):
         """One ``metrics.jsonl`` record through the tracker's mapping (``condensation_series``)."""
-        if self.backend is None or self.mapper is None:
+        if self.proc is None or self.mapper is None:
             return
         for kind, name, value, ctx in self.mapper(rec):
             if kind == "scalar" and value is not None:
@@ -321,75 +251,54 @@ class Tracker:
                 self.text(name, value, rec["it"], ctx)
 
     def close(self):
-        backend, self.backend = self.backend, None
-        if backend is not None:
-            try:
-                backend.close()
-            except Exception as e:  # noqa: BLE001
-                self.backend = backend
-                self.fail(e)
+        """Let the tracker finish what is queued and end; stop it if it makes no progress for STALL_SECONDS."""
+        if self.proc is None:
+            return
+        self.calls.put(None)
+        last, since = -1, time.time()
+        while self.proc.is_alive() and time.time() - since < STALL_SECONDS:
+            self.proc.join(0.05)
+            if self.done.value != last:
+                last, since = self.done.value, time.time()
+        error = self._reported()
+        if error is not None or self.proc.is_alive():
+            return self.fail(error or f"it made no progress for {STALL_SECONDS} s with {self.sent - last} calls "
+                                      "left")
+        self.proc.join()
+        self.proc = None
 
 
-def open_tracker(args, *, kind, folder, tb_folder=None, experiment, name, hparams, resume_step=0, warn=None,
+def open_tracker(args, *, kind, folder, tb_folder=None, experiment, name, hparams, resume_from=None, warn=None,
                  mapper=None, keep_hash=True, tag=""):
-    """The run's ``Tracker``: Aim (a resumed run, ``resume_step`` > 0, continues the Aim run of the folder's
-    ``run_hash.pt``; a new run's hash is written there, as the reference, unless ``keep_hash`` is False) or
-    TensorBoard (event files in ``tb_folder``, default ``<folder>/tensorboard``, purged from ``resume_step`` on).
-    ``tag``: an Aim tag (the reference's ``--run_tag``). Failing to open is a warning, not an error: the run goes
-    on untracked."""
-    tracker = Tracker(None, warn, mapper)
+    """The run's ``Tracker``: Aim (a resumed run, ``resume_from``: its first re-done step, continues the Aim run of
+    the folder's ``run_hash.pt``; a new run's hash is written there, as the reference, unless ``keep_hash`` is
+    False) or TensorBoard (event files in ``tb_folder``, default ``<folder>/tensorboard``, purged from
+    ``resume_from`` on). The hyper-parameters are tracked at step 0, or at ``resume_from`` (the resumed run's
+    settings). ``tag``: an Aim tag (the reference's ``--run_tag``). A tracker that fails to open is a warning
+    (at its first call after that), not an error: the run goes on untracked."""
     if kind is None:
-        return tracker
+        return Tracker(None, warn=warn)
     import yaml
 
-    from utils.files import atomic_save, load_torch
+    from utils.files import load_torch
 
-    text = yaml.safe_dump(hparams, sort_keys=True)
-    try:
-        if kind == "aim":
-            hash_path = os.path.join(folder, RUN_HASH)
-            old = None
-            if resume_step > 0 and keep_hash and os.path.exists(hash_path):
-                try:
-                    old = load_torch(hash_path, "Aim run hash", "")
-                except UserError:  # a damaged hash file: the rest of the run becomes a new Aim run
-                    old = None
-                old = old if isinstance(old, str) else None
-            backend = AimRun(args.aim_repo, experiment, name, run_hash=old, tag=tag)
-            if keep_hash:
-                atomic_save(backend.hash, hash_path)
-        else:
-            backend = TensorBoardRun(tb_folder or os.path.join(folder, TB_DIR), purge_step=resume_step)
-        tracker.backend = backend
-        backend.hparams(hparams, text)
-    except Exception as e:  # noqa: BLE001 -- e.g. an unreachable Aim server, a locked or full repository
-        if tracker.backend is None:
-            tracker.backend = _Closed()
-        tracker.fail(e)
+    if kind == "aim":
+        hash_path = os.path.join(folder, RUN_HASH) if keep_hash else None
+        old = None
+        if resume_from is not None and hash_path and os.path.exists(hash_path):
+            try:
+                old = load_torch(hash_path, "Aim run hash", "")
+            except UserError:  # a damaged hash file: the rest of the run becomes a new Aim run
+                old = None
+        params = {"repo": args.aim_repo, "experiment": experiment, "name": name, "tag": tag, "hash_path": hash_path,
+                  "run_hash": old if isinstance(old, str) else None}
+    else:  # the resumed run re-does the steps after its checkpoint: TensorBoard's readers drop the earlier ones
+        params = {"folder": tb_folder or os.path.join(folder, TB_DIR), "purge_step": resume_from}
+    tracker = Tracker(kind, params, warn=warn, mapper=mapper)
+    tracker.hparams(hparams, yaml.safe_dump(hparams, sort_keys=True), resume_from or 0)
     return tracker
 
 
-class _Closed:
-    def close(self):
-        pass
-
-
-def export_log(tracker, folder, run_name, hparams, log_path):
-    """The reference's ``aim_export``: ``<folder>/<run name>_<time>.txt`` with the creation time, the arguments
-    and the run's terminal log (our ``log.txt``), written at the end of an Aim-tracked run."""
-    if not isinstance(tracker.backend, AimRun):
-        return None
-    from utils.files import atomic_write_text
-
-    try:
-        with open(log_path) as f:
-            lines = f.read()
-    except OSError:
-        lines = ""
-    path = os.path.join(folder, f"{run_name}_{time.strftime('%Y%m%d-%H%M%S')}.txt")
-    try:
-        created = tracker.backend.run.created_at
-    except Exception:  # noqa: BLE001
-        created = ""
-    atomic_write_text(path, f"created_at: {created}\n{hparams}\n{lines}")
-    return path
+def export_path(folder, run_name):
+    """The reference's ``aim_export`` file: ``<folder>/<run name>_<time>.txt``."""
+    return os.path.join(folder, f"{run_name}_{time.strftime('%Y%m%d-%H%M%S')}.txt")
