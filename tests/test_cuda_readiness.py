@@ -104,6 +104,27 @@ def test_inner_step_waits_for_the_host_at_most_twice(big_root, tmp_path, monkeyp
 
 
 @pytest.mark.slow
+def test_tracking_adds_no_host_wait_to_the_loop(big_root, tmp_path, monkeypatch):
+    """Two outer iterations of ``run()`` (records, MLS windows; save points left out) wait for the device as often
+    with a tracker (TensorBoard, the real one) as without: the tracked values are the ones the loop reads anyway."""
+    waits = {}
+    for kind in ("none", "tensorboard"):
+        args = cond_args(big_root, "--tracker", kind, "--stop_after", "2", "--inner_loop", "2")
+        monkeypatch.setattr(loop, "grid_png", lambda *a, **k: b"")  # images need values; not in the loop
+        cond = condenser(args, META, tmp_path / kind, monkeypatch)
+        monkeypatch.setattr(cond, "save_point", lambda it: None)
+        counter = HostWaits(monkeypatch)
+        try:
+            cond.run()
+        finally:
+            monkeypatch.undo()
+            cond.release()
+        waits[kind] = dict(counter.counts)
+    assert waits["tensorboard"] == waits["none"] and waits["none"], waits
+    assert any((tmp_path / "tensorboard" / "tensorboard").iterdir())  # it did track
+
+
+@pytest.mark.slow
 @pytest.mark.filterwarnings("ignore:for .*copying from a non-meta parameter")  # meta holds no values
 def test_checkpoint_of_a_cpu_run_resumes_on_another_device(big_root, tmp_path, monkeypatch):
     run = tmp_path / "run"

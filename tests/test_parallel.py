@@ -185,11 +185,18 @@ def test_exact_mode_equals_the_single_process_run_on_fashion(tmp_path):
 def test_global_mls_makes_one_decision_for_all_partitions(c10):
     """--global_mls True (not exact): both partitions log the same d̄ and MLS at every window, and the
     first window's d̄ is the mean of what each partition measures alone (2 dp)."""
+    from test_tracking import aim_runs
+
     args = [*C10[:-1], "5", "--data_dir", c10 / "data", "--stop_after", "1"]
-    torchrun(2, *args, "--save_dir", "runs/g", "--global_mls", "True", cwd=c10)
+    torchrun(2, *args, "--save_dir", "runs/g", "--global_mls", "True", "--use_aim", "True", "--aim_repo", "aim", cwd=c10)
     torchrun(2, *args, "--save_dir", "runs/p", cwd=c10, check=True)
     g0, g1 = (records(c10 / f"runs/g_5_phase{ph}", "mls") for ph in (0, 1))
     assert g0 == g1
+    # tracked under torchrun: one Aim run per partition, named with its phase, holding that partition's classes
+    runs = {r["name"]: r for r in aim_runs(c10 / "aim")}
+    assert sorted(runs) == ["cifar10_ipc2_2_5_phase0", "cifar10_ipc2_2_5_phase1"]  # "_2": --adaptive_period 2
+    for ph, first in ((0, 0), (1, 5)):
+        assert ("regularized_ipc", (("subset", f"class_{first}"),)) in runs[f"cifar10_ipc2_2_5_phase{ph}"]["seqs"]
     p0, p1 = (records(c10 / f"runs/p_5_phase{ph}", "mls")[0]["dbar"] for ph in (0, 1))
     assert p0 != p1
     assert g0[0]["dbar"] == pytest.approx([(x + y) / 2 for x, y in zip(p0, p1)], abs=0.0101)

@@ -5,6 +5,7 @@ disk can leave Aim's database waiting forever) never holds up or stops the run.
 import io
 import os
 import queue
+import random
 import signal
 import socket
 import threading
@@ -12,6 +13,7 @@ import time
 
 BACKENDS = {}
 OPEN_WAIT = 30  # seconds a resumed run's tracker waits for the killed run's tracker to let the Aim run go
+NEW_REPO_WAIT = 3  # seconds of retries when opening fails otherwise (a repository another process is creating)
 
 
 def serve(kind, params, calls, status, done, parent):
@@ -60,17 +62,20 @@ class AimRun:
         from aim.sdk.errors import MissingRunError
 
         opts = {"repo": repo, "system_tracking_interval": None, "capture_terminal_logs": False}
-        deadline = time.time() + OPEN_WAIT
+        start = time.time()
         while True:
             try:  # a resumed run: its Aim run, even if the killed process left its lock (YOCO's force_resume)
                 self.run = Run(run_hash=run_hash, experiment=experiment, force_resume=run_hash is not None, **opts)
                 break
             except MissingRunError:  # not in this repository (another --aim_repo): the rest becomes a new run
                 run_hash = None
-            except Exception as e:  # noqa: BLE001 -- the killed run's tracker may still be closing the Aim run
-                if run_hash is None or "lock" not in str(e).lower() or time.time() > deadline:
+            except Exception as e:  # noqa: BLE001
+                # another process creating the repository at the same moment (torchrun ranks), or the killed
+                # run's tracker still closing the Aim run: try again for a while
+                locked = run_hash is not None and "lock" in str(e).lower()
+                if time.time() - start > (OPEN_WAIT if locked else NEW_REPO_WAIT):
                     raise
-                time.sleep(0.2)
+                time.sleep(0.2 + random.random() * 0.3)
         self.run.name = name
         if tag:
             self.run.add_tag(tag)
