@@ -20,7 +20,7 @@ Reference bugs fixed here (spec mdc §14):
   never by an in-place write into a view of the leaf tensor;
 * item 3: ``--adaptive_reg True`` with ipc 1 (or a prefix that cannot fit, spec §9.5) is a one-line
   error at start instead of an assertion at the first selection;
-* item 4: no aim: ``--use_aim`` is accepted and ignored; logs go to log.txt and metrics.jsonl;
+* item 4: ``--use_aim False`` means False, and aim is needed only with ``--use_aim True`` (docs/tracking.md);
 * item 5: the mix initialisation with ``--load_memory False`` (streaming ImageNet) honours
   ``start_idx`` (``ClassSampler.class_sample``);
 * item 8: ``--phase`` no longer shifts the ImageNet classes (it is an mp-only flag, rejected here).

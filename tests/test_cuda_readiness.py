@@ -91,7 +91,7 @@ def condenser(args, device, save_dir, monkeypatch):
 
 @pytest.mark.slow
 def test_inner_step_waits_for_the_host_at_most_twice(big_root, tmp_path, monkeypatch):
-    args = cond_args(big_root)
+    args = cond_args(big_root, "--inner_loop", "3")
     cond = condenser(args, META, tmp_path / "run", monkeypatch)
     waits = HostWaits(monkeypatch)
     cond.fresh_net()
@@ -128,9 +128,10 @@ def test_tracking_adds_no_host_wait_to_the_loop(big_root, tmp_path, monkeypatch)
 @pytest.mark.filterwarnings("ignore:for .*copying from a non-meta parameter")  # meta holds no values
 def test_checkpoint_of_a_cpu_run_resumes_on_another_device(big_root, tmp_path, monkeypatch):
     run = tmp_path / "run"
-    cpu = condenser(cond_args(big_root, "--stop_after", "1"), torch.device("cpu"), run, monkeypatch)
+    cpu = condenser(cond_args(big_root, "--stop_after", "1", "--inner_loop", "3"), torch.device("cpu"), run,
+                    monkeypatch)
     cpu.run()  # one outer iteration, then a checkpoint
-    args = cond_args(big_root, "--resume")
+    args = cond_args(big_root, "--resume", "--inner_loop", "3")
     HostWaits(monkeypatch)  # the resumed run's reads of device values get dummies (meta has no values)
     cond = condenser(args, META, run, monkeypatch)
     assert cond.start_it == 1

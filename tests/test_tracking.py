@@ -104,7 +104,7 @@ def test_records_map_to_the_reference_names():
 # ------------------------------------------------------------------------------------------------
 # slow tier: the real libraries, end to end
 
-SEED_RUN = ["--niter", "1", "--inner_loop", "2", "--adaptive_period", "1", "--stop_after", "6", "--seed", "0"]
+SEED_RUN = ["--niter", "1", "--inner_loop", "2", "--adaptive_period", "1", "--stop_after", "4", "--seed", "0"]
 
 
 @pytest.fixture(scope="module")
@@ -115,7 +115,7 @@ def root(tmp_path_factory):
 
 
 def condense_args(root, out, *extra):
-    """MDC smoke: 6 outer iterations of 2 inner steps, a window and a save point at each; with seed 0 the MLS
+    """MDC smoke: 4 outer iterations of 2 inner steps, a window and a save point at each; with seed 0 the MLS
     moves to 2 at iteration 3 and IPC-1 is frozen at 4 (checked by the tests)."""
     return ["-d", "cifar10", "--data_dir", root, "--device", "cpu", "--width", "0.125", "--n_data", "16",
             "--batch_real", "8", "--ipc", "3", "-f", "2", "--adaptive_reg", "True", "--eval_epochs", "1",
@@ -128,26 +128,27 @@ def records(folder):
 
 
 def same_outputs(a, b):
-    """Byte-identical data files and records (but the wall times) of two runs."""
-    names = sorted(os.path.basename(p) for p in glob.glob(os.path.join(a, "data_*.pt")))
-    assert names and names == sorted(os.path.basename(p) for p in glob.glob(os.path.join(b, "data_*.pt")))
+    """Byte-identical data files and records (but the wall times) of run ``b`` and the same iterations of ``a``."""
+    names = sorted(os.path.basename(p) for p in glob.glob(os.path.join(b, "data_*.pt")))
+    assert names and set(names) <= {os.path.basename(p) for p in glob.glob(os.path.join(a, "data_*.pt"))}
     for n in names:
         with open(os.path.join(a, n), "rb") as fa, open(os.path.join(b, n), "rb") as fb:
             assert fa.read() == fb.read(), n
 
     def strip(recs):
         return [{k: v for k, v in r.items() if k not in ("seconds", "sec_per_it")} for r in recs]
-    assert strip(records(a)) == strip(records(b))
+    last = max(r["it"] for r in records(b))
+    assert strip(r for r in records(a) if r["it"] <= last) == strip(records(b))
 
 
 def killed_and_resumed(args, folder):
-    """Run ``condense_reg.py args``, SIGKILL it as soon as it has tracked iteration 4's network (its last
-    checkpoint is iteration 3's), then resume it to the end. Returns the resumed run's output."""
+    """Run ``condense_reg.py args``, SIGKILL it as soon as it has tracked iteration 3's network (its last
+    checkpoint is iteration 2's), then resume it to the end. Returns the resumed run's output."""
     cmd = [sys.executable, os.path.join(ROOT, "condense_reg.py"), *args]
     proc = subprocess.Popen(cmd, env=script_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     path, deadline = os.path.join(folder, "metrics.jsonl"), time.time() + 300
     while proc.poll() is None and time.time() < deadline:
-        if os.path.exists(path) and any(r.get("type") == "net" and r["it"] == 4 for r in records(folder)):
+        if os.path.exists(path) and any(r.get("type") == "net" and r["it"] == 3 for r in records(folder)):
             break
         time.sleep(0.005)
     assert proc.poll() is None, "the run ended before it could be killed"
@@ -330,7 +331,9 @@ def full_disk(tmp_path):
 def test_a_failing_tracker_costs_one_warning_line(root, plain, tmp_path, full_disk):
     for i, repo in enumerate((f"aim://127.0.0.1:{free_port()}", str(full_disk / "aim"))):
         out = tmp_path / f"run{i}"
-        p = run_script("condense_reg.py", *condense_args(root, out, "--use_aim", "True", "--aim_repo", repo))
+        # no server: fails at the start (2 iterations do); the small disk fills up in the middle of the run
+        stop = ["--stop_after", "2"] if i == 0 else []
+        p = run_script("condense_reg.py", *condense_args(root, out, "--use_aim", "True", "--aim_repo", repo, *stop))
         said = [line for line in (p.stdout + p.stderr).splitlines() if "warning" in line.lower()]
         assert len(said) == 1 and "experiment tracking stopped" in said[0], said
         assert "Traceback" not in p.stderr, p.stderr[-2000:]
