@@ -84,19 +84,22 @@ def test_records_map_to_the_reference_names():
     from utils.tracking import condensation_series
 
     def ser(rec, classes=(0, 1)):
-        return {(k, n, tuple(sorted(c.items()))): v for k, n, v, c in condensation_series(rec, list(classes), "convnet")}
+        out = condensation_series(rec, list(classes), "convnet")
+        return {(k, n, tuple(sorted(c.items()))): v for k, n, v, c in out}
     assert ser({"type": "net", "it": 3, "top1": 50.0, "loss": 1.5}) == {
         ("scalar", "top1", (("subset", "model"),)): 50.0, ("scalar", "loss", (("subset", "model"),)): 1.5}
     s = ser({"type": "mls", "it": 5, "mls": 2, "dbar": [1.234, 2.0], "delta": [0.5, 0.25]})
     assert s[("text", "regularized_ipc", (("subset", "class_1"),))] == "Reg ipc: [2]"
-    assert s[("text", "loss", (("subset", "cur_loss"),))] == "[1.23, 2.0]"
+    # the reference's texts: torch.round of the float32 vector, printed with its float32 digits
+    assert s[("text", "loss", (("subset", "cur_loss"),))] == "[1.2300000190734863, 2.0]"
     assert s[("text", "loss_list", (("subset", "diff"),))] == "[0.5, 0.25]"
     assert s[("scalar", "delta", (("ipc", "ipc2"), ("subset", "all")))] == 0.25
     s = ser({"type": "mls", "it": 1, "mls": [1, 1], "dbar": [[1.0, 2.0], [3.0, 4.0]], "delta": [None, None]})
     assert ("text", "loss_list", (("subset", "diff"),)) not in s  # no Δ at the first window
     assert s[("text", "loss", (("subset", "cur_loss"),))] == "[3.0, 4.0]"  # class-wise: the last class's
     assert s[("scalar", "dbar", (("ipc", "ipc1"), ("subset", "class_1")))] == 3.0
-    s = ser({"type": "eval", "it": 0, "subset": "ipc3", "net": "resnet10_bn", "best": 9.0, "best_std": 1.0, "last": 8.0})
+    s = ser({"type": "eval", "it": 0, "subset": "ipc3", "net": "resnet10_bn", "best": 9.0, "best_std": 1.0,
+             "last": 8.0})
     assert s[("scalar", "best acc", (("net", "resnet10_bn"), ("subset", "ipc3")))] == 9.0
     assert ser({"type": "save", "it": 2, "file": "data_2.pt"}) == {}
 
@@ -159,6 +162,13 @@ def killed_and_resumed(args, folder):
     return p.stdout + p.stderr
 
 
+def f32_round2(values):
+    """What the reference printed (its reg_ipcx.py/condense_reg.py): torch.round(float32 vector, decimals=2)."""
+    import torch
+
+    return torch.round(torch.tensor(values, dtype=torch.float32), decimals=2).tolist()
+
+
 def expected_curves(recs):
     """What the tracker must hold, stated from the records (the reference's names and contexts, ours beside)."""
     scalars, texts = collections.defaultdict(dict), collections.defaultdict(dict)
@@ -178,9 +188,9 @@ def expected_curves(recs):
                     scalars[(name, (("ipc", f"ipc{i + 1}"), ("subset", "all")))][it] = v
             for c in range(10):
                 texts[("regularized_ipc", (("subset", f"class_{c}"),))][it] = f"Reg ipc: [{r['mls']}]"
-            texts[("loss", (("subset", "cur_loss"),))][it] = str([round(v, 2) for v in r["dbar"]])
+            texts[("loss", (("subset", "cur_loss"),))][it] = str(f32_round2(r["dbar"]))
             if r["delta"] is not None:
-                texts[("loss_list", (("subset", "diff"),))][it] = str([round(v, 2) for v in r["delta"]])
+                texts[("loss_list", (("subset", "diff"),))][it] = str(f32_round2(r["delta"]))
         elif r["type"] == "eval":
             for name, key in (("best acc", "best"), ("std", "best_std"), ("last acc", "last")):
                 scalars[(name, (("subset", r["subset"]),))][it] = r[key]

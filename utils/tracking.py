@@ -11,11 +11,12 @@ and dashboards written for the reference's runs keep working; our additions have
 
 A tracker never stops a run and never changes a number: it runs in a child process of its own
 (``utils/trackers.py``) that the run only queues calls to, so a slow or hung tracker costs the loop nothing; its
-first failure (a locked or full repository, an unreachable Aim server) prints one warning line and turns tracking
-off; nothing it does draws from a random generator or touches a value of the run. A resumed run continues its Aim run (hash in ``run_hash.pt`` of the run
-folder, as the reference) and re-tracks the steps after its checkpoint, which Aim overwrites (a sequence holds one
-value per step); TensorBoard gets a purge event at the resume step, so its readers drop the interrupted run's
-later steps. Either way no step appears twice, the rule ``metrics.jsonl`` follows on resume.
+first failure (a locked or full repository, an unreachable Aim server) prints one warning line and turns
+tracking off; nothing it does draws from a random generator or touches a value of the run. A resumed run
+continues its Aim run (hash in ``run_hash.pt`` of the run folder, as the reference) and re-tracks the steps
+after its checkpoint, which Aim overwrites (a sequence holds one value per step); TensorBoard gets a purge event
+at the first re-done step, so its readers drop the interrupted run's later steps. Either way no step appears
+twice, the rule ``metrics.jsonl`` follows on resume.
 """
 import multiprocessing
 import os
@@ -51,12 +52,12 @@ def check_tracker(args):
     kind = tracker_of(args)
     if kind is None:
         return None
+    flag = "--use_aim True" if kind == "aim" and getattr(args, "use_aim", False) else f"--tracker {kind}"
     try:
         __import__(PACKAGE[kind])
     except ImportError:
-        raise UserError(f"--{'use_aim True' if kind == 'aim' and getattr(args, 'use_aim', False) else 'tracker ' + kind}"
-                        f" needs the {PACKAGE[kind]} package, which is not installed: {INSTALL} (or run without "
-                        "tracking)") from None
+        raise UserError(f"{flag} needs the {PACKAGE[kind]} package, which is not installed: {INSTALL} (or run "
+                        "without tracking)") from None
     return kind
 
 
@@ -105,8 +106,12 @@ def test_names(args):
 # what the condensation loop tracks: one record of metrics.jsonl -> its series
 
 
-def _text(v):
-    return f"{v}"
+def reference_text(values):
+    """A d̄ or Δ vector as the reference's text: ``torch.round(float32, decimals=2).tolist()`` printed, float32
+    digits and all (``[3.8399999141693115, 2.93...]``)."""
+    import torch
+
+    return f"{torch.round(torch.tensor(values, dtype=torch.float32), decimals=2).tolist()}"
 
 
 def condensation_series(rec, classes, net):
@@ -116,8 +121,9 @@ def condensation_series(rec, classes, net):
     Reference names (MDC ``condense_reg.py``/``reg_ipcx.py``, YOCO ``condense.py``, ``test.py``):
     ``net`` records: the network update's ``top1`` and ``loss`` {subset: model}; ``loss`` records: the matching
     loss as ``loss`` {subset: train}; ``mls`` records (MDC windows): ``regularized_ipc`` "Reg ipc: [x]"
-    {subset: class_c} for every class, d̄ (2 decimals) as ``loss`` {subset: cur_loss} and Δ as ``loss_list``
-    {subset: diff} (texts; class-wise: the last class's, as the reference overwrote them); ``eval`` records:
+    {subset: class_c} for every class, d̄ as ``loss`` {subset: cur_loss} and Δ as ``loss_list``
+    {subset: diff} (texts, ``reference_text``; class-wise: the last class's, as the reference overwrote them);
+    ``eval`` records:
     ``best acc`` and ``std`` {subset: ipcN} (plus ``net`` when it is not the run's network).
     Ours: ``last acc`` beside them; ``sec_per_it`` {subset: train}; the frozen prefix ``frozen``, the MLS
     ``mls`` {subset: class_c or all}; Δ and d̄ per prefix ``delta``/``dbar`` {subset: class_c or all, ipc: ipcx}.
@@ -143,9 +149,9 @@ def condensation_series(rec, classes, net):
         delta = rec["delta"] if wise else [rec["delta"]]
         for c, x in zip(classes, mls):
             out.append(("text", "regularized_ipc", f"Reg ipc: [{x}]", {"subset": f"class_{c}"}))
-        out.append(("text", "loss", _text(_round2(dbar[-1])), {"subset": "cur_loss"}))
+        out.append(("text", "loss", reference_text(dbar[-1]), {"subset": "cur_loss"}))
         if delta[-1] is not None:
-            out.append(("text", "loss_list", _text(_round2(delta[-1])), {"subset": "diff"}))
+            out.append(("text", "loss_list", reference_text(delta[-1]), {"subset": "diff"}))
         groups = list(zip([f"class_{c}" for c in classes], mls, dbar, delta)) if wise else [
             ("all", rec["mls"], rec["dbar"], rec["delta"])]
         for who, x, d, dl in groups:
@@ -159,12 +165,6 @@ def condensation_series(rec, classes, net):
         out += [("scalar", "best acc", rec["best"], ctx), ("scalar", "std", rec["best_std"], ctx),
                 ("scalar", "last acc", rec["last"], ctx)]
     return out
-
-
-def _round2(v):
-    if isinstance(v, list):
-        return [_round2(x) for x in v]
-    return round(v, 2) if isinstance(v, float) else v
 
 
 # ------------------------------------------------------------------------------------------------
