@@ -15,9 +15,9 @@ in-run evaluations follow IDC/MDC's schedule (every 100 iterations and at the en
 """
 import os
 
-from utils.arguments import cli
+from cli.arguments import cli
 from utils.errors import UserError
-from utils.options import condense_parser
+from cli.options import condense_parser
 
 ROOT = os.path.join("raid", "condensed_img", "idc")
 

@@ -28,8 +28,8 @@ Also item 12 (``_noreg`` folder suffix for Baseline C, see ``condensation/run_fi
 items 11 (saved data not clamped), 14 (in-run subset evals only when ipc ≤ 10 and f < 3), 15
 (it_test from niter) and 18 (DREAM k-means on unnormalised images).
 """
-from utils.arguments import cli
-from utils.options import condense_parser
+from cli.arguments import cli
+from cli.options import condense_parser
 
 
 def get_args_parser():

@@ -29,9 +29,9 @@ partitions no longer write into one folder).
 import copy
 import sys
 
-from utils.arguments import check_nclass_sub, cli
+from cli.arguments import check_nclass_sub, cli
 from utils.errors import StopTraining, UserError
-from utils.options import M, condense_parser
+from cli.options import M, condense_parser
 
 
 def get_args_parser():

@@ -17,11 +17,11 @@ import argparse
 import os
 import time
 
-from utils.arguments import cli
+from cli.arguments import cli
 from utils.errors import UserError
-from utils.options import compat_group, described_parser
+from cli.options import compat_group, described_parser
 from utils.ranges import ranged
-from yoco.arguments import add_condensed_set_args
+from cli.yoco_options import add_condensed_set_args
 
 
 EXAMPLES = """examples:

@@ -21,11 +21,11 @@ import math
 import os
 import time
 
-from utils.arguments import cli, str2bool
+from cli.arguments import cli, str2bool
 from utils.errors import UserError
-from utils.options import GROUPS, add_tracking_args, compat_group, described_parser
+from cli.options import GROUPS, add_tracking_args, compat_group, described_parser
 from utils.ranges import ranged
-from yoco.arguments import DSA_STRATEGY, add_condensed_set_args
+from cli.yoco_options import DSA_STRATEGY, add_condensed_set_args
 
 
 EXAMPLES = """examples:
@@ -145,7 +145,7 @@ def train(args, out_dir, resume_dir, trainer, test, device, y):
     """The run in its (held) output folder: from scratch or from ``resume/``, to the final files."""
     from utils.config import jsonable
     from utils.files import clean_stale_temps, save_config
-    from utils.tracking import open_tracker, tracker_of
+    from tracking.client import open_tracker, tracker_of
     from yoco.dynamics import TextLog, load_state
     from yoco.dynamics_io import DynamicsLog
 
@@ -175,7 +175,7 @@ def epochs(args, out_dir, resume_dir, trainer, test, y, log, chunks, start, best
     from tqdm import tqdm
 
     from utils.files import atomic_save
-    from utils.train import evaluate
+    from training.epochs import evaluate
     from yoco.dynamics import save_state, write_outputs
 
     stop = args.epochs if args.stop_after <= 0 else min(args.epochs, start + args.stop_after)

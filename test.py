@@ -18,8 +18,8 @@ The work is done by the ``evaluation`` package: ``sources`` (which set, decoded 
 """
 import os
 
-from utils.arguments import cli
-from utils.options import T, script_parser
+from cli.arguments import cli
+from cli.options import T, script_parser
 
 
 def get_args_parser():
@@ -35,7 +35,7 @@ def main(args):
     from evaluation.sources import PRE_NORMALISED, build_train_set, check_outputs, source_path, validate_args
     from utils.config import jsonable, resolve_device, set_seed
     from utils.files import clean_stale_temps
-    from utils.tracking import open_tracker, test_names, tracker_of
+    from tracking.client import open_tracker, test_names, tracker_of
 
     validate_args(args)
     device = resolve_device(args.device)

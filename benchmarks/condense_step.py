@@ -14,7 +14,7 @@ Paths (all on one ``Condenser``, switched by its attributes, so every path runs 
   prefix (``grad_match_loss(fast=False)``), fp32; the path the issue names as the baseline;
 * ``default``: today's default, the sequential class steps with the exact split subset path, fp32;
 * ``class-batched``: ``--class_batch True`` (condensation/batched.py), fp32;
-* ``bf16``, ``bf16 + class-batched``: ``--precision bf16`` (utils/precision.py).
+* ``bf16``, ``bf16 + class-batched``: ``--precision bf16`` (training/precision.py).
 
 Timed, alternating between the paths, ``--reps`` times after one warm-up each: (1) the class updates of one
 inner step (all 10 classes); (2) one inner step of the loop (the class updates + the network update over
@@ -42,9 +42,9 @@ from condensation.loop import Condenser  # noqa: E402
 from condensation.runner import diffaug, finalize_args, load_real, make_model_fn  # noqa: E402
 from condense_reg import get_args_parser  # noqa: E402
 from fakedata import make_cifar  # noqa: E402
-from utils.arguments import parse_args  # noqa: E402
+from cli.arguments import parse_args  # noqa: E402
 from utils.config import resolve_device, rng_state, set_rng_state, set_seed, tune_allocator  # noqa: E402
-from utils.precision import autocast  # noqa: E402
+from training.precision import autocast  # noqa: E402
 
 PATHS = {  # name: (fast, class_batch, precision)
     "reference formulation": (False, False, "fp32"),
@@ -109,7 +109,7 @@ def agreement(cond):
 
 
 def main(argv=None):
-    tune_allocator()  # as every script does through utils.arguments.cli
+    tune_allocator()  # as every script does through cli.arguments.cli
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--device", default="auto")
     ap.add_argument("--reps", default=5, type=int, help="alternating repetitions (after one warm-up of each path)")

@@ -92,7 +92,7 @@ def fmt_bytes(b):
 def main(a):
     if a.dry_run:
         return None
-    tune_allocator()  # as every script does through utils.arguments.cli
+    tune_allocator()  # as every script does through cli.arguments.cli
     if a.threads > 0:
         torch.set_num_threads(a.threads)
     device = resolve_device(a.device)

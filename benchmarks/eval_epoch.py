@@ -5,7 +5,7 @@ measured in one run against the fp32 path (the faithful default).
 
 Setting: 400 decoded 32×32 images (CIFAR-10 IPC 10, f = 2), ConvNet-3 width 128 instance norm, batch 64,
 per-sample DSA ``color_crop_flip_scale_rotate`` + CutMix p = 0.5, SGD 0.01/0.9/5e-4, through the real
-``utils.train.train_one_epoch`` and ``data.loaders.TensorLoader``; one validation = ``utils.train.evaluate``
+``training.epochs.train_one_epoch`` and ``data.loaders.TensorLoader``; one validation = ``training.epochs.evaluate``
 over 10 000 CIFAR-shaped test images (batch 500).
 
 Paths: ``fp32`` (the default; the baseline), ``bf16`` (``--precision bf16``: autocast), ``fp32 channels-last``
@@ -28,15 +28,15 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from benchmarks.machine import alternate, describe, summary  # noqa: E402
 from data.loaders import TensorLoader  # noqa: E402
 from models import create_model  # noqa: E402
-from utils.augment import DiffAug, Normalize  # noqa: E402
+from training.augment import DiffAug, Normalize  # noqa: E402
 from utils.config import resolve_device, tune_allocator  # noqa: E402
 from utils.flops import count_flops  # noqa: E402
-from utils.precision import autocast  # noqa: E402
-from utils.train import evaluate, train_one_epoch  # noqa: E402
+from training.precision import autocast  # noqa: E402
+from training.epochs import evaluate, train_one_epoch  # noqa: E402
 
 
 def main(argv=None):
-    tune_allocator()  # as every script does through utils.arguments.cli
+    tune_allocator()  # as every script does through cli.arguments.cli
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--device", default="auto")
     p.add_argument("--reps", type=int, default=5)

@@ -120,8 +120,8 @@ def child(case, data_dir, epochs):
     from data.datasets import mean_std
     from data.loaders import TensorLoader, test_loader
     from models import create_model
-    from utils.augment import DiffAug, Normalize
-    from utils.train import evaluate, train_one_epoch
+    from training.augment import DiffAug, Normalize
+    from training.epochs import evaluate, train_one_epoch
 
     hwm_import = vm_hwm_mb()
     dev = torch.device("cpu")

@@ -23,7 +23,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from benchmarks.machine import alternate, describe, summary  # noqa: E402
 from data.datasets import imagenet_folder, imagenet_load_transform  # noqa: E402
 from data.loaders import ClassSampler, TensorLoader  # noqa: E402
-from utils.augment import imagenet_train_transform  # noqa: E402
+from training.augment import imagenet_train_transform  # noqa: E402
 
 
 def fake_imagenet(root, n_per_class, nclass=10, seed=0):

@@ -1,6 +1,6 @@
 """DREAM real-image selection for condensation (``-s dream``, spec mdc §8.8; Table 8 "MDC on DREAM").
 
-* Initialisation: per class, k-means (euclidean, ``utils.kmeans``) on ``model.embed`` features of
+* Initialisation: per class, k-means (euclidean, ``training.kmeans``) on ``model.embed`` features of
   a freshly initialised network with k = ipc·f²; the real image nearest to each centroid, in
   centroid order, feeds the ``mix`` tiles (decoded index d = centroid d). With ``--init random``
   (only possible at f = 1) the reference computes the picks and then ignores them: its random branch
@@ -16,7 +16,7 @@ RNG, so a seeded run (and a resumed one) is reproducible.
 import torch
 
 from utils.errors import UserError
-from utils.kmeans import kmeans, nearest_to_centroids
+from training.kmeans import kmeans, nearest_to_centroids
 
 
 def check_dream(args, model):

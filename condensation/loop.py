@@ -15,7 +15,7 @@ from tqdm import tqdm
 from condensation.batched import CLASS_CHUNK, check_class_batch, class_batched_losses, step_positions
 from condensation.dream import dream_batches, init_picks
 from condensation.matchloss import feature_distances, grad_match_loss, matched_params, matchloss
-from condensation.mls_measures import PrefixAccuracy, gradient_distances
+from condensation.mls.measures import PrefixAccuracy, gradient_distances
 from condensation.parallel import ClassStreams, coast, no_stream
 from condensation.run_files import (METRICS, check_resume_args, check_run_folder, load_checkpoint,
                                     load_reference_resume, read_metrics, reset_metrics, save_checkpoint,
@@ -23,15 +23,15 @@ from condensation.run_files import (METRICS, check_resume_args, check_run_folder
 from condensation.synthesizer import Synthesizer, grid_png, save_grid
 from data.condensed import save_condensed
 from evaluation.protocol import evaluate_set
-from reg_ipcx import Regularizer, average_featlog, is_window, subset_prefix_sizes
+from condensation.mls.regularizer import Regularizer, average_featlog, is_window, subset_prefix_sizes
 from utils.config import Logger, jsonable, pack_rng, rng_state, set_rng_state, set_seed, unpack_rng
 from utils.errors import StopTraining, UserError
-from utils.precision import amp_for
+from training.precision import amp_for
 from utils.runlock import FolderLock
 from utils.files import (append_jsonl, atomic_save, atomic_write_text, check_output_dir, clean_stale_temps, nonfinite,
                          save_config)
-from utils.tracking import Tracker, condensation_series, export_path, mdc_run_name, open_tracker, tracker_of
-from utils.train import train_one_epoch
+from tracking.client import Tracker, condensation_series, export_path, mdc_run_name, open_tracker, tracker_of
+from training.epochs import train_one_epoch
 
 
 def _rounded(v):
@@ -48,7 +48,7 @@ class DivergedError(UserError):
 def window_measure(model, params, a_real, y_real, a_syn, y_syn, sizes, *, metric="mse", idx_from=0, idx_to=-1,
                    mls_metric="feature"):
     """The MLS measure of every prefix in ``sizes`` at a window iteration, floats only (spec mdc §9.1: the
-    feature distance; ``mls_metric="gradient"``: the gradient-matching distance, ``condensation.mls_measures``)."""
+    feature distance; ``mls_metric="gradient"``: the gradient-matching distance, ``condensation.mls.measures``)."""
     if mls_metric == "gradient":
         return gradient_distances(model, a_real, y_real, a_syn, y_syn, params, sizes, metric)
     return feature_distances(model, a_real, a_syn, sizes, idx_from, idx_to, metric)
@@ -64,7 +64,7 @@ def class_update(model, params, aug, opt_img, real, y_real, syn, y_syn, *, metri
     term of each prefix in ``subsets`` and the first ``frozen`` decoded images detached; then
     zero_grad + backward + step of the single image optimiser. ``args`` set and ``args.match``
     not grad → the reference's ``matchloss`` dispatch (feat mode). ``amp``: the context of the network
-    passes (``utils.precision.autocast``). Returns (detached loss, d or None).
+    passes (``training.precision.autocast``). Returns (detached loss, d or None).
     """
     n = real.shape[0]
     a = aug(torch.cat([real, syn], 0))
@@ -129,7 +129,7 @@ class Condenser:
         self.order = list(range(args.nclass)) if args.exact else self.classes
         self.local = {c: r for r, c in enumerate(self.classes)}
         self.closed_coast = getattr(args, "coast", "replay") == "closed"
-        # --precision (utils/precision.py) and --class_batch (condensation/batched.py), checked before any work
+        # --precision (training/precision.py) and --class_batch (condensation/batched.py), checked before any work
         self.amp = amp_for(getattr(args, "precision", "fp32"), device)
         self.class_batch = bool(getattr(args, "class_batch", False))
         self.fast = None  # grad_match_loss's subset formulation (False: the reference's; benchmarks/condense_step.py)
@@ -190,7 +190,7 @@ class Condenser:
         self.tracker.close()
         self.lock.release()
 
-    # ---- experiment tracking (utils/tracking.py) ---------------------------------------------
+    # ---- experiment tracking (tracking/client.py) ---------------------------------------------
     def open_tracking(self):
         """Aim or TensorBoard, after the resume decision: a resumed run continues its Aim run and re-tracks
         from its checkpoint on; hyper-parameters = ``args.yaml``. Images (``init.png``, ``aug.png``) at a

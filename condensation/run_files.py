@@ -19,7 +19,7 @@ import re
 from data.condensed import load_condensed
 from data.datasets import dataset_folders
 from utils.config import jsonable, to_json
-from utils.options import NUMBER_KEYS
+from cli.options import NUMBER_KEYS
 from utils.errors import UserError
 from utils.files import (atomic_save, atomic_write_text, check_apart, check_fresh_folder, load_torch,
                          load_yaml_mapping, nonfinite, read_jsonl)
@@ -112,7 +112,7 @@ def run_tag(args, noreg=True):
         marker += "_exact" + ("_closed" if getattr(args, "coast", "replay") == "closed" else "")
     elif getattr(args, "global_mls", False):
         marker += "_globalmls"
-    if getattr(args, "precision", "fp32") != "fp32":  # ours: numbers of another arithmetic (utils/precision.py)
+    if getattr(args, "precision", "fp32") != "fp32":  # ours: numbers of another arithmetic (training/precision.py)
         marker += "_" + args.precision
     if getattr(args, "class_batch", False):  # ours: the class-batched inner step (condensation/batched.py)
         marker += "_cb"

@@ -12,8 +12,8 @@ from condensation.run_files import default_save_dir
 from data.datasets import imagenet_folder, imagenet_load_transform, imagenet_tensors, load_tensors, mean_std
 from data.loaders import ClassSampler
 from models import define_model
-from reg_ipcx import check_mdc_args
-from utils.augment import DiffAug, Normalize
+from condensation.mls.regularizer import check_mdc_args
+from training.augment import DiffAug, Normalize
 from utils.config import resolve_device, set_seed
 from utils.errors import UserError
 
@@ -24,7 +24,7 @@ from utils.errors import UserError
 
 def check_args(args, mp=False):
     """One-line errors for inputs the loop cannot run with (spec mdc §9.5, §14 items 3, 8); the range of every
-    single number is declared with its option and checked by ``utils.arguments.parse_args``."""
+    single number is declared with its option and checked by ``cli.arguments.parse_args``."""
     if args.niter * 100 // args.inner_loop < 1:
         raise UserError(f"--niter {args.niter} with --inner_loop {args.inner_loop} makes no outer iteration "
                         "(niter*100 // inner_loop of them): pass niter*100 >= inner_loop")

@@ -17,7 +17,7 @@ import torch.nn.functional as F
 
 from utils.errors import UserError
 from utils.files import atomic_save, load_torch
-from utils.determinism import bilinear_resize
+from training.determinism import bilinear_resize
 
 
 def decode_zoom(img, y, factor):
@@ -31,7 +31,7 @@ def decode_zoom(img, y, factor):
     s = img.shape[-1] // factor
     # [n, c, f, s, f, s] -> [f, f, n, c, s, s]: crop (i, j) of every image, row-major crops
     tiles = img.reshape(n, c, factor, s, factor, s).permute(2, 4, 0, 1, 3, 5).reshape(-1, c, s, s)
-    out = bilinear_resize(tiles, (h, w))  # F.interpolate bilinear (utils/determinism.py)
+    out = bilinear_resize(tiles, (h, w))  # F.interpolate bilinear (training/determinism.py)
     return out, y.repeat(factor * factor)
 
 

@@ -15,7 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 import torch
 
 from data.datasets import byte_table, imagenet_folder, test_tensors
-from utils.augment import imagenet_test_transform
+from training.augment import imagenet_test_transform
 
 
 class TensorLoader:

@@ -69,7 +69,7 @@ def _read_settings(folder):
     """(settings, final iteration) from the folder's ``args.yaml``, or (None, None) without one."""
     import yaml
 
-    from utils.options import NUMBER_KEYS
+    from cli.options import NUMBER_KEYS
 
     path = os.path.join(folder, "args.yaml")
     if not os.path.exists(path):
@@ -98,7 +98,7 @@ def _same(a, b):
 def _setting_differences(parts):
     """{key: {phase: value}} for every setting on which the partitions with an args.yaml disagree (keys in
     NUMBER_KEYS order; a key missing from one args.yaml is not compared, as on resume)."""
-    from utils.options import NUMBER_KEYS
+    from cli.options import NUMBER_KEYS
 
     known = [p for p in parts if p.settings is not None]
     diff = {}
@@ -163,7 +163,7 @@ def resolve_parts(base, nclass_sub, nclass, niter=None, allow_mismatch=False, st
     asked for, so every partition must hold ``data_{niter}.pt`` (``latest_data_file``). Returns a list of
     ``Part`` in phase order."""
     from data.condensed import data_iteration, latest_data_file
-    from utils.arguments import check_nclass_sub
+    from cli.arguments import check_nclass_sub
 
     check_nclass_sub(nclass_sub, nclass)
     base = os.path.normpath(base)
@@ -295,7 +295,7 @@ def merge_parts(base, nclass_sub, nclass, niter=None, allow_mismatch=False, requ
 
 
 def get_args_parser():
-    from utils.arguments import str2bool
+    from cli.arguments import str2bool
     from utils.ranges import ranged
 
     parser = argparse.ArgumentParser(
@@ -322,6 +322,6 @@ def main(args):
 
 
 if __name__ == "__main__":
-    from utils.arguments import cli
+    from cli.arguments import cli
 
     cli(main, get_args_parser)

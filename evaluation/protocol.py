@@ -22,11 +22,11 @@ from tqdm import tqdm
 from data.datasets import mean_std
 from data.loaders import TensorLoader, test_loader
 from models import create_model, define_model
-from utils.augment import DiffAug, Normalize, imagenet_train_transform
+from training.augment import DiffAug, Normalize, imagenet_train_transform
 from utils.config import set_seed
 from utils.errors import StopTraining, UserError
-from utils.precision import amp_for
-from utils.train import evaluate, train_one_epoch
+from training.precision import amp_for
+from training.epochs import evaluate, train_one_epoch
 
 
 def milestones(epochs):
@@ -39,10 +39,10 @@ def train_protocol(model, train_loader, val_loader, args, desc="eval", progress=
     Uses args.epochs, lr, momentum, weight_decay, dsa, dsa_strategy, mixup, mix_p, beta, precision.
     Returns a dict with best/last top-1, the validation curve and the wall time. ``on_epoch(epoch, values)``
     sees each epoch's ``train_acc``/``train_loss`` (and ``test_acc``/``test_loss`` at validations): values
-    already read (experiment tracking, utils/tracking.py).
+    already read (experiment tracking, tracking/client.py).
     """
     t0 = time.time()
-    amp = amp_for(getattr(args, "precision", "fp32"), next(model.parameters()).device)  # utils/precision.py
+    amp = amp_for(getattr(args, "precision", "fp32"), next(model.parameters()).device)  # training/precision.py
     opt = torch.optim.SGD(model.parameters(), args.lr, momentum=args.momentum, weight_decay=args.weight_decay)
     sched = torch.optim.lr_scheduler.MultiStepLR(opt, milestones=milestones(args.epochs), gamma=0.2)
     aug = DiffAug(args.dsa_strategy, batch=False) if args.dsa else None

@@ -1,7 +1,7 @@
 """The evaluation record of ``test.py`` (spec mdc §11, yoco §6.2): one JSON object per evaluation
 appended to ``--results_file`` (settings, per-repeat best/last and curve, mean ± std, wall time,
 device), and the ``<results_file>.<settings hash>.partial`` file that keeps finished repeats of an interrupted
-run (one per evaluation's settings, so parallel jobs sharing one results file, ``python -m utils.sweep``, never
+run (one per evaluation's settings, so parallel jobs sharing one results file, ``python -m sweep``, never
 overwrite each other's).
 
 Crash safety: the partial file is rewritten atomically after every repeat with the wall time spent so

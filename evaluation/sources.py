@@ -14,12 +14,12 @@ import torch
 from data.condensed import class_prefix, load_decoded
 from data.datasets import dataset_folders, first_per_class, imagenet_folder, imagenet_tensors, load_tensors
 from data.partitions import describe_parts, resolve_parts
-from utils.arguments import ipc_epoch
+from cli.arguments import ipc_epoch
 from evaluation.protocol import check_eval_nets
 from evaluation.records import check_results_file
 from utils.errors import UserError
 from utils.files import check_apart, check_output_file
-from utils.img_loader import check_pruning_key
+from yoco.selection import check_pruning_key
 from yoco.pruning import condensed_dir, default_factor, prune_decoded, pruning_config
 
 TEST_TYPES = ("other", "cx_cy", "baseline_b")
@@ -159,7 +159,7 @@ def check_only_with(args):
 
 def validate_args(args):
     """test.py's argument checks and derived settings (YOCO factor and epochs, --same_compute). The epochs of
-    prefix evaluations (--prefix_epochs) are derived with the others in ``utils.arguments.resolve``."""
+    prefix evaluations (--prefix_epochs) are derived with the others in ``cli.arguments.resolve``."""
     if args.test_type not in TEST_TYPES:
         raise UserError(f"unknown --test_type {args.test_type!r}; choose one of {', '.join(TEST_TYPES)}")
     check_only_with(args)

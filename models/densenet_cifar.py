@@ -15,7 +15,7 @@ import math
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from utils.determinism import global_avg_pool
+from training.determinism import global_avg_pool
 
 
 class DenseBottleneck(nn.Module):

@@ -19,7 +19,7 @@ import math
 import torch.nn as nn
 import torch.nn.functional as F
 from torch.nn.utils import parametrize
-from utils.determinism import global_avg_pool
+from training.determinism import global_avg_pool
 
 IMAGENET_BLOCKS = {10: [1, 1, 1, 1], 18: [2, 2, 2, 2], 34: [3, 4, 6, 3], 50: [3, 4, 6, 3],
                    101: [3, 4, 23, 3], 152: [3, 8, 36, 3], 200: [3, 24, 36, 3]}

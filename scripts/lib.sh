@@ -1,7 +1,7 @@
 # Sourced by every reproduction script (it changes into the project root or WORKDIR). Dry runs print the
 # commands and run nothing (no install, no training, no file written):
 #   DRY_RUN=1     for people: each command one shell-quoted line (`printf %q`), paste-able into a shell
-#   DRY_RUN=jobs  for programs (python -m utils.sweep, its Slurm backend, the tests): each command one JSON
+#   DRY_RUN=jobs  for programs (python -m sweep, its Slurm backend, the tests): each command one JSON
 #                 object on a line of its own, {"argv", "cwd", "env", "kind", "stage", "program"[, "tee"]}
 #                 (docs/reproducing.md: "The job list"); the script's other output lines are notes
 # tests/test_scripts.py parses every command with its script's parser, so a flag typo fails CI.
@@ -155,7 +155,7 @@ mdc_setup() {
 # mdc_condense FOLDER ROW FLAGS...: one condensation into FOLDER, resumable: the shared flags and the budget
 # first, then the row's own settings (so a row's --adaptive_period wins over the budget's), then the user's
 # EXTRA flags (last, they win over everything). --lock_wait -1: when another table is condensing the same
-# shared run right now (utils.sweep, Slurm), wait for it, then find it complete
+# shared run right now (sweep.local, Slurm), wait for it, then find it complete
 mdc_condense() {
   local dir=$1; shift
   run python3 "${P}condense_reg.py" "${MDC_COND[@]}" "$@" "${MDC_EXTRA[@]}" --save_dir "$dir" --resume --lock_wait -1

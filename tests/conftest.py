@@ -69,7 +69,7 @@ def run_cli(script, *args, cwd=None, check=True):
     import numpy as np
     import torch
 
-    from utils.arguments import cli
+    from cli.arguments import cli
 
     mod = importlib.import_module(script[:-3] if script.endswith(".py") else script)  # or a module: data.partitions
     out, err, code = io.StringIO(), io.StringIO(), 0

@@ -8,17 +8,22 @@ import sys
 
 from conftest import ROOT
 
-PACKAGES = ("utils", "data", "models", "condensation", "evaluation", "yoco")
+PACKAGES = ("utils", "cli", "training", "tracking", "sweep", "data", "models", "condensation", "evaluation", "yoco")
 LIBRARY_TOP = ("reg_ipcx",)  # a library module at the top level: the reference's module name
 # what each layer may import of ours (besides itself)
 ALLOWED = {
     "utils": set(),
-    "data": {"utils"},
-    "models": {"utils"},
-    "reg_ipcx": {"utils"},
-    "yoco": {"utils", "data", "models"},
-    "evaluation": {"utils", "data", "models", "yoco"},
-    "condensation": {"utils", "data", "models", "reg_ipcx", "evaluation"},
+    # the command line reads the torch-free registries of the domains for its choices and help
+    "cli": {"utils", "tracking", "condensation", "yoco"},
+    "tracking": {"utils"},
+    "sweep": {"utils"},
+    "training": {"utils", "cli"},
+    "data": {"utils", "cli", "training"},
+    "models": {"utils", "training"},
+    "yoco": {"utils", "cli", "training", "tracking", "data", "models"},
+    "evaluation": {"utils", "cli", "training", "tracking", "data", "models", "yoco"},
+    "condensation": {"utils", "cli", "training", "tracking", "data", "models", "evaluation"},
+    "reg_ipcx": {"utils", "condensation"},  # the reference's module name over condensation.mls
 }
 
 

@@ -9,7 +9,7 @@ from condensation.run_files import condense_tag
 from condensation.runner import tune_lr_img
 from evaluation.protocol import milestones, train_protocol
 from test import get_args_parser
-from utils.arguments import ipc_epoch, parse_args, str2bool
+from cli.arguments import ipc_epoch, parse_args, str2bool
 from utils.errors import UserError
 
 

@@ -1,4 +1,4 @@
-"""Tests for utils/augment.py (spec mdc §2.2, §3, §4, §6; yoco §2.5)."""
+"""Tests for training/augment.py (spec mdc §2.2, §3, §4, §6; yoco §2.5)."""
 import math
 import random
 
@@ -7,8 +7,8 @@ import pytest
 import torch
 from PIL import Image
 
-import utils.augment as A
-from utils.augment import (DiffAug, Normalize, ColorJitter, Lighting, cutmix, rand_bbox,
+import training.augment as A
+from training.augment import (DiffAug, Normalize, ColorJitter, Lighting, cutmix, rand_bbox,
                            imagenet_train_transform, imagenet_test_transform)
 from utils.errors import UserError
 

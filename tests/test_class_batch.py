@@ -1,5 +1,5 @@
 """The class-batched inner step (``--class_batch True``, condensation/batched.py) against the sequential loop,
-and ``--precision`` (utils/precision.py)."""
+and ``--precision`` (training/precision.py)."""
 import copy
 import json
 import os
@@ -19,7 +19,7 @@ from condensation.runner import diffaug, load_real, make_model_fn
 from models import create_model
 from utils.config import rng_state, set_rng_state, set_seed
 from utils.errors import UserError
-from utils.precision import autocast, check_precision
+from training.precision import autocast, check_precision
 
 
 @pytest.fixture(scope="module")

@@ -19,7 +19,7 @@ from condensation.synthesizer import Synthesizer, mix_tiles, tile_sizes
 from condense_reg import get_args_parser
 from data.condensed import decode_class
 from models import create_model
-from utils.arguments import parse_args
+from cli.arguments import parse_args
 from utils.config import pack_rng, rng_state, unpack_rng
 from utils.errors import UserError
 from utils.files import save_config

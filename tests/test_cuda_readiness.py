@@ -21,9 +21,9 @@ import torch.nn.functional as F
 import condense_reg
 from condensation import loop, runner
 from data.loaders import ClassSampler
-from utils.arguments import cli, parse_args
+from cli.arguments import cli, parse_args
 from utils.config import rng_state, set_rng_state
-from utils.determinism import bilinear_resize, global_avg_pool, grid_sample_bilinear
+from training.determinism import bilinear_resize, global_avg_pool, grid_sample_bilinear
 
 META = torch.device("meta")
 
@@ -238,14 +238,14 @@ def test_strict_mode_is_on_in_deterministic_runs():
 
 
 def test_kmeans_runs_on_the_cpu(monkeypatch):
-    from utils import kmeans as km
+    from training import kmeans as km
     seen = []
     assign = km._assign
     monkeypatch.setattr(km, "_assign", lambda x, c: seen.append(x.device.type) or assign(x, c))
     x = torch.randn(30, 4)
     cent, labels = km.kmeans(x, 3, seed=1)
     assert set(seen) == {"cpu"} and labels.device.type == "cpu"
-    ref = sys.modules["utils.kmeans"].kmeans(x.clone(), 3, seed=1)
+    ref = sys.modules["training.kmeans"].kmeans(x.clone(), 3, seed=1)
     assert torch.equal(ref[1], labels)
 
 
@@ -265,7 +265,7 @@ def test_streaming_decode_threads_give_the_same_batches(fake_root):
 
 def test_augmentation_workers_are_reproducible():
     from data.loaders import TensorLoader
-    from utils.augment import imagenet_train_transform
+    from training.augment import imagenet_train_transform
 
     x, y = torch.rand(12, 3, 40, 40), torch.arange(12) % 3
     tf = imagenet_train_transform(32, from_tensor=True)

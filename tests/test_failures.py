@@ -334,7 +334,7 @@ def test_record_is_not_appended_twice(world):
     every repeat done and the record already there, and leaves the results file as it is."""
     from evaluation.records import PartialRuns
     from test import get_args_parser
-    from utils.arguments import parse_args
+    from cli.arguments import parse_args
 
     argv = [*RANDOM_EVAL, "--epochs", "1", "--repeat", "1", "--results_file", str(world / "once.json")]
     run_script("test.py", *argv, cwd=world)
@@ -460,11 +460,11 @@ def test_no_checkpoint_of_a_diverged_network(tmp_path):
 
 
 def test_parallel_evaluations_sharing_a_results_file_keep_their_own_partial_file(tmp_path):
-    """The IPC-y prefixes of a table share one results file and run in parallel under utils.sweep: each
+    """The IPC-y prefixes of a table share one results file and run in parallel under sweep.local: each
     keeps its finished repeats in its own ``.partial`` file, and the same command finds its own again."""
     from evaluation.records import PartialRuns
     from test import get_args_parser
-    from utils.arguments import parse_args
+    from cli.arguments import parse_args
 
     base = ["-d", "fashion", "-f", "2", "--ipc", "4", "--test_type", "cx_cy", "--test_data_dir", "x"]
     results = str(tmp_path / "C.json")
@@ -786,7 +786,7 @@ def test_eval_nets_are_checked_before_any_work():
     repeated list are refused; the check builds nothing real and draws no random number."""
     from evaluation.protocol import check_eval_nets
     from test import get_args_parser
-    from utils.arguments import parse_args
+    from cli.arguments import parse_args
     from utils.errors import UserError
 
     def args(*a):

@@ -10,7 +10,7 @@ import pytest
 
 from conftest import ROOT
 
-GROUP = {  # a word of each group title of utils/options.py and yoco/arguments.py
+GROUP = {  # a word of each group title of cli/options.py and cli/yoco_options.py
     "data": "data: the real dataset", "condense": "condensation (IDC", "mdc": "MDC: the adaptive subset loss",
     "yoco": "YOCO: pruning", "protocol": "evaluation protocol", "output": "run and output",
     "set": "condensed set", "compat": "accepted for compatibility",
@@ -70,6 +70,6 @@ def test_compat_flags_are_listed_and_still_accepted():
     compat = next(g for g in parser._action_groups if g.title.startswith(GROUP["compat"]))
     for flag in ("--lr_img", "--adaptive_reg", "--inner_loop", "--aug_seed"):
         assert flag in compat.description
-    assert "--use_aim" not in compat.description  # it tracks the evaluation (utils/tracking.py)
+    assert "--use_aim" not in compat.description  # it tracks the evaluation (tracking/client.py)
     args = parser.parse_args(["--lr_img", "0.1", "--adaptive_reg", "True", "--use_aim", "False"])
     assert args.lr_img == 0.1 and args.adaptive_reg is True and args.use_aim is False

@@ -1,9 +1,9 @@
-"""utils/kmeans.py: seeded determinism, cluster recovery, nearest_to_centroids (spec yoco §3.2)."""
+"""training/kmeans.py: seeded determinism, cluster recovery, nearest_to_centroids (spec yoco §3.2)."""
 import pytest
 import torch
 
 from utils.errors import UserError
-from utils.kmeans import kmeans, nearest_to_centroids, pairwise_distance
+from training.kmeans import kmeans, nearest_to_centroids, pairwise_distance
 
 
 def _blobs(seed=0, per=30):

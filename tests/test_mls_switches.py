@@ -83,7 +83,7 @@ def test_default_folder_names_the_switches(root, tmp_path):
 
 def test_prefix_accuracy_is_nearest_class_mean():
     """The accuracy measure on a hand-built case: 2 classes, an identity embedding."""
-    from condensation.mls_measures import PrefixAccuracy
+    from condensation.mls.measures import PrefixAccuracy
     from condensation.synthesizer import Synthesizer
     from data.loaders import ClassSampler
     from types import SimpleNamespace

@@ -309,7 +309,7 @@ def test_partition_folders_keep_the_reference_names():
     from condense_reg_mp import get_args_parser, partition_folder
     from condensation.run_files import default_save_dir
     from condensation.runner import finalize_args
-    from utils.arguments import parse_args
+    from cli.arguments import parse_args
 
     args = parse_args(get_args_parser(), ["--reproduce", "-d", "cifar100", "-f", "2", "--ipc", "10",
                                           "--adaptive_reg", "True", "--nclass_sub", "20", "--phase", "3"])

@@ -83,7 +83,7 @@ def test_values_in_range_pass():
 
 
 def test_the_augmentation_op_list_is_the_one_diffaug_knows():
-    from utils.arguments import AUG_OPS
-    from utils.augment import GROUPS, OPS
+    from cli.arguments import AUG_OPS
+    from training.augment import GROUPS, OPS
 
     assert set(AUG_OPS) == set(OPS) | set(GROUPS)

@@ -15,7 +15,7 @@ from condensation.synthesizer import Synthesizer
 from condense_reg import get_args_parser
 from data.loaders import ClassSampler
 from models import create_model
-from utils.arguments import parse_args
+from cli.arguments import parse_args
 from utils.errors import UserError
 
 

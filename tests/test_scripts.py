@@ -1,5 +1,5 @@
 """Every reproduction script under scripts/ has a dry run (DRY_RUN=1: print the commands, run nothing; DRY_RUN=jobs:
-the same commands as a job list, utils/jobs.py), and every command of its job list is parsed by the parser of the
+the same commands as a job list, sweep/jobs.py), and every command of its job list is parsed by the parser of the
 script it calls, so a flag typo fails here."""
 import glob
 import importlib
@@ -11,9 +11,9 @@ import pytest
 
 from conftest import ROOT
 from evaluation.sources import validate_args
-from utils.arguments import parse_args
-from utils.img_loader import check_pruning_key
-from utils.jobs import job_list
+from cli.arguments import parse_args
+from yoco.selection import check_pruning_key
+from sweep.jobs import job_list
 
 # (script, arguments, extra environment): every script, with the variants that print other commands
 CASES = [

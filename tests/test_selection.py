@@ -1,4 +1,4 @@
-"""utils/img_loader.py: --pruning_key grammar (spec yoco §4) and selection rules (spec yoco §5)."""
+"""yoco/selection.py: --pruning_key grammar (spec yoco §4) and selection rules (spec yoco §5)."""
 import os
 import random
 
@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from utils.errors import UserError
-from utils.img_loader import (CCS_RATIOS, PruneConfig, allocate_budget, resolve_pruning_key, select_indices,
+from yoco.selection import (CCS_RATIOS, PruneConfig, allocate_budget, resolve_pruning_key, select_indices,
                               stratified_sampling)
 
 
@@ -336,7 +336,7 @@ def test_ccs_2_reads_the_ratio_only_where_the_reference_does():
 
 
 def test_ccs_type_follows_the_reference_per_branch():
-    """ccs_2 (the reference's utils/img_loader.py): the CIFAR branch skips the global cut-off and cuts the
+    """ccs_2 (the reference's yoco/selection.py): the CIFAR branch skips the global cut-off and cuts the
     easiest r inside each class (balanced keys only); the ImageNet branch has no ccs_2 code (= ccs_1)."""
     bal = PruneConfig("el2n", True, False, True, False, 0.25)
     imb = PruneConfig("el2n", False, False, True, False, 0.25)
@@ -413,6 +413,6 @@ def test_imagenet_set_found_under_the_name_condense_py_writes(tmp_path):
 
 
 def test_dynamics_seed_per_repetition():
-    from yoco.arguments import reproduce_seed
+    from cli.yoco_options import reproduce_seed
     assert [reproduce_seed(f"reproduce_{k}") for k in (1, 2, 3)] == [1, 2, 3]
     assert reproduce_seed("mine") == 0

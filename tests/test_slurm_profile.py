@@ -1,12 +1,12 @@
-"""utils/slurm.py without a cluster: time limits, memory sizes, the cluster profile and its precedence, the sbatch
+"""sweep/slurm.py without a cluster: time limits, memory sizes, the cluster profile and its precedence, the sbatch
 parameters of each stage, --print (needs no Slurm), and the flags that belong to one backend only."""
 import pytest
 
 from conftest import ROOT
 from test_sweep import make_fake
-from utils import slurm, sweep
+from sweep import local as sweep, slurm
 from utils.errors import UserError
-from utils.jobs import Stage
+from sweep.jobs import Stage
 
 
 @pytest.mark.parametrize("value,minutes", [(90, 90), ("90", 90), ("1:30", 2), ("01:30:00", 90), ("2-00:00:00", 2880),

@@ -1,4 +1,4 @@
-"""utils/jobs.py and utils/sweep.py: the job list (DRY_RUN=jobs) of every script read into stages, and local
+"""sweep/jobs.py and sweep/local.py: the job list (DRY_RUN=jobs) of every script read into stages, and local
 sweeps of a small fake script (sourcing scripts/lib.sh, so its job list is the real format) run on the CPU."""
 import os
 import re
@@ -12,7 +12,7 @@ import pytest
 
 from conftest import ROOT
 from test_scripts import CASES
-from utils import jobs, sweep
+from sweep import jobs, local as sweep
 from utils.errors import UserError
 
 CONDENSE = ("condense_reg.py", "condense.py")
@@ -340,7 +340,7 @@ def test_list_shows_stages_and_runs_nothing(fake, capsys):
 def test_ctrl_c_terminates_the_running_jobs(fake):
     script, work = fake
     env = dict(os.environ, SLEEP="60", PYTHONPATH=ROOT)
-    p = subprocess.Popen([sys.executable, "-m", "utils.sweep", str(script), "--gpus", "cpu", "--cpu_slots", "2"],
+    p = subprocess.Popen([sys.executable, "-m", "sweep.local", str(script), "--gpus", "cpu", "--cpu_slots", "2"],
                          cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         deadline = time.time() + 20

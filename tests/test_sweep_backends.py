@@ -1,4 +1,4 @@
-"""MDC Table 1 at the smoke budget through both backends of ``python -m utils.sweep``, and the Slurm backend against
+"""MDC Table 1 at the smoke budget through both backends of ``python -m sweep``, and the Slurm backend against
 a real one-node cluster (tests/slurm_cluster.py): the table submitted at once ends with the local backend's
 report; a failure cancels its dependants and a re-submission runs only what is not done; a cancelled or
 preempted condensation resumes from its checkpoint; two tables sharing a run folder condense it once. The
@@ -24,10 +24,10 @@ FAST = ["--gpus_per_job", "0", "--cpus_per_job", "1", "--time", "30", "--signal_
 
 
 def sweep(cluster, work, script, *flags, args=(), env=None, check=True):
-    """``python -m utils.sweep SCRIPT FLAGS -- ARGS`` in the cluster's environment, the script's work in ``work``."""
+    """``python -m sweep SCRIPT FLAGS -- ARGS`` in the cluster's environment, the script's work in ``work``."""
     e = dict(cluster.env, WORKDIR=str(work), DEVICE="cpu", INSTALL="0", TQDM_DISABLE="1", OMP_NUM_THREADS="1",
              PYTHONPATH=ROOT, **(env or {}))
-    p = subprocess.run([sys.executable, "-m", "utils.sweep", str(script), *flags, "--", *map(str, args)], cwd=ROOT,
+    p = subprocess.run([sys.executable, "-m", "sweep.local", str(script), *flags, "--", *map(str, args)], cwd=ROOT,
                        env=e, capture_output=True, text=True, timeout=600)
     if check and p.returncode != 0:
         raise AssertionError(f"sweep failed ({p.returncode}):\n{p.stdout[-3000:]}\n{p.stderr[-3000:]}")
@@ -77,7 +77,7 @@ def table1_local(cifar):
     """MDC Table 1 (N = 2, smoke budget) through the local backend, on the CPU."""
     work = table1_work(cifar, "local")
     script, args, env = TABLE1
-    p = subprocess.run([sys.executable, "-m", "utils.sweep", script, "--gpus", "cpu", "--cpu_slots", "1", "--", *args],
+    p = subprocess.run([sys.executable, "-m", "sweep.local", script, "--gpus", "cpu", "--cpu_slots", "1", "--", *args],
                        cwd=ROOT, capture_output=True, text=True, timeout=900,
                        env=dict(os.environ, WORKDIR=str(work), DEVICE="cpu", INSTALL="0", TQDM_DISABLE="1",
                                 OMP_NUM_THREADS="1", PYTHONPATH=ROOT, **env))

@@ -1,6 +1,6 @@
 """MDC Table 3 end to end at the smoke budget (BUDGET=smoke) on tiny fake CIFAR-10 in its real on-disk format:
 the table script runs every command it prints (condensations, evaluations) and the report has every row and
-column of the paper's layout. (MDC Table 1 runs through utils.sweep's two backends:
+column of the paper's layout. (MDC Table 1 runs through sweep.local's two backends:
 tests/test_sweep_backends.py; YOCO Table 1: tests/test_yoco_table_smoke.py, a module of its own so that the two
 smokes run on two test workers.)"""
 import csv

@@ -130,7 +130,7 @@ def test_interrupted_repeats_resume(fake_root, tmp_path):
     # an interrupted --repeat 2 run of the same settings left one finished repeat behind
     from evaluation.records import PartialRuns
     from test import get_args_parser
-    from utils.arguments import parse_args
+    from cli.arguments import parse_args
 
     ns = parse_args(get_args_parser(), [str(a) for a in args])
     marker = dict(first, best=12.34)
@@ -145,7 +145,7 @@ def test_run_tag_names_the_default_results_file(tmp_path):
     """Tables that evaluate one condensed set (YOCO Tables 1, 3, 5) write to their own results files."""
     import test as test_py
     from evaluation.records import default_results_file
-    from utils.arguments import parse_args
+    from cli.arguments import parse_args
     from utils.errors import UserError
 
     src = tmp_path / "condensed_img" / "idc" / "cifar10" / "set"
@@ -164,7 +164,7 @@ def _run_main(argv, monkeypatch, wrap=None):
     is counted per loader (and replaced by ``wrap`` when given: a fast stub for long ImageNet budgets)."""
     import evaluation.protocol as protocol
     import test as test_py
-    from utils.arguments import parse_args
+    from cli.arguments import parse_args
 
     seen = []
     real = protocol.train_one_epoch

@@ -1,4 +1,4 @@
-"""Experiment tracking (utils/tracking.py, docs/tracking.md) with the real libraries, read back with their own
+"""Experiment tracking (tracking/client.py, docs/tracking.md) with the real libraries, read back with their own
 readers: Aim's ``Repo`` API and TensorBoard's event reader.
 
 Fast tier: the flags, the one-line error for a tracker that is not installed, the reference's run names, the
@@ -51,7 +51,7 @@ def test_a_tracker_that_is_not_installed_is_a_one_line_error(script, flags, pack
 
 
 def test_use_aim_and_tensorboard_together_are_refused():
-    from utils.tracking import tracker_of
+    from tracking.client import tracker_of
 
     class A:
         use_aim, tracker = True, "tensorboard"
@@ -66,8 +66,8 @@ def test_use_aim_and_tensorboard_together_are_refused():
 def test_run_names_follow_the_reference():
     from condense_reg import get_args_parser
     from test import get_args_parser as test_parser
-    from utils.arguments import parse_args
-    from utils.tracking import mdc_run_name, test_names
+    from cli.arguments import parse_args
+    from tracking.client import mdc_run_name, test_names
 
     a = parse_args(get_args_parser(), ["-d", "cifar10", "--ipc", "10", "-f", "2", "--adaptive_reg", "True",
                                        "--adaptive_period", "50", "--tag", "x", "--batch_syn_max", "64"])
@@ -81,7 +81,7 @@ def test_run_names_follow_the_reference():
 
 
 def test_records_map_to_the_reference_names():
-    from utils.tracking import condensation_series
+    from tracking.client import condensation_series
 
     def ser(rec, classes=(0, 1)):
         out = condensation_series(rec, list(classes), "convnet")

@@ -136,7 +136,7 @@ def test_pipeline_compact_stats(fake_root, tmp_path):
     test.py --slct_ipc (in-process, 2 epochs)."""
     from generate_importance_score import get_args_parser as score_parser, main as score_main
     from get_training_dynamics import get_args_parser as dyn_parser, main as dyn_main
-    from utils.arguments import cli
+    from cli.arguments import cli
 
     data = tmp_path / "set"
     save_condensed(str(data / "data.pt"), *condensed(seed=6))
@@ -279,7 +279,7 @@ def bad_setup(tmp_path_factory):
     (["--score_file", "{tmp}/missing.pickle"], "not found"),
 ])
 def test_bad_input(bad_setup, fake_root, capsys, extra, needle):
-    from utils.arguments import cli
+    from cli.arguments import cli
 
     mod = _test_py()
     argv = ["-d", "cifar10", "--ipc", "2", "--test_data_dir", str(bad_setup / "set"), "--epochs", "1",
@@ -304,7 +304,7 @@ def test_bad_input_subprocess(bad_setup, fake_root):
 
 def test_dynamics_bad_input(tmp_path, capsys, monkeypatch):
     from get_training_dynamics import get_args_parser, main
-    from utils.arguments import cli
+    from cli.arguments import cli
 
     monkeypatch.chdir(tmp_path)
     save_condensed(str(tmp_path / "s" / "data.pt"), *condensed(seed=5))
@@ -323,7 +323,7 @@ def test_dynamics_bad_input(tmp_path, capsys, monkeypatch):
 
 @pytest.mark.slow
 def test_dynamics_under_bf16(fake_root, tmp_path):
-    """--precision bf16 (utils/precision.py): the dynamics log keeps its layout and float32 log-probabilities."""
+    """--precision bf16 (training/precision.py): the dynamics log keeps its layout and float32 log-probabilities."""
     data = tmp_path / "idc" / "data.pt"
     save_condensed(str(data), *condensed(seed=2))
     base = tmp_path / "dyn"

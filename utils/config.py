@@ -90,7 +90,7 @@ def set_determinism(deterministic):
     convolutions and fp32 for matrix products -- the defaults of the PyTorch the reference ran on, so the
     reference's numbers. ``deterministic=True``: strict ``torch.use_deterministic_algorithms(True)`` (an
     operation without a deterministic kernel raises instead of warning; the three we differentiate
-    through have deterministic stand-ins, utils/determinism.py), no autotuning, and no TF32 anywhere, so
+    through have deterministic stand-ins, training/determinism.py), no autotuning, and no TF32 anywhere, so
     a CUDA run repeats bit for bit on the same GPU, driver and PyTorch. CPU runs are deterministic in
     either mode."""
     torch.backends.cudnn.allow_tf32 = not deterministic

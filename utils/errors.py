@@ -1,4 +1,4 @@
-"""The two ways a run ends early on purpose; ``utils.arguments.cli`` turns both into one ``error:`` line.
+"""The two ways a run ends early on purpose; ``cli.arguments.cli`` turns both into one ``error:`` line.
 
 No imports: the command line (``-h`` included) must work without loading torch.
 """

@@ -7,7 +7,7 @@ lets any parser or argument group take the keyword. The text is the rule and its
 
 (alternatives joined by ``or``; a bare number is that value; ``any`` is every finite number). ``check``
 refuses, with a one-line ``UserError`` naming the flag, the value and the valid range, every value outside
-its range and every non-finite float (``nan``, ``inf``) whatever its range: ``utils.arguments.parse_args``
+its range and every non-finite float (``nan``, ``inf``) whatever its range: ``cli.arguments.parse_args``
 calls it on every script's parsed arguments, so no script loads data with a value it would only trip
 over later (or, worse, run with and report a meaningless number). ``None`` (an unset optional) passes.
 No torch here: ``-h`` stays instant.

@@ -22,14 +22,14 @@ from data.datasets import INFO, mean_std
 from data.loaders import TensorLoader
 from data.loaders import test_loader as real_test_loader
 from models import create_model
-from utils.arguments import check_aug_strategy
-from utils.augment import DiffAug, Normalize, imagenet_train_transform
+from cli.arguments import check_aug_strategy
+from training.augment import DiffAug, Normalize, imagenet_train_transform
 from utils.config import pack_rng, rng_state, set_rng_state, unpack_rng
 from utils.errors import UserError
 from utils.files import atomic_save, load_torch, nonfinite
-from utils.precision import amp_for
-from utils.train import train_one_epoch
-from yoco.arguments import DSA_STRATEGY, reproduce_seed
+from training.precision import amp_for
+from training.epochs import train_one_epoch
+from cli.yoco_options import DSA_STRATEGY, reproduce_seed
 from yoco.dynamics_io import save_compact, save_reference_pickle
 from yoco.dynamics_stats import save_stats
 from yoco.pruning import condensed_dir, default_factor, dynamics_base, ipc_from_folder, td_name
@@ -123,7 +123,7 @@ class DynamicsTrainer:
         T = len(self.loader) * args.epochs  # spec yoco §2.4: milestones in iterations
         self.sched = torch.optim.lr_scheduler.MultiStepLR(self.opt, milestones=[2 * T // 3, 5 * T // 6], gamma=0.2)
         self.aug = DiffAug(args.dsa_strategy, batch=False) if args.dsa else None
-        self.amp = amp_for(getattr(args, "precision", "fp32"), device)  # utils/precision.py
+        self.amp = amp_for(getattr(args, "precision", "fp32"), device)  # training/precision.py
 
     def epoch(self, e, log):
         """One epoch; appends one record per iteration to ``log``. Returns (train top-1, loss)."""

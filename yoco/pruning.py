@@ -18,7 +18,7 @@ import warnings
 import torch
 
 from utils.errors import UserError
-from utils.img_loader import resolve_pruning_key, select_indices
+from yoco.selection import resolve_pruning_key, select_indices
 from yoco.scores import load_score_file
 
 SINGLE_FORMATION = ("mtt", "dsa", "kip")  # stored at factor 1 (spec yoco §1.2)

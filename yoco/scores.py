@@ -24,7 +24,7 @@ import torch
 
 from utils.config import registrar
 from utils.errors import UserError
-from utils.kmeans import kmeans, nearest_to_centroids
+from training.kmeans import kmeans, nearest_to_centroids
 from utils.safe_pickle import load_pickle
 from yoco.dynamics_io import atomic_pickle
 from yoco.dynamics_stats import DynamicsStats, EpochStats

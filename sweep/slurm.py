@@ -1,12 +1,12 @@
-"""The Slurm backend of ``python -m utils.sweep`` (``--backend slurm``): a whole table submitted at once.
+"""The Slurm backend of ``python -m sweep`` (``--backend slurm``): a whole table submitted at once.
 
-    python -m utils.sweep scripts/mdc_table1.sh --backend slurm --profile cluster.yaml -- cifar10 10
-    python -m utils.sweep scripts/mdc_table1.sh --backend slurm --list -- cifar10 10     # watch
-    python -m utils.sweep scripts/mdc_table1.sh --backend slurm --print -- cifar10 10    # plan, submit nothing
+    python -m sweep scripts/mdc_table1.sh --backend slurm --profile cluster.yaml -- cifar10 10
+    python -m sweep scripts/mdc_table1.sh --backend slurm --list -- cifar10 10     # watch
+    python -m sweep scripts/mdc_table1.sh --backend slurm --print -- cifar10 10    # plan, submit nothing
 
 What it submits, through ``submitit`` (the established Python client of Slurm: it writes the sbatch file,
 pickles the call, and requeues a job that is preempted or reaches its time limit):
-* one **job array per stage** of the job list (``utils/jobs.py``), task i = the stage's i-th command still to
+* one **job array per stage** of the job list (``sweep/jobs.py``), task i = the stage's i-th command still to
   do; a stage of steps (reports) is one job that runs them in order;
 * stage k+1 depends on stage k (``--dependency=afterok:<array>``, ``--kill-on-invalid-dep=yes``): a failed
   command cancels every later stage, so nothing runs on a broken input;
@@ -33,7 +33,7 @@ import subprocess
 import time
 
 from utils.errors import UserError
-from utils.jobs import (LogsLock, job_env, list_plan, make_logs, open_log, say, start_command,
+from sweep.jobs import (LogsLock, job_env, list_plan, make_logs, open_log, say, start_command,
                         write_marker)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -486,7 +486,7 @@ def main(args, res, stages, notes, markers, logs, name, env):
         say(f"submitted stage {number} ({st.program}): job {job}, {count} {'task' if st.job else 'step'}"
             f"{'s' * (count != 1)}")
     jobs = " ".join(j for _, j, _ in submitted)
-    print(f"watch: python -m utils.sweep {args.script} --backend slurm --list{script_args(args)}\n"
+    print(f"watch: python -m sweep {args.script} --backend slurm --list{script_args(args)}\n"
           f"cancel: scancel {jobs}\nlogs: {logs}", flush=True)
     return 0
 

@@ -8,7 +8,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from utils.augment import cutmix
+from training.augment import cutmix
 from utils.errors import StopTraining
 
 
@@ -32,7 +32,7 @@ def train_one_epoch(model, loader, optimizer, *, aug=None, mixup="cut", mix_p=0.
     ``scheduler`` is stepped per iteration when given (YOCO dynamics, spec yoco §2.4);
     ``on_batch(iteration, idx, output)`` sees the training forward pass (YOCO's dynamics log),
     which needs a loader yielding ``(x, y, idx)``. Stops after ``n_data`` samples when n_data > 0.
-    ``amp``: the context of the forward pass and loss (``utils.precision.autocast``; backward outside it).
+    ``amp``: the context of the forward pass and loss (``training.precision.autocast``; backward outside it).
 
     No host wait per batch: losses, hit counts and the finiteness of the losses accumulate on the device
     and are read once at the end of the pass (a non-finite loss stops training there: StopTraining).

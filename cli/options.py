@@ -12,9 +12,9 @@ class partitions), ``test`` (test.py).
 import argparse
 import textwrap
 
-from utils.arguments import DATASETS, PRESETS, str2bool
+from cli.arguments import DATASETS, PRESETS, str2bool
 from utils.ranges import ranged
-from utils.tracking import TRACKERS
+from tracking.client import TRACKERS
 
 C, M, T = "condense", "mp", "test"
 ALL, COND = frozenset((C, M, T)), frozenset((C, M))

@@ -1,5 +1,5 @@
 """The tracker backends (``aim.Run``, TensorBoard event files) and ``serve``, the loop of the child process that
-runs them (``utils.tracking.Tracker``): the run only queues its calls, so a slow, hung or failing tracker (a full
+runs them (``tracking.client.Tracker``): the run only queues its calls, so a slow, hung or failing tracker (a full
 disk can leave Aim's database waiting forever) never holds up or stops the run.
 """
 import io

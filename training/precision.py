@@ -36,7 +36,7 @@ def check_precision(precision, device):
 
 def amp_for(precision, device):
     """``check_precision``, then the context factory of the network passes (``amp()`` → ``autocast``), as the
-    training loops take it (``utils.train.train_one_epoch(amp=…)``)."""
+    training loops take it (``training.epochs.train_one_epoch(amp=…)``)."""
     check_precision(precision, device)
     return lambda: autocast(precision, device)
 

@@ -14,7 +14,7 @@ Every command a table script would run is one JSON object on a line of its own (
 * ``tee`` (optional): a file that also receives the command's output (``run_tee``).
 
 Every other line of the dry run is a note the script echoes (``== MDC ==``). Every consumer reads this
-form: the local runner and the Slurm backend (``utils/sweep.py``, ``utils/slurm.py``) and the tests.
+form: the local runner and the Slurm backend (``sweep/local.py``, ``sweep/slurm.py``) and the tests.
 """
 import fcntl
 import hashlib

@@ -10,7 +10,7 @@ to the host: the condensation loop sends each record it appends to ``metrics.jso
 and dashboards written for the reference's runs keep working; our additions have names of their own.
 
 A tracker never stops a run and never changes a number: it runs in a child process of its own
-(``utils/trackers.py``) that the run only queues calls to, so a slow or hung tracker costs the loop nothing; its
+(``tracking/backends.py``) that the run only queues calls to, so a slow or hung tracker costs the loop nothing; its
 first failure (a locked or full repository, an unreachable Aim server) prints one warning line and turns
 tracking off; nothing it does draws from a random generator or touches a value of the run. A resumed run
 continues its Aim run (hash in ``run_hash.pt`` of the run folder, as the reference) and re-tracks the steps
@@ -34,7 +34,7 @@ TB_DIR = "tensorboard"
 
 
 # ------------------------------------------------------------------------------------------------
-# command line (the flags: ``utils.options.add_tracking_args``)
+# command line (the flags: ``cli.options.add_tracking_args``)
 
 
 def tracker_of(args):
@@ -168,7 +168,7 @@ def condensation_series(rec, classes, net):
 
 
 # ------------------------------------------------------------------------------------------------
-# the run's side: calls are queued to the tracker's own process (utils/trackers.py), never awaited
+# the run's side: calls are queued to the tracker's own process (tracking/backends.py), never awaited
 
 QUEUE_MAX = 20000  # calls the tracker may be behind before it counts as stalled
 STALL_SECONDS = 10  # at the end: how long the tracker may make no progress before it is stopped
@@ -176,7 +176,7 @@ STALL_SECONDS = 10  # at the end: how long the tracker may make no progress befo
 
 class Tracker:
     """The run's tracker, or none (``Tracker(None)``: every call does nothing). The backend lives in a child
-    process (``utils.trackers.serve``); every call only queues. The first failure it reports, a full queue or,
+    process (``tracking.backends.serve``); every call only queues. The first failure it reports, a full queue or,
     at ``close``, no progress for ``STALL_SECONDS`` prints one warning line (``warn``), stops the child and turns
     tracking off; the run goes on."""
 
@@ -185,7 +185,7 @@ class Tracker:
         self.mapper, self.proc = mapper, None
         if kind is None:
             return
-        from utils.trackers import serve
+        from tracking.backends import serve
 
         ctx = multiprocessing.get_context("spawn")  # a fresh interpreter: nothing of the run's threads or state
         self.calls, self.status, self.done = ctx.Queue(QUEUE_MAX), ctx.Queue(), ctx.Value("q", 0)

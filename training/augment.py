@@ -16,9 +16,9 @@ import torch.nn as nn
 import torch.nn.functional as F
 import torchvision.transforms as T
 
-from utils.arguments import check_aug_strategy
+from cli.arguments import check_aug_strategy
 from utils.errors import UserError
-from utils.determinism import grid_sample_bilinear
+from training.determinism import grid_sample_bilinear
 
 # spec mdc §3: fixed DiffAug constants
 PROB_FLIP = 0.5

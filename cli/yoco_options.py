@@ -5,8 +5,8 @@ spells them with dashes (``--custom-data-dir``); the underscore forms are accept
 import argparse
 import re
 
-from utils.arguments import DATASETS
-from utils.options import CONDENSE_KEYS
+from cli.arguments import DATASETS
+from cli.options import CONDENSE_KEYS
 from utils.ranges import ranged
 
 NETWORKS = ("convnet", "resnet10_ap")

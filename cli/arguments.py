@@ -1,6 +1,6 @@
 """The shared command line of every script (the reference's ``argument.py``, spec mdc §1, yoco §6.1).
 
-Nothing is parsed at import time and nothing here imports torch. ``utils.options`` declares the reference
+Nothing is parsed at import time and nothing here imports torch. ``cli.options`` declares the reference
 flags (same names, types and defaults, so existing shell scripts keep working) plus ours; ``parse_args``
 applies the ``--reproduce`` presets as *parser defaults* (an explicit flag always wins) and then the
 reference's derived settings (spec mdc §1.2–§1.4), again only where the user gave no value.
@@ -295,7 +295,7 @@ def cli(main, get_args_parser, argv=None):
     try:
         args = parse_args(get_args_parser(), argv)  # -h ends here, before torch is imported
         from utils.config import tune_allocator
-        from utils.tracking import check_tracker
+        from tracking.client import check_tracker
 
         check_tracker(args)  # a tracker that is not installed: one line, before any work
 

@@ -247,7 +247,7 @@ def select_indices(scores, cfg, *, N, C, ipc_f, ipc_t, factor, strata_random_sel
                    seed=None, imagenet=False):
     """Decoded indices of the pruned subset for every rule of spec yoco §5.1–5.6 (LongTensor).
 
-    ``ccs_type`` follows the reference per branch (its ``utils/img_loader.py``): on CIFAR (and our other
+    ``ccs_type`` follows the reference per branch (its ``yoco/selection.py``): on CIFAR (and our other
     non-ImageNet sets) ``ccs_2`` replaces the global hard cut-off by a cut of the hardest ``r`` inside each
     class (balanced keys; an imbalanced ``ccs_2`` selection cuts nothing); the ImageNet branch has no
     ``ccs_2`` code, so there it is ``ccs_1``."""

@@ -1,0 +1,1 @@
+"""MDC's adaptive subset loss: most-learnable-subset (MLS) selection and freezing (docs/algorithms.md)."""
