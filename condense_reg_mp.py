@@ -1,4 +1,5 @@
-"""Class-partitioned condensation (spec mdc §10, MDC Appendix B.6): blocks of ``--nclass_sub k`` classes.
+"""Class-partitioned condensation (reference he-y/Multisize-Dataset-Condensation/condense_reg_mp.py;
+docs/algorithms.md#class-partitioned-condensation, MDC Appendix B.6): blocks of ``--nclass_sub k`` classes.
 
     python condense_reg_mp.py --reproduce -d cifar100 -f 2 --ipc 10 --adaptive_reg True --nclass_sub 20 --phase 0
     torchrun --standalone --nproc_per_node 5 condense_reg_mp.py --reproduce -d cifar100 ... --nclass_sub 20
@@ -9,8 +10,8 @@ One partition is a thin layer over ``condensation/runner.py``, the run of conden
 ``condensation/loop.py``): the synthetic tensor holds only the classes p·k … (p+1)·k−1 with their real ids
 as targets, the network keeps all nclass outputs, network updates use all-class batches of the full training
 set, and "global" MLS mode averages over the partition's classes only (so each phase makes its own
-decision, spec §14 item 17). Folder: ``<base>_{k}_phase{p}``, where ``<base>`` is ``--save_dir`` or the
-condense_reg.py folder name.
+decision, mdc 17 in docs/reference-differences.md#bugs-fixed). Folder: ``<base>_{k}_phase{p}``, where ``<base>`` is
+``--save_dir`` or the condense_reg.py folder name.
 
 Plain ``python``: the one ``--phase p`` (as the reference). Under ``torchrun`` (``condensation/parallel.py``):
 rank r condenses phases r, r+W, … one after the other, each exactly the ``--phase p`` run, then rank 0
@@ -21,7 +22,8 @@ folder, and the merged one, belongs to one process at a time (``--lock_wait``, `
 ``--exact True``: the sharded run equals ``condense_reg.py --exact True`` (docs/parallel.md).
 
 Differences from the reference mp script: the real class batches use ``--batch_real`` (the reference
-hard-coded 64, spec §14 item 17), resume and DREAM work as in condense_reg.py, ImageNet loads the
+hard-coded 64, mdc 17 in docs/reference-differences.md#bugs-fixed), resume and DREAM work as in condense_reg.py,
+ImageNet loads the
 classes of phase 0 (as the reference mp script, which ignored ``--phase`` there), the in-run evaluations
 are off (evaluate the merged set), and ``--save_dir`` names the base of the partition folders (the
 partitions no longer write into one folder).
@@ -40,7 +42,8 @@ def get_args_parser():
 
 
 def partition(args):
-    """The classes of partition ``--phase p``: p·k … (p+1)·k−1 for ``--nclass_sub k`` (spec mdc §10)."""
+    """The classes of partition ``--phase p``: p·k … (p+1)·k−1 for ``--nclass_sub k`` (MDC reference condense_reg_mp.py;
+    docs/algorithms.md#class-partitioned-condensation)."""
     k, p, n = args.nclass_sub, args.phase, args.nclass
     check_nclass_sub(k, n)
     if not 0 <= p < n // k:
@@ -93,6 +96,7 @@ def merge(args, log=print):
 
 def run_world(args, world):
     """Under torchrun: rank r condenses phases r, r+W, …; rank 0 merges when every rank is done."""
+    from condensation.mls import MEASURES
     from condensation.parallel import phases_of
     from condensation.runner import run_condensation
 
@@ -106,9 +110,11 @@ def run_world(args, world):
         raise UserError(f"{flag} True steps all {n_part} partitions together, one per rank, but the job has "
                         f"{world.size} ranks: launch {n_part} processes (torchrun --nproc_per_node {n_part}, or over "
                         f"nodes) or choose --nclass_sub {args.nclass}/W")
-    if args.exact and args.adaptive_reg and args.mls_metric == "accuracy":
-        raise UserError("--exact True with --mls_metric accuracy: the nearest-class-mean classifier needs every "
-                        "class's images on one rank; use --mls_metric feature or gradient")
+    measure = MEASURES.of(args.mls_metric)
+    if args.exact and args.adaptive_reg and measure.one_rank:
+        sharded = " or ".join(n for n, m in MEASURES.items() if not m.one_rank)
+        raise UserError(f"--exact True with --mls_metric {args.mls_metric}: {measure.one_rank}; use --mls_metric "
+                        f"{sharded}")
     device = world.device(args.device)
     world.start(device)
     who = f"rank {world.rank} of {world.size}"

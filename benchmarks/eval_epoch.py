@@ -30,7 +30,7 @@ from data.loaders import TensorLoader  # noqa: E402
 from models import create_model  # noqa: E402
 from training.augment import DiffAug, Normalize  # noqa: E402
 from utils.config import resolve_device, tune_allocator  # noqa: E402
-from utils.flops import count_flops  # noqa: E402
+from models.flops import count_flops  # noqa: E402
 from training.precision import autocast  # noqa: E402
 from training.epochs import evaluate, train_one_epoch  # noqa: E402
 

@@ -11,10 +11,13 @@ class partitions), ``test`` (test.py).
 """
 import argparse
 import textwrap
+from collections.abc import Sequence
 
 from cli.arguments import DATASETS, PRESETS, str2bool
+from condensation import mls
 from utils.ranges import ranged
 from tracking.client import TRACKERS
+from yoco.selection import DEFAULT_PRUNING_KEY, pruning_key_help
 
 C, M, T = "condense", "mp", "test"
 ALL, COND = frozenset((C, M, T)), frozenset((C, M))
@@ -47,17 +50,40 @@ GROUPS = {
 }
 
 
-# settings that change the condensed numbers: a resumed run, and the partitions merged into one set
-# (data/partitions.py), must match them exactly
-NUMBER_KEYS = (
-    "dataset", "nclass", "dseed", "size", "nch", "net_type", "norm_type", "depth", "width", "lr",
-    "momentum", "weight_decay", "seed", "mixup_net", "beta", "mix_p", "ipc", "factor", "decode_type",
-    "init", "aug_type", "match", "metric", "bias", "fc", "f_idx", "niter", "inner_loop", "early",
-    "fix_iter", "net_epoch", "n_data", "batch_real", "batch_syn_max", "lr_img", "mom_img", "slct_type",
-    "start_idx", "adaptive_reg", "adaptive_period", "adaptive_class_wise", "interval", "nclass_sub",
-    "phase", "test", "pt_from", "dream_random_init", "mls_select", "mls_freeze", "mls_metric", "exact",
-    "global_mls", "coast", "precision", "class_batch",
-)
+class _NumberKeys(Sequence):
+    """The settings that change the condensed numbers: a resumed run, and the partitions merged into one set
+    (data/partitions.py), must match them exactly. The MLS part (the switches and every hyper-parameter of a
+    registered rule or measure, ``condensation.mls.number_keys``) is read from the registry each time, so a
+    rule registered later (a test's own) is compared on resume too."""
+    BEFORE = (
+        "dataset", "nclass", "dseed", "size", "nch", "net_type", "norm_type", "depth", "width", "lr",
+        "momentum", "weight_decay", "seed", "mixup_net", "beta", "mix_p", "ipc", "factor", "decode_type",
+        "init", "aug_type", "match", "metric", "bias", "fc", "f_idx", "niter", "inner_loop", "early",
+        "fix_iter", "net_epoch", "n_data", "batch_real", "batch_syn_max", "lr_img", "mom_img", "slct_type",
+        "start_idx", "adaptive_reg", "adaptive_period", "adaptive_class_wise", "interval", "nclass_sub",
+        "phase", "test", "pt_from", "dream_random_init")
+    AFTER = ("exact", "global_mls", "coast", "precision", "class_batch")
+
+    def keys(self):
+        return self.BEFORE + mls.number_keys() + self.AFTER
+
+    def __getitem__(self, i):
+        return self.keys()[i]
+
+    def __len__(self):
+        return len(self.keys())
+
+    def __iter__(self):
+        return iter(self.keys())
+
+    def __contains__(self, k):
+        return k in self.keys()
+
+    def __repr__(self):
+        return repr(self.keys())
+
+
+NUMBER_KEYS = _NumberKeys()
 
 
 CONDENSE_KEYS = ("idc", "dream", "mtt", "dsa", "kip")  # YOCO's --condense_key: which method made the set
@@ -218,15 +244,18 @@ def add_reference_args(parser, kind=T):
     a("mdc", COND, "--adaptive_period", default=100, type=int, valid=">= 1",
       help="MLS selection interval P (iterations)")
     a("mdc", COND, "--adaptive_class_wise", action="store_true", help="one MLS per class instead of one for all")
-    a("mdc", COND, "--mls_select", default="change", type=str, choices=["change", "distance", "random"],
-      help="how the MLS is chosen each window (MDC Table 3): change = largest change of the measure since the "
-           "previous window (MDC), distance = largest measure itself, random = a seeded random subset")
+    # the MLS rules and measures: choices, help and hyper-parameters from their registry (condensation/mls)
+    a("mdc", COND, "--mls_select", default=mls.RULES.default, type=str, choices=mls.RULES.names(),
+      help=mls.RULES.help())
     a("mdc", COND, "--mls_freeze", default=True, type=str2bool,
       help="freeze finished smaller subsets while a larger MLS trains (MDC; False: MDC Table 3 ablation)")
-    a("mdc", COND, "--mls_metric", default="feature", type=str, choices=["feature", "gradient", "accuracy"],
-      help="the per-subset measure the MLS is chosen from (MDC Table 5): feature distance (MDC), "
-           "gradient-matching distance, or nearest-class-mean accuracy on a fixed real batch (docs/condensing.md)")
-    # parallel condensation (ours; spec mdc §10 runs one partition per process by hand)
+    a("mdc", COND, "--mls_metric", default=mls.MEASURES.default, type=str, choices=mls.MEASURES.names(),
+      help=mls.MEASURES.help())
+    for flag, name, o in mls.hparam_options():
+        a("mdc", COND, f"--{o.name}", default=o.default, type=str2bool if o.type is bool else o.type,
+          choices=o.choices, valid=o.valid, help=f"{flag} {name}: {o.help}")
+    # parallel condensation (ours; the MDC reference's condense_reg_mp.py, he-y/Multisize-Dataset-Condensation, runs
+    # one partition per process by hand: docs/algorithms.md#class-partitioned-condensation)
     a("parallel", COND, "--exact", default=False, type=str2bool,
       help={C: "one random stream per class (real batches, augmentations, noise init), so that a torchrun run of "
                "condense_reg_mp.py --exact True gives these images; changes the numbers: off reproduces the paper",
@@ -256,9 +285,8 @@ def add_reference_args(parser, kind=T):
       help="IPC_T: prune the set to this IPC (0: no pruning)")
     a("yoco", frozenset((T,)), "--condense_key", default="idc", type=str, choices=CONDENSE_KEYS,
       help="which condensed set is pruned (its folder and format)")
-    a("yoco", frozenset((T,)), "--pruning_key", default="yoco", type=str,
-      help="<base>[_hard|_easy][_balance|_imbalance] (modifiers in either order), base: yoco, random, ssp, entropy, accumulated_margin, "
-           "forgetting, el2n, ccs")
+    a("yoco", frozenset((T,)), "--pruning_key", default=DEFAULT_PRUNING_KEY, type=str,
+      help=pruning_key_help())  # from the YOCO registries (yoco/registry.py)
     a("yoco", frozenset((T,)), "--score_file", default="", type=str,
       help="score file of generate_importance_score.py (default: from --reproduce_exp)")
     a("yoco", frozenset((T,)), "--topk", default=10, type=int, valid=">= 1", help="LBPE top-K epochs (the yoco key)")

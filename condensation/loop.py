@@ -1,4 +1,5 @@
-"""The condensation loop of spec mdc §8.6 (IDC + MDC), used by condense_reg.py, condense.py and
+"""The condensation loop of docs/algorithms.md#the-condensation-loop (reference
+he-y/Multisize-Dataset-Condensation/condense_reg.py) (IDC + MDC), used by condense_reg.py, condense.py and
 condense_reg_mp.py. The step functions (``class_update``, ``network_update``) are module level so
 that benchmarks/condense_step.py times exactly what the loop runs.
 """
@@ -14,8 +15,8 @@ from tqdm import tqdm
 
 from condensation.batched import CLASS_CHUNK, check_class_batch, class_batched_losses, step_positions
 from condensation.dream import dream_batches, init_picks
-from condensation.matchloss import feature_distances, grad_match_loss, matched_params, matchloss
-from condensation.mls.measures import PrefixAccuracy, gradient_distances
+from condensation.matchloss import grad_match_loss, matched_params, matchloss
+from condensation.mls import MEASURES, RULES, measure_of, mls_record
 from condensation.parallel import ClassStreams, coast, no_stream
 from condensation.run_files import (METRICS, check_resume_args, check_run_folder, load_checkpoint,
                                     load_reference_resume, read_metrics, reset_metrics, save_checkpoint,
@@ -47,17 +48,19 @@ class DivergedError(UserError):
 
 def window_measure(model, params, a_real, y_real, a_syn, y_syn, sizes, *, metric="mse", idx_from=0, idx_to=-1,
                    mls_metric="feature"):
-    """The MLS measure of every prefix in ``sizes`` at a window iteration, floats only (spec mdc §9.1: the
-    feature distance; ``mls_metric="gradient"``: the gradient-matching distance, ``condensation.mls.measures``)."""
-    if mls_metric == "gradient":
-        return gradient_distances(model, a_real, y_real, a_syn, y_syn, params, sizes, metric)
-    return feature_distances(model, a_real, a_syn, sizes, idx_from, idx_to, metric)
+    """The MLS measure of every prefix in ``sizes`` at a window iteration, floats only: ``mls_metric`` names a
+    per-class-step measure of ``condensation.mls.MEASURES`` (``feature``, the feature distance of MDC;
+    ``gradient``; condensation/mls/measures.py) or is the run's measure object itself."""
+    measure = MEASURES.of(mls_metric)() if isinstance(mls_metric, str) else mls_metric
+    return measure.class_step(model, params, a_real, y_real, a_syn, y_syn, sizes, metric=metric, idx_from=idx_from,
+                              idx_to=idx_to)
 
 
 def class_update(model, params, aug, opt_img, real, y_real, syn, y_syn, *, metric="mse", subsets=(),
                  frozen=0, feat_sizes=None, idx_from=0, idx_to=-1, fast=None, args=None, mls_metric="feature",
                  amp=contextlib.nullcontext):
-    """One per-class image step (spec mdc §8.6 inner body, §9.1, §9.2).
+    """One per-class image step (MDC reference condense_reg.py; docs/algorithms.md#the-condensation-loop,
+    #feature-distance-per-subset, #adaptive-subset-loss).
 
     Normalize + DiffAug (batch-shared parameters) on cat(real, syn); the MLS measure of every prefix in
     ``feat_sizes`` (window iterations, ``window_measure``); gradient matching with the subset
@@ -100,7 +103,8 @@ class RealBatches:
 
 def network_update(model, opt_net, sampler, aug_rand, args, amp=contextlib.nullcontext):
     """``n_data`` real samples in all-class batches of batch_real, per-sample DiffAug and CutMix
-    (p = mix_p), repeated net_epoch times (spec mdc §8.6 "Network update"); nothing when n_data <= 0.
+    (p = mix_p), repeated net_epoch times (MDC reference condense_reg.py, condense; docs/algorithms.md#network-update);
+    nothing when n_data <= 0.
     As the reference's ``train_epoch`` over its real loader, one update takes at most one loader
     length of batches (``ClassSampler.batches_per_pass``; in mp mode the partial batch is dropped).
     Returns the last epoch's unread sums and sample count (``train_one_epoch(metrics="device")``: the
@@ -155,15 +159,20 @@ class Condenser:
         self.aug, self.aug_rand = diffaug(args, device)
         self.synset = Synthesizer(args, args.nclass, args.nch, args.size, device, self.classes,
                                   stream=self.streams.of_class if self.streams else None)
-        # MLS switches (MDC Tables 3, 5): a random MLS is keyed by the seed (and the class when class-wise)
+        # MLS switches (MDC Tables 3, 5; the rule and the measure are entries of condensation.mls, their
+        # hyper-parameters read from args): a random MLS is keyed by the seed (and the class when class-wise)
+        hp = RULES.of(args.mls_select).hparams_of(args) if self.mdc else {}
         self.regs = [Regularizer(args.ipc, args.adaptive_period, select=args.mls_select, freeze=args.mls_freeze,
-                                 random_key=f"{args.seed}:{c}" if args.adaptive_class_wise else args.seed)
-                     for c in self.classes] if self.mdc else []
+                                 random_key=f"{args.seed}:{c}" if args.adaptive_class_wise else args.seed,
+                                 hparams=hp) for c in self.classes] if self.mdc else []
         self.prefix = subset_prefix_sizes(args.ipc, args.factor) if self.mdc else []
-        # the window measure: none for a random MLS; per class step (feature, gradient) or per inner step
-        self.measure = None if not self.mdc or args.mls_select == "random" else args.mls_metric
-        self.prefix_accuracy = (PrefixAccuracy(self.sampler, self.classes, args.batch_real, self.aug[0], args.seed)
-                                if self.measure == "accuracy" else None)
+        # the window measure: none when the rule reads none (random); per class step (``self.measure``: feature,
+        # gradient) or per inner step (``self.inner_measure``: accuracy)
+        m = measure_of(args) if self.mdc else None
+        m = m(sampler=self.sampler, classes=self.classes, args=args, norm=self.aug[0]) if m is not None else None
+        self.measured = m is not None
+        self.measure = m if m is not None and m.per_step else None
+        self.inner_measure = m if m is not None and not m.per_step else None
         self.opt_img = torch.optim.SGD([self.synset.data], lr=args.lr_img, momentum=args.mom_img)
         self.model = self.opt_net = self.params = None
         self.start_it, self.last_saved = 0, None
@@ -271,7 +280,8 @@ class Condenser:
         self.log(f"condensing {len(self.classes)} classes x {args.ipc} images (factor {args.factor}) into "
                  f"{self.save_dir} on {self.device}; {self.n_iter} outer iterations")
         init, picked = args.init, None
-        if args.slct_type == "dream":  # k-means picks the init images (spec mdc §8.8)
+        if args.slct_type == "dream":  # k-means picks the init images (MDC reference
+        # query_strategies/kmeans_sampling.py, KMeansSampling; docs/algorithms.md#dream)
             init, picked = init_picks(args, self.model_fn(), self.sampler, self.classes, args.ipc * self.f2)
         self.synset.init(self.sampler, init, args.start_idx, picked)
         save_grid(os.path.join(self.save_dir, "init.png"), self.synset.data)
@@ -295,7 +305,8 @@ class Condenser:
         self.params = matched_params(self.model, a.bias, a.fc) if a.match == "grad" else None
 
     def fresh_net(self):
-        """Fresh random network + ``early`` epochs on real data (spec mdc §8.6)."""
+        """Fresh random network + ``early`` epochs on real data (MDC reference condense_reg.py, condense;
+        docs/algorithms.md#the-condensation-loop)."""
         self.new_model()
         a = self.args
         n_batches = self.sampler.batches_per_pass()
@@ -304,12 +315,13 @@ class Condenser:
                             mixup=a.mixup_net, mix_p=a.mix_p, beta=a.beta, metrics=False, amp=self.amp)
         self.model.train()
 
-    # ---- the loop (spec mdc §8.6) --------------------------------------------------------------
+    # ---- the loop (MDC reference condense_reg.py, condense; docs/algorithms.md#the-condensation-loop) ----------------
     def run(self):
         args = self.args
         n_iter, P = self.n_iter, args.adaptive_period
         it_log = max(1, n_iter // 50)
-        it_test = {100 * k for k in range(1, args.niter // 100 + 1)} | {n_iter}  # from niter (§14 item 15)
+        it_test = {100 * k for k in range(1, args.niter // 100 + 1)} | {n_iter}  # from niter (mdc 15 in
+        # docs/reference-differences.md#reference-quirks-kept)
         fix_iter = max(1, args.fix_iter)
         if self.start_it >= n_iter:
             self.log(f"nothing to do: {self.save_dir} is complete ({n_iter} iterations)")
@@ -360,17 +372,18 @@ class Condenser:
         args, syn, model = self.args, self.synset, self.model
         loss_sum = torch.zeros((), device=self.device)
         featlog = [[] for _ in self.classes]
-        if args.test:  # debug: skip the inner loop (spec mdc §1.1 --test)
+        if args.test:  # debug: skip the inner loop (MDC reference argument.py --test)
             return loss_sum, featlog
         batches = None
         for k in range(args.inner_loop):
-            if args.slct_type == "dream" and k % args.interval == 0:  # spec mdc §8.8
+            if args.slct_type == "dream" and k % args.interval == 0:  # MDC reference
+            # query_strategies/kmeans_sampling.py, KMeansSampling; docs/algorithms.md#dream
                 batches = dream_batches(model, self.sampler, self.classes, args.batch_real)
             step = self.batched_inner_step if self.class_batch else self.inner_step
             for loss in step(t, window, batches, featlog):  # the class losses in step order
                 loss_sum += loss
-            if window and self.prefix_accuracy is not None:  # after the class steps, before the network update
-                for r, acc in enumerate(self.prefix_accuracy(model, syn, args.ipc)):
+            if window and self.inner_measure is not None:  # after the class steps, before the network update
+                for r, acc in enumerate(self.inner_measure.inner_step(model, syn, args.ipc)):
                     featlog[r].append(acc)
             if args.n_data > 0:
                 try:
@@ -382,7 +395,7 @@ class Condenser:
 
     def class_terms(self, t, r, window):
         """The MDC terms of class block ``r``'s step: (subset prefix sizes, frozen decoded images, whether the
-        step measures its prefixes) (spec mdc §9.2–9.4)."""
+        step measures its prefixes) (MDC reference reg_ipcx.py; docs/algorithms.md#mls-selection-and-freezing)."""
         subsets, frozen = (), 0
         if self.mdc:
             reg = self.regs[r]
@@ -390,14 +403,14 @@ class Condenser:
             F = reg.get_freeze_ipc()
             frozen = F * self.f2 if F > 0 else 0
             subsets = [x * self.f2 for x in reg.regularized()]
-        return subsets, frozen, window and self.measure in ("feature", "gradient")
+        return subsets, frozen, window and self.measure is not None
 
     def real_batch(self, c, r, batches):
         return batches[r] if batches is not None else self.sampler.class_sample(c)
 
     def inner_step(self, t, window, batches, featlog):
-        """The per-class image steps of one inner step, one after the other (spec mdc §8.6). Returns the
-        classes' losses in step order."""
+        """The per-class image steps of one inner step, one after the other (MDC reference condense_reg.py, condense;
+        docs/algorithms.md#the-condensation-loop). Returns the classes' losses in step order."""
         args, syn = self.args, self.synset
         losses = []
         idle = 0  # image steps of other ranks' classes since this shard's last step (--exact)
@@ -464,9 +477,10 @@ class Condenser:
         return [losses[r] for _, r in steps]
 
     def select_mls(self, t, featlog):
-        """MLS re-selection at it = t+1 from the window's feature distances (spec mdc §9.3)."""
+        """MLS re-selection at it = t+1 from the window's feature distances (MDC reference reg_ipcx.py, select_reg_ipc;
+        docs/algorithms.md#mls-selection)."""
         a = self.args
-        if self.measure is None:  # --mls_select random: nothing measured
+        if not self.measured:  # a rule that reads no measure (--mls_select random)
             dbar = [[] for _ in self.classes]
         elif self.world is not None and not a.adaptive_class_wise:
             # one global decision: every partition's log, in class order (rank r holds phase r)
@@ -475,14 +489,10 @@ class Condenser:
         else:
             dbar = average_featlog(featlog, len(self.classes), a.inner_loop, a.adaptive_class_wise)
         mls = [reg.select_reg_ipc(d, it=t + 1) for reg, d in zip(self.regs, dbar)]
-        delta = [reg.last_delta for reg in self.regs]
-        if a.adaptive_class_wise:
-            rec = {"dbar": dbar, "delta": delta, "mls": mls}
-        else:
-            rec = {"dbar": dbar[0], "delta": delta[0], "mls": mls[0]}
-        shown = {k: _rounded(v) for k, v in rec.items()}  # the float32 values, shown to 2 decimals
+        rec = mls_record(t + 1, mls, dbar, [reg.last_delta for reg in self.regs], a.adaptive_class_wise)
+        shown = {k: _rounded(rec[k]) for k in ("dbar", "delta", "mls")}  # the float32 values, shown to 2 decimals
         self.log(f"it {t + 1}: MLS {shown['mls']}  delta {shown['delta']}  dbar {shown['dbar']}")
-        self.record({"type": "mls", "it": t + 1, **rec})
+        self.record(rec)
 
     def log_loss(self, t, loss):
         mls = [reg.regularized() for reg in self.regs]
@@ -500,7 +510,7 @@ class Condenser:
                 if self.last_saved else "no checkpoint was written yet")
         return f"{what}; stopped: {last}; lower --lr_img (or --lr) and start again"
 
-    # ---- saving (spec mdc §12) -----------------------------------------------------------------
+    # ---- saving (MDC reference condense_reg.py, condense; docs/condensing.md#outputs-and-resume) ---------------------
     def checkpoint(self, it):
         state = {"version": 1, "it": it, "data": self.synset.data.detach().cpu(),
                  "opt_img": self.opt_img.state_dict(),
@@ -516,11 +526,12 @@ class Condenser:
         bad = nonfinite(self.model.state_dict()) if self.model is not None else []
         if bad:  # never write a checkpoint that a resume would refuse
             raise DivergedError(self._diverged(f"the network holds NaN/Inf ({bad[0]}) at iteration {it}"))
-        d, y = self.synset.data.detach(), self.synset.targets  # not clamped (spec mdc §8.6, §14 item 11)
+        d, y = self.synset.data.detach(), self.synset.targets  # not clamped (MDC reference condense_reg.py; mdc 11 in
+        # docs/reference-differences.md#reference-quirks-kept; docs/algorithms.md#the-condensation-loop)
         save_condensed(os.path.join(self.save_dir, f"data_{it}.pt"), d, y)
         if self.save_plain:
             save_condensed(os.path.join(self.save_dir, "data.pt"), d, y)
-        if self.mdc:  # JSON, never a pickle (fixes spec mdc §14 item 1)
+        if self.mdc:  # JSON, never a pickle (fixes mdc 1 in docs/reference-differences.md#bugs-fixed)
             atomic_write_text(os.path.join(self.save_dir, f"regularizer_{it}.json"),
                               json.dumps([r.state_dict() for r in self.regs]))
         self.checkpoint(it)
@@ -531,9 +542,10 @@ class Condenser:
         self.log(f"it {it}: saved data_{it}.pt")
         self.evaluate(it)
 
-    # ---- in-run evaluation (spec mdc §8.4, §8.6) -----------------------------------------------
+    # ---- in-run evaluation (MDC reference condense_reg.py; docs/algorithms.md#the-condensation-loop) -----------------
     def evaluate(self, it):
-        """Full set, plus every subset IPC-x with MDC when ipc ≤ 10 and f < 3 (spec §14 item 14).
+        """Full set, plus every subset IPC-x with MDC when ipc ≤ 10 and f < 3 (mdc 14 in
+        docs/reference-differences.md#reference-quirks-kept).
 
         Runs on its own seed (seed + it) and restores the global RNG states afterwards, so turning
         the evaluations on or off never changes the condensed images."""

@@ -1,14 +1,18 @@
-"""Files of a condensation run (spec mdc §8.6 saves, §8.7, §12): folder name, resume checkpoint,
+"""Files of a condensation run (reference he-y/Multisize-Dataset-Condensation/condense_reg.py;
+docs/algorithms.md#windows-and-save-points; docs/condensing.md#outputs-and-resume): folder name, resume checkpoint,
 argument check on resume, metrics.
 
-Folder: ``raid/results/{datatag}/{modeltag}{tag}`` with the reference tag (spec mdc §1.2 item 7;
+Folder: ``raid/results/{datatag}/{modeltag}{tag}`` with the reference tag (MDC reference argument.py;
+docs/algorithms.md#derived-settings;
 ``--tag`` first, ``_dream`` right after it, as the reference). A non-MDC ``condense_reg.py`` run with
-ipc ≥ 2 gets ``_noreg`` so Baseline C never shares MDC's folder (fixes spec mdc §14 item 12). The mp
+ipc ≥ 2 gets ``_noreg`` so Baseline C never shares MDC's folder (fixes mdc 12 in
+docs/reference-differences.md#bugs-fixed). The mp
 suffixes ``_{k}_phase{p}`` stay last so that ``test.py -s idc_cat`` finds the partitions from one
 base name.
 
 Resume checkpoint ``checkpoint.pt`` (re-impl; the reference restored only the images and the
-iteration, spec mdc §12): images, image-optimiser momentum, network and its optimiser, regulariser
+iteration, MDC reference condense_reg.py, condense; docs/condensing.md#outputs-and-resume): images, image-optimiser
+momentum, network and its optimiser, regulariser
 states, the next iteration, every global RNG state and the ``ClassSampler`` queues. It holds only
 tensors and plain Python values, so it loads with ``weights_only=True``.
 """
@@ -20,6 +24,7 @@ from data.condensed import load_condensed
 from data.datasets import dataset_folders
 from utils.config import jsonable, to_json
 from cli.options import NUMBER_KEYS
+from condensation.mls import folder_tag
 from utils.errors import UserError
 from utils.files import (atomic_save, atomic_write_text, check_apart, check_fresh_folder, load_torch,
                          load_yaml_mapping, nonfinite, read_jsonl)
@@ -29,8 +34,9 @@ METRICS = "metrics.jsonl"
 
 
 def condense_tag(args, lr_img_unscaled, marker=""):
-    """Folder suffix of a condensation run, built as the reference's ``argument.py`` builds it (spec mdc
-    §1.2 item 7, read from the code): ``_{tag}`` first, ``_dream`` for DREAM runs, then matching, MDC
+    """Folder suffix of a condensation run, built as the reference's ``argument.py`` builds it (MDC reference
+    argument.py; docs/algorithms.md#derived-settings, read from the code): ``_{tag}`` first, ``_dream`` for DREAM runs,
+    then matching, MDC
     period, network-update, multi-formation and image-update parts (``_mom`` is the *network* momentum
     ``--momentum``; ``--mom_img`` never enters the name), ``_{init}_ipc{ipc}``, ``_idx_{start_idx}``.
     ``marker`` (ours: ``_noreg``) goes right before the partition parts ``_{k}_phase{p}``, which stay
@@ -47,13 +53,9 @@ def condense_tag(args, lr_img_unscaled, marker=""):
             t += f"_{args.adaptive_period}"
         if args.adaptive_class_wise:
             t += "_class_wise"
-        # ours, only when not MDC's defaults (the reference had no switch): the Table 3 / 5 ablations
-        if args.mls_select != "change":
-            t += f"_mls{args.mls_select}"
-        if not args.mls_freeze:
-            t += "_nofreeze"
-        if args.mls_metric != "feature":
-            t += f"_mls{args.mls_metric}"
+        # ours, only when not MDC's defaults (the reference had no switch): the Table 3 / 5 ablations,
+        # ``_mls{select}``, ``_nofreeze``, ``_mls{metric}`` (the entries' tags, condensation/mls)
+        t += folder_tag(args)
     t += f"_{args.metric}"
     if args.pt_from >= 0:
         t += f"_pt{args.pt_from}" + (f"_{args.pt_num}" if args.pt_num > 1 else "")
@@ -193,7 +195,8 @@ def load_checkpoint(folder):
 
 def load_reference_resume(folder):
     """A reference-style folder (``it.pt`` + ``data_{it}.pt``, no checkpoint): (it, data) or None.
-    Restores only the images and the iteration, as the reference did (spec mdc §12)."""
+    Restores only the images and the iteration, as the reference did (MDC reference condense_reg.py, condense;
+    docs/condensing.md#outputs-and-resume)."""
     it_path = os.path.join(folder, "it.pt")
     if not os.path.exists(it_path):
         return None

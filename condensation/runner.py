@@ -1,5 +1,6 @@
 """The condensation run shared by ``condense_reg.py``, ``condense.py`` and ``condense_reg_mp.py``
-(spec mdc §8): argument checks, the lr_img scaling, the real-data sampler, the two augmentations and
+(reference he-y/Multisize-Dataset-Condensation/condense_reg.py; docs/algorithms.md#the-condensation-loop): argument
+checks, the lr_img scaling, the real-data sampler, the two augmentations and
 the model factory, handed to ``condensation.loop.Condenser``. The scripts differ only in the folder,
 the classes they condense and whether the adaptive subset loss may be on.
 """
@@ -12,6 +13,7 @@ from condensation.run_files import default_save_dir
 from data.datasets import imagenet_folder, imagenet_load_transform, imagenet_tensors, load_tensors, mean_std
 from data.loaders import ClassSampler
 from models import define_model
+from condensation.mls import check_switches
 from condensation.mls.regularizer import check_mdc_args
 from training.augment import DiffAug, Normalize
 from utils.config import resolve_device, set_seed
@@ -23,7 +25,8 @@ from utils.errors import UserError
 
 
 def check_args(args, mp=False):
-    """One-line errors for inputs the loop cannot run with (spec mdc §9.5, §14 items 3, 8); the range of every
+    """One-line errors for inputs the loop cannot run with (mdc 3 and 8 in docs/reference-differences.md#bugs-fixed;
+    docs/algorithms.md#mdc-preconditions); the range of every
     single number is declared with its option and checked by ``cli.arguments.parse_args``."""
     if args.niter * 100 // args.inner_loop < 1:
         raise UserError(f"--niter {args.niter} with --inner_loop {args.inner_loop} makes no outer iteration "
@@ -33,14 +36,8 @@ def check_args(args, mp=False):
     if args.adaptive_reg:
         check_mdc_args(args.ipc, args.factor, args.decode_type, args.batch_syn_max)
         if args.match != "grad":
-            raise UserError("--adaptive_reg True needs --match grad (spec mdc §9.2)")
-    else:
-        changed = [f"--{k} {v}" for k, v, d in (("mls_select", args.mls_select, "change"),
-                                                ("mls_freeze", args.mls_freeze, True),
-                                                ("mls_metric", args.mls_metric, "feature")) if v != d]
-        if changed:
-            raise UserError(f"{', '.join(changed)} switches a part of MDC's adaptive subset loss: it needs "
-                            "--adaptive_reg True")
+            raise UserError("--adaptive_reg True needs --match grad (docs/algorithms.md#mdc-preconditions)")
+    check_switches(args)  # the MLS switches and hyper-parameters need --adaptive_reg True (condensation/mls)
     if not mp and getattr(args, "global_mls", False):
         raise UserError("--global_mls is for condense_reg_mp.py under torchrun; condense_reg.py makes one global MLS "
                         "decision already")
@@ -55,14 +52,16 @@ def check_args(args, mp=False):
 
 
 def tune_lr_img(args, lr_img):
-    """lr_img · (ipc/10) · (size/base)² (spec mdc §1.4): linear in ipc in practice."""
+    """lr_img · (ipc/10) · (size/base)² (MDC reference argument.py, tune_lr_img; docs/algorithms.md#derived-settings):
+    linear in ipc in practice."""
     # the reference tests the dataset name: only "mnist" has base 28, Fashion (28 px) keeps base 32
     base = {"imagenet": 224, "mnist": 28}.get(args.dataset, 32)
     return lr_img * (args.ipc / 10) * (args.size / base) ** 2
 
 
 def finalize_args(args):
-    """Scale lr_img (spec mdc §1.4) once; the folder tag keeps the un-scaled value."""
+    """Scale lr_img (MDC reference argument.py, tune_lr_img; docs/algorithms.md#derived-settings) once; the folder tag
+    keeps the un-scaled value."""
     if not hasattr(args, "lr_img_unscaled"):
         args.lr_img_unscaled = args.lr_img
         args.lr_img = tune_lr_img(args, args.lr_img)
@@ -70,9 +69,10 @@ def finalize_args(args):
 
 
 def load_real(args, device, drop_last=False):
-    """The condensation source as a ``ClassSampler`` (spec mdc §8.5). ImageNet is loaded with
-    phase 0 whatever ``--phase`` says (fixes spec mdc §14 item 8). ``drop_last``: all-class batches
-    drop the partial batch of each pass (``condense_reg_mp.py``, as its reference loader; not with
+    """The condensation source as a ``ClassSampler`` (MDC reference condense_reg.py, load_resized_data). ImageNet is
+    loaded with
+    phase 0 whatever ``--phase`` says (fixes mdc 8 in docs/reference-differences.md#bugs-fixed). ``drop_last``:
+    all-class batches drop the partial batch of each pass (``condense_reg_mp.py``, as its reference loader; not with
     ``--exact True``, whose network is the single-process run's)."""
     if args.dataset == "imagenet":
         ds = imagenet_folder(args.imagenet_dir, "train", args.nclass, 0, args.dseed)
@@ -87,7 +87,7 @@ def load_real(args, device, drop_last=False):
 
 def diffaug(args, device):
     """Matching augmentation (batch-shared) and the network-update augmentation (per sample),
-    both after Normalize (spec mdc §3 usage sites)."""
+    both after Normalize (MDC reference condense_reg.py, diffaug; docs/algorithms.md#augmentation)."""
     mean, std = mean_std(args.dataset)
     norm = Normalize(mean, std).to(device)
     aug = nn.Sequential(norm, DiffAug(args.aug_type, batch=True))

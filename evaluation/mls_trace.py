@@ -14,6 +14,7 @@ import os
 import sys
 from collections import Counter
 
+from condensation.mls import first_of, read_frozen, read_mls_record
 from utils.errors import UserError
 from utils.files import read_jsonl
 
@@ -33,23 +34,17 @@ def _its(a, b):
     return f"it {a}" if a == b else f"it {a}–{b}"
 
 
-def _first(v):
-    """Class 0's value of a class-wise list (None for an empty one), else the value."""
-    if isinstance(v, list):
-        return v[0] if v else None
-    return v
-
-
 def trace(folder):
     """(MLS trajectory text, freeze events text) of one run folder."""
     path = os.path.join(folder, "metrics.jsonl")
     if not os.path.exists(path):
         raise UserError(f"{path} does not exist: point mls_trace at a condensation run folder of condense_reg.py")
     recs = list(read_jsonl(path))
-    mls = [(r["it"], _first(r["mls"])) for r in recs if r.get("type") == "mls"]
+    # class 0's values, through the MLS registry's readers (condensation/mls)
+    mls = [(m.it, first_of(m.mls)) for m in map(read_mls_record, (r for r in recs if r.get("type") == "mls"))]
     if not mls:
         raise UserError(f"{path} has no MLS records: the run was not an MDC run (--adaptive_reg True)")
-    frozen = [(r["it"], _first(r.get("frozen", -1))) for r in recs if r.get("type") == "loss"]
+    frozen = [(r["it"], first_of((read_frozen(r) or (False, [-1]))[1])) for r in recs if r.get("type") == "loss"]
     choices = ", ".join(f"{v} ({_its(a, b)})" for v, a, b in _spans(mls))
     events = [f"IPC-{v} ({_its(a, b)})" for v, a, b in _spans(frozen) if v is not None and v > 0]
     counts = ", ".join(f"IPC-{x}: {n}" for x, n in sorted(Counter(m for _, m in mls).items()))

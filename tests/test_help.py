@@ -73,3 +73,17 @@ def test_compat_flags_are_listed_and_still_accepted():
     assert "--use_aim" not in compat.description  # it tracks the evaluation (tracking/client.py)
     args = parser.parse_args(["--lr_img", "0.1", "--adaptive_reg", "True", "--use_aim", "False"])
     assert args.lr_img == 0.1 and args.adaptive_reg is True and args.use_aim is False
+
+
+def test_sweep_runs_as_its_package_and_under_its_old_name():
+    """``python -m sweep`` (sweep/__main__.py) and the documented ``python -m utils.sweep`` (a one-line alias)
+    print the same help, without importing torch."""
+    probe = ("import runpy, sys\nsys.argv = ['x', '-h']\ntry:\n    runpy.run_module({m!r}, run_name='__main__', "
+             "alter_sys=True)\nexcept SystemExit as e:\n    print('EXIT', e.code, 'torch' in sys.modules)\n")
+    outs = []
+    for m in ("sweep", "utils.sweep"):
+        p = subprocess.run([sys.executable, "-c", probe.format(m=m)], capture_output=True, text=True, cwd=ROOT,
+                           env=dict(os.environ, PYTHONPATH=ROOT), timeout=120)
+        assert p.stdout.strip().endswith("EXIT 0 False"), (m, p.stdout[-500:], p.stderr[-500:])
+        outs.append(p.stdout)
+    assert outs[0] == outs[1] and "python -m sweep" in outs[0]

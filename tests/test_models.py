@@ -1,4 +1,5 @@
-"""Tests for models/ and utils/flops.py (spec mdc §5, §6; yoco §2.3, §6.2)."""
+"""Tests for models/ and models/flops.py (reference he-y/Multisize-Dataset-Condensation/models/; reference
+he-y/you-only-condense-once/get_training_dynamics.py; docs/algorithms.md#the-dynamics-run, #pruned-set-evaluation)."""
 import argparse
 import math
 
@@ -9,7 +10,7 @@ import torch.nn as nn
 from models import MODELS, ModelError, create_model, define_model, register_model
 from models.convnet import ConvNet
 from utils.errors import UserError
-from utils.flops import count_flops, train_step_flops
+from models.flops import count_flops, train_step_flops
 
 
 def _x(b, c, s):
@@ -17,7 +18,7 @@ def _x(b, c, s):
     return torch.randn(b, c, s, s)
 
 
-# ---------------------------------------------------------------- ConvNet (spec mdc §5.1)
+# ---------------------------------------------------------------- ConvNet (MDC reference models/convnet.py, ConvNet)
 def test_convnet3_shapes_32px():
     m = create_model("convnet", nclass=10, nch=3, size=32)
     x = _x(2, 3, 32)
@@ -45,7 +46,8 @@ def test_convnet_norms(norm):
     m = ConvNet(10, 3, 32, 3, norm, (32, 32))
     x = _x(2, 3, 32)
     assert m(x).shape == (2, 10)
-    assert m.get_feature(x, 1, 2)[1].shape == (2, 32, 4, 4)  # works for 'none' too (§14 item 10)
+    assert m.get_feature(x, 1, 2)[1].shape == (2, 32, 4, 4)  # works for 'none' too (mdc 10 in
+    # docs/reference-differences.md#bugs-fixed)
 
 
 def test_convnet_none_has_no_norm_params_and_sn_rejected():
@@ -68,11 +70,12 @@ def test_convnet3_param_count_and_order():
     expect = ([f"layers.conv.{i}.{k}" for i in range(3) for k in ("weight", "bias")]
               + [f"layers.norm.{i}.{k}" for i in range(3) for k in ("weight", "bias")]
               + ["classifier.weight", "classifier.bias"])
-    assert names == expect  # spec mdc §5.1 parameter order
+    assert names == expect  # MDC reference models/convnet.py, ConvNet
 
 
 def test_convnet_param_dims_split():
-    # spec mdc §5.5: by default only the 3 conv kernels (4-D) are matched, 1-D/2-D are skipped
+    # MDC reference matchloss.py, matchloss; docs/algorithms.md#matching-loss: by default only the 3 conv kernels (4-D)
+    # are matched, 1-D/2-D are skipped
     m = create_model("convnet", nclass=10)
     dims = [p.dim() for p in m.parameters()]
     assert dims.count(4) == 3 and dims.count(2) == 1 and dims.count(1) == 3 + 6 + 1
@@ -80,7 +83,7 @@ def test_convnet_param_dims_split():
 
 
 def test_convnet_width_and_depth_rule():
-    m = create_model("convnet", nclass=100, depth=10, width=0.5)  # depth > 4 -> 3 (§1.2 item 5)
+    m = create_model("convnet", nclass=100, depth=10, width=0.5)  # depth > 4 -> 3 (MDC reference argument.py)
     assert m.net_depth == 3 and m.net_width == 64
     assert create_model("convnet", nclass=10, depth=4).net_depth == 4
 
@@ -97,7 +100,8 @@ def test_resnet_ap10_imagenet_224():
                       (1, 512, 7, 7), (1, 512), (1, 10)]
     convs = [mod for mod in m.modules() if isinstance(mod, nn.Conv2d)]
     assert len(convs) == 1 + 4 * 2 + 3 and all(c.stride == (1, 1) and c.bias is None for c in convs)
-    assert sum(p.dim() == 4 for p in m.parameters()) == 12  # incl. 1x1 shortcuts (§5.5)
+    assert sum(p.dim() == 4 for p in m.parameters()) == 12  # incl. 1x1 shortcuts (MDC reference matchloss.py,
+    # matchloss; docs/algorithms.md#matching-loss)
 
 
 def test_resnet_ap_cifar_layout_and_init():
@@ -149,7 +153,7 @@ def test_densenet_cifar():
     assert m1(_x(1, 1, 28)).shape == (1, 10)
 
 
-# ---------------------------------------------------------------- registry (spec mdc §6)
+# ---------------------------------------------------------------- registry (MDC reference train.py)
 def test_registry_names_and_errors():
     for name in ("convnet", "resnet_ap", "resnet", "densenet", "resnet10_bn", "resnet10_in",
                  "resnet18_bn", "resnet10_ap", "convnet3"):

@@ -24,6 +24,7 @@ import queue
 import sys
 import time
 
+from condensation.mls import first_of, groups, read_frozen, read_mls_record
 from utils.errors import UserError
 
 TRACKERS = ("none", "aim", "tensorboard")
@@ -137,24 +138,20 @@ def condensation_series(rec, classes, net):
         out.append(("scalar", "loss", rec["loss"], {"subset": "train"}))
         if rec.get("sec_per_it") is not None:
             out.append(("scalar", "sec_per_it", rec["sec_per_it"], {"subset": "train"}))
-        frozen = rec.get("frozen")
-        if isinstance(frozen, list) and frozen and isinstance(frozen[0], int):
-            out += [("scalar", "frozen", f, {"subset": f"class_{c}"}) for c, f in zip(classes, frozen)]
-        elif isinstance(frozen, int):
-            out.append(("scalar", "frozen", frozen, {"subset": "all"}))
+        frozen = read_frozen(rec)  # the MLS registry's reader (condensation/mls)
+        if frozen is not None and frozen[0] and isinstance(first_of(frozen[1]), int):
+            out += [("scalar", "frozen", f, {"subset": f"class_{c}"}) for c, f in zip(classes, frozen[1])]
+        elif frozen is not None and not frozen[0]:
+            out.append(("scalar", "frozen", frozen[1][0], {"subset": "all"}))
     elif kind == "mls":
-        wise = isinstance(rec["mls"], list)
-        mls = rec["mls"] if wise else [rec["mls"]] * len(classes)
-        dbar = rec["dbar"] if wise else [rec["dbar"]]
-        delta = rec["delta"] if wise else [rec["delta"]]
+        r = read_mls_record(rec)  # the MLS registry's reader (condensation/mls)
+        mls = r.mls if r.class_wise else r.mls * len(classes)
         for c, x in zip(classes, mls):
             out.append(("text", "regularized_ipc", f"Reg ipc: [{x}]", {"subset": f"class_{c}"}))
-        out.append(("text", "loss", reference_text(dbar[-1]), {"subset": "cur_loss"}))
-        if delta[-1] is not None:
-            out.append(("text", "loss_list", reference_text(delta[-1]), {"subset": "diff"}))
-        groups = list(zip([f"class_{c}" for c in classes], mls, dbar, delta)) if wise else [
-            ("all", rec["mls"], rec["dbar"], rec["delta"])]
-        for who, x, d, dl in groups:
+        out.append(("text", "loss", reference_text(r.dbar[-1]), {"subset": "cur_loss"}))
+        if r.delta[-1] is not None:
+            out.append(("text", "loss_list", reference_text(r.delta[-1]), {"subset": "diff"}))
+        for who, x, d, dl in groups(r, classes):
             out.append(("scalar", "mls", x, {"subset": who}))
             for name, vec in (("dbar", d), ("delta", dl)):
                 for i, v in enumerate(vec or []):
