@@ -1,14 +1,16 @@
-"""IDC condensation as YOCO ships it (spec yoco §7; spec mdc §8.6 without MDC).
+"""IDC condensation as YOCO ships it (reference he-y/you-only-condense-once/condense.py, condense: the loop of
+docs/algorithms.md#the-condensation-loop without MDC).
 
     python condense.py --reproduce_condense -d cifar10 -f 2 --ipc 10
 
 The same loop as condense_reg.py (``condensation/loop.py``: nothing is re-implemented here) with
 the adaptive subset loss off. Output: ``raid/condensed_img/idc/{datatag}/{modeltag}{tag}``, i.e.
-with the ``idc/`` level that YOCO's loaders expect (fixes spec yoco B11), for example
-``raid/condensed_img/idc/cifar10/conv3in_grad_mse_nd2000_cut_niter2000_factor2_lr0.005_mix_ipc10``.
+with the ``idc/`` level that YOCO's loaders expect (fixes yoco B11 in docs/reference-differences.md#bugs-fixed), for
+example ``raid/condensed_img/idc/cifar10/conv3in_grad_mse_nd2000_cut_niter2000_factor2_lr0.005_mix_ipc10``.
 Every save point writes ``data_{it}.pt`` and also ``data.pt`` (the file YOCO reads).
 
-Differences from YOCO's copy (spec yoco §7, B11): IDC's ``early`` network pre-training is kept
+Differences from YOCO's copy (YOCO reference condense.py, condense; yoco B11 in
+docs/reference-differences.md#bugs-fixed; docs/condensing.md): IDC's ``early`` network pre-training is kept
 (YOCO removed it, so its ImageNet runs carried ``ely10`` in the name without running it); saves and
 in-run evaluations follow IDC/MDC's schedule (every 100 iterations and at the end) instead of every
 40 iterations; ``--eval_during False`` switches the evaluations off.

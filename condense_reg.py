@@ -1,10 +1,13 @@
-"""Condensation driver: IDC gradient matching plus MDC's adaptive subset loss (spec mdc §8, §9).
+"""Condensation driver: IDC gradient matching plus MDC's adaptive subset loss (reference
+he-y/Multisize-Dataset-Condensation/condense_reg.py; docs/algorithms.md#the-condensation-loop,
+#mls-selection-and-freezing).
 
     python condense_reg.py --reproduce -d cifar10 -f 2 --ipc 10 --adaptive_reg True    # MDC
     python condense_reg.py --reproduce -d cifar10 -f 2 --ipc 10                        # Baseline C
     python condense_reg.py ... --resume                                              # continue
 
-The loop is spec mdc §8.6: a fresh network every max(1, fix_iter) outer iterations (+ ``early``
+The loop is docs/algorithms.md#the-condensation-loop (MDC reference condense_reg.py, condense): a fresh network every
+max(1, fix_iter) outer iterations (+ ``early``
 epochs on real data); the images are clamped once per outer iteration; per inner step and class a
 real batch and the decoded synthetic images of the class go through Normalize + batch-shared DiffAug
 together, the gradient-matching loss (+ the subset term of the MLS, with the frozen prefix detached)
@@ -13,13 +16,13 @@ network trains on ``n_data`` real samples. MLS re-selection happens after window
 The run is ``condensation/runner.py``, the loop ``condensation/loop.py``, the MLS selection and
 freezing ``reg_ipcx.py``.
 
-Reference bugs fixed here (spec mdc §14):
+Reference bugs fixed here (docs/reference-differences.md#bugs-fixed):
 * item 1: a run without ``--adaptive_reg`` no longer crashes at the first save (the regulariser
   file is written only with MDC, and as JSON instead of a pickle);
 * item 2: f = 1 with MDC works: the frozen prefix is detached out of place (``grad_match_loss``),
   never by an in-place write into a view of the leaf tensor;
-* item 3: ``--adaptive_reg True`` with ipc 1 (or a prefix that cannot fit, spec §9.5) is a one-line
-  error at start instead of an assertion at the first selection;
+* item 3: ``--adaptive_reg True`` with ipc 1 (or a prefix that cannot fit, docs/algorithms.md#mdc-preconditions) is a
+  one-line error at start instead of an assertion at the first selection;
 * item 4: ``--use_aim False`` means False, and aim is needed only with ``--use_aim True`` (docs/tracking.md);
 * item 5: the mix initialisation with ``--load_memory False`` (streaming ImageNet) honours
   ``start_idx`` (``ClassSampler.class_sample``);

@@ -1,4 +1,5 @@
-"""YOCO step 3: importance scores of every decoded image from the training dynamics (spec yoco §3).
+"""YOCO step 3: importance scores of every decoded image from the training dynamics (reference
+he-y/you-only-condense-once/generate_importance_score.py; docs/algorithms.md#scores).
 
     python generate_importance_score.py -d cifar10 --condense_key idc --ipc 10
     python generate_importance_score.py -d fashion --ipc 10 --custom-data-dir <folder> --stop_epoch 50
@@ -6,11 +7,12 @@
 Inputs (``raid/{reproduce_exp}/dynamics_and_scores/{key}/{dataset}/ipc{IPC}/`` unless overridden): the
 decoded set (normalised, no augmentation), ``ckpt-last.pt`` and the dynamics: ``td-ipc{IPC}.pickle``, else
 the compact ``td-ipc{IPC}.pt``, else the statistics-only ``td-ipc{IPC}-stats.pt`` (``--compact stats``;
-same scores up to float32 rounding), or ``--td-file``. Every key of spec yoco §3.3 is computed by
+same scores up to float32 rounding), or ``--td-file``. Every key of docs/algorithms.md#score-file (YOCO reference
+generate_importance_score.py) is computed by
 ``yoco.scores.compute_scores``: the dynamics keys from the log (or its statistics), ``entropy``/``loss``
 from the clean logits and the k-means lists from the ``embed`` features of ckpt-last in eval mode. Output
 ``data-score-ipc{IPC}-ep{E}.pickle`` (reference layout, written atomically). Stop epoch E and top-K per
-condense key (spec yoco §3.1) unless given.
+condense key (YOCO reference generate_importance_score.py; docs/algorithms.md#el2n-and-lbpe) unless given.
 Fixes: B2 (DSA writes ep100 and test.py reads ep100), B3 (DREAM reads the requested dataset).
 """
 import argparse

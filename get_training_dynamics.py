@@ -1,10 +1,11 @@
 """YOCO step 2: train one network on the decoded condensed set and log every sample's training output
-(spec yoco §2).
+(reference he-y/you-only-condense-once/get_training_dynamics.py; docs/algorithms.md#the-dynamics-run).
 
     python get_training_dynamics.py -d cifar10 --condense_key idc --ipc 10
     python get_training_dynamics.py -d fashion --ipc 10 --custom-data-dir <folder or .pt> --epochs 300 --compact
 
-Protocol (spec yoco §2.2–2.7): see ``yoco/dynamics.py``. Test every 10 epochs and at
+Protocol (YOCO reference get_training_dynamics.py; docs/algorithms.md#the-dynamics-run): see ``yoco/dynamics.py``. Test
+every 10 epochs and at
 the last. Output ``{base_dir}/ipc{IPC}/``: ``td-ipc{IPC}.pickle`` (reference layout; ``--compact`` also or
 only writes the lossless compact ``td-ipc{IPC}.pt``; ``--compact stats`` writes instead only
 ``td-ipc{IPC}-stats.pt``, the per-sample statistics the scores need, ~13 B/sample/epoch, no pickle),
@@ -14,7 +15,8 @@ only writes the lossless compact ``td-ipc{IPC}.pt``; ``--compact stats`` writes 
 Restartable: every ``--save-every`` epochs the run state and the records since the previous save go to
 ``resume/`` (chunks, each written once); ``--resume`` continues from there. Logs and checkpoints are written
 atomically; the dynamics log only when the run is complete.
-Fixes (spec yoco §10): B1 single ``--reproduce_exp`` (default reproduce_3); B12 ``--epochs`` honoured.
+Fixes (docs/reference-differences.md#bugs-fixed): B1 single ``--reproduce_exp`` (default reproduce_3); B12 ``--epochs``
+honoured.
 """
 import argparse
 import math
@@ -188,7 +190,8 @@ def epochs(args, out_dir, resume_dir, trainer, test, y, log, chunks, start, best
         lr = trainer.opt.param_groups[0]["lr"]
         for name, v in (("lr", lr), ("train_loss", loss), ("train_acc", top1)):
             tracker.scalar(name, v, e, epoch=e)
-        if e % args.test_period == 0 or e == args.epochs - 1:  # spec yoco §2.7: epochs 0, 10, ... and last
+        if e % args.test_period == 0 or e == args.epochs - 1:  # YOCO reference get_training_dynamics.py;
+        # docs/algorithms.md#the-dynamics-run: epochs 0, 10, ... and last
             acc, _, test_loss = evaluate(trainer.model, test, amp=trainer.amp)
             tracker.scalar("test_loss", test_loss, e, epoch=e)
             tracker.scalar("test_acc", acc, e, epoch=e)

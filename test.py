@@ -1,4 +1,6 @@
-"""Evaluate a condensed set: train fresh networks on it and report test accuracy (spec mdc §11, yoco §6).
+"""Evaluate a condensed set: train fresh networks on it and report test accuracy (reference
+he-y/Multisize-Dataset-Condensation/test.py; reference he-y/you-only-condense-once/test.py; docs/evaluating.md;
+docs/algorithms.md#pruned-set-evaluation).
 
     python test.py -d cifar10 -f 2 --ipc 10 --test_type cx_cy --ipcy 5 --test_data_dir <run dir> --repeat 3
     python test.py -d fashion -s random --ipc 10 -f 1 --repeat 3

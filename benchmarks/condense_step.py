@@ -1,4 +1,5 @@
-"""Condensation speed (spec mdc §8.6) through the real loop (``condensation.loop.Condenser``), as ratios measured in
+"""Condensation speed (reference he-y/Multisize-Dataset-Condensation/condense_reg.py;
+docs/algorithms.md#the-condensation-loop) through the real loop (``condensation.loop.Condenser``), as ratios measured in
 one run against named baselines that compute the same thing.
 
     python benchmarks/condense_step.py [--device auto|cpu|cuda] [--reps 5] [--threads N] [--mls 5]

@@ -1,4 +1,5 @@
-"""Cost of YOCO's training-dynamics step (spec yoco §2): seconds per epoch and log bytes per epoch.
+"""Cost of YOCO's training-dynamics step (reference he-y/you-only-condense-once/get_training_dynamics.py;
+docs/algorithms.md#the-dynamics-run): seconds per epoch and log bytes per epoch.
 
     python benchmarks/dynamics.py [--epochs 3] [--device cpu] [--threads 2]
 

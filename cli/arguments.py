@@ -1,9 +1,11 @@
-"""The shared command line of every script (the reference's ``argument.py``, spec mdc §1, yoco §6.1).
+"""The shared command line of every script (the ``argument.py`` of the references he-y/Multisize-Dataset-Condensation
+and he-y/you-only-condense-once; docs/algorithms.md#derived-settings).
 
 Nothing is parsed at import time and nothing here imports torch. ``cli.options`` declares the reference
 flags (same names, types and defaults, so existing shell scripts keep working) plus ours; ``parse_args``
 applies the ``--reproduce`` presets as *parser defaults* (an explicit flag always wins) and then the
-reference's derived settings (spec mdc §1.2–§1.4), again only where the user gave no value.
+reference's derived settings (MDC reference argument.py, tune_lr_img and ipc_epoch;
+docs/algorithms.md#derived-settings), again only where the user gave no value.
 
 Every top-level script follows the torchvision-references shape: ``get_args_parser()`` builds the
 parser, ``main(args)`` does the work, and ``cli(main, get_args_parser)`` runs it from the shell.
@@ -62,7 +64,7 @@ def _rule_matches(cond, ns):
 
 
 def preset_values(ns, path=PRESETS):
-    """Merge every matching rule of the preset file, in file order (spec mdc §1.5)."""
+    """Merge every matching rule of the preset file, in file order (MDC reference misc/reproduce.py, set_arguments)."""
     fix = "pass --presets with a file laid out as configs/reproduce.yaml"
     try:
         with open(path) as f:
@@ -123,7 +125,8 @@ def _refuse_explicit(explicit, key, message):
 
 
 def check_nclass_sub(k, nclass):
-    """``--nclass_sub k`` of class-partitioned runs (condense_reg_mp.py, ``test.py -s idc_cat``, spec mdc §10)
+    """``--nclass_sub k`` of class-partitioned runs (condense_reg_mp.py, ``test.py -s idc_cat``, MDC reference
+    condense_reg_mp.py; docs/algorithms.md#class-partitioned-condensation)
     must divide ``--nclass`` so that every class is condensed exactly once."""
     allowed = [d for d in range(1, nclass + 1) if nclass % d == 0]
     if k not in allowed:
@@ -157,7 +160,8 @@ def _source_hook(args, explicit):
 
 
 def ipc_epoch(ipc, factor, nclass=10, bound=-1):
-    """ImageNet evaluation epochs from the decoded count (spec mdc §1.3)."""
+    """ImageNet evaluation epochs from the decoded count (MDC reference argument.py, ipc_epoch;
+    docs/algorithms.md#derived-settings)."""
     n = ipc * factor**2
     if bound > 0:
         n = min(n, bound)
@@ -168,7 +172,8 @@ def ipc_epoch(ipc, factor, nclass=10, bound=-1):
 
 
 def eval_epochs(args, ipc):
-    """The reference's evaluation epochs of a set of ``ipc`` stored images per class (spec mdc §1.3):
+    """The reference's evaluation epochs of a set of ``ipc`` stored images per class (MDC reference argument.py,
+    ipc_epoch; docs/algorithms.md#derived-settings):
     ImageNet by decoded count (``ipc_epoch``, capped by batch_syn_max for ``bound`` decoding), every other
     dataset 1000 whatever the IPC."""
     if args.dataset != "imagenet":
@@ -178,7 +183,8 @@ def eval_epochs(args, ipc):
 
 
 def resolve(args, explicit=()):
-    """Derived settings of spec mdc §1.2–§1.4 (dataset block, tags, epochs, DSA strategy)."""
+    """Derived settings of docs/algorithms.md#derived-settings (MDC reference argument.py, tune_lr_img and ipc_epoch)
+    (dataset block, tags, epochs, DSA strategy)."""
     explicit = set(explicit)
     d = args.dataset
     if d not in DATASETS:
@@ -221,7 +227,8 @@ def resolve(args, explicit=()):
             _default(args, explicit, "weight_decay", 1e-4)
             _default(args, explicit, "batch_size", max(128, args.batch_size))
             _default(args, explicit, "batch_real", max(128, args.batch_real))
-    # YOCO condense keys: mtt/dsa/kip are single-formation sets (spec yoco §1.2)
+    # YOCO condense keys: mtt/dsa/kip are single-formation sets (YOCO reference utils/img_loader.py, load_data_path;
+    # docs/algorithms.md#yoco-condensed-inputs)
     if args.condense_key in ("mtt", "dsa", "kip"):
         if args.factor != 1:
             _refuse_explicit(explicit, "factor", f"-f {args.factor}: --condense_key {args.condense_key} sets are "
@@ -248,15 +255,17 @@ def resolve(args, explicit=()):
             _refuse_explicit(explicit, "init", f"--init {args.init} with -f {args.factor}: multi-formation "
                              "initialises every tile from a real image (--init mix, forced as the reference); "
                              "leave out --init, or pass -f 1")
-        args.init = "mix"  # spec mdc §1.2 item 6
+        args.init = "mix"  # MDC reference argument.py; docs/algorithms.md#derived-settings
     if not re.fullmatch(r"\d+(,-?\d+)?", args.f_idx):
         raise UserError(f"--f_idx {args.f_idx}: a feature layer index, or two as from,to (e.g. 2 or 1,3)")
     parts = [int(v) for v in args.f_idx.split(",")]
     args.idx_from, args.idx_to = parts[0], (parts[1] if len(parts) > 1 else -1)
     if args.adaptive_reg and "metric" not in explicit:
-        args.metric = "mse"  # MDC forces mse (spec mdc §1.2 item 7)
-    # evaluation epochs (spec mdc §1.3); an explicit --epochs always wins. Prefix evaluations (test.py
-    # cx_cy / baseline_b) take them from the full --ipc N as the reference (spec mdc §11.2), or from the
+        args.metric = "mse"  # MDC forces mse (MDC reference argument.py; docs/algorithms.md#derived-settings)
+    # evaluation epochs (MDC reference argument.py, ipc_epoch; docs/algorithms.md#derived-settings); an explicit
+    # --epochs always wins. Prefix evaluations (test.py
+    # cx_cy / baseline_b) take them from the full --ipc N as the reference (MDC reference test.py, test_data;
+    # docs/evaluating.md#protocol), or from the
     # evaluated --ipcy y with --prefix_epochs subset; only ImageNet's epochs depend on the IPC.
     if args.ipc > 0 and "epochs" not in explicit:
         prefix = getattr(args, "test_type", "other") in ("cx_cy", "baseline_b") and getattr(args, "ipcy", -1) > 0
@@ -272,7 +281,8 @@ AUG_OPS = ("flip", "color", "crop", "cutout", "scale", "rotate", "translate", "b
 
 
 def check_aug_strategy(strategy, flag="the augmentation"):
-    """A DiffAug strategy (spec mdc §3): ``_``-joined ops of ``AUG_OPS``, or empty / ``none``; else a UserError."""
+    """A DiffAug strategy (MDC reference misc/augment.py, DiffAug; docs/algorithms.md#augmentation): ``_``-joined ops of
+    ``AUG_OPS``, or empty / ``none``; else a UserError."""
     if strategy == "" or strategy.lower() == "none":
         return
     for tok in strategy.lower().split("_"):

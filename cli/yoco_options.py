@@ -1,5 +1,6 @@
 """The flags shared by YOCO's two scripts (``get_training_dynamics.py``, ``generate_importance_score.py``):
-which condensed set, where its dynamics and scores live (spec yoco §1.1, §2.1, §3.1). The reference
+which condensed set, where its dynamics and scores live (reference he-y/you-only-condense-once/argument.py;
+docs/yoco.md; docs/algorithms.md#the-dynamics-run, #el2n-and-lbpe). The reference
 spells them with dashes (``--custom-data-dir``); the underscore forms are accepted too.
 """
 import argparse
@@ -10,7 +11,8 @@ from cli.options import CONDENSE_KEYS
 from utils.ranges import ranged
 
 NETWORKS = ("convnet", "resnet10_ap")
-DSA_STRATEGY = "color_crop_flip_scale_rotate"  # the dynamics run's augmentation (spec yoco §2.5)
+DSA_STRATEGY = "color_crop_flip_scale_rotate"  # the dynamics run's augmentation (YOCO reference
+# get_training_dynamics.py; docs/algorithms.md#the-dynamics-run)
 
 
 def reproduce_seed(reproduce_exp):

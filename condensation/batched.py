@@ -1,11 +1,13 @@
 """The class-batched inner step (``--class_batch True``; issue 12): the C per-class image steps of one inner
-step of spec mdc §8.6 computed in one batched pass, at exactly the positions the sequential loop uses.
+step of docs/algorithms.md#the-condensation-loop (reference he-y/Multisize-Dataset-Condensation/condense_reg.py)
+computed in one batched pass, at exactly the positions the sequential loop uses.
 
 Why it is exact
 ---------------
 Within one inner step the matching network is fixed, and class c's matching loss depends only on the
 images of class c. The image optimiser is one SGD with momentum over the whole tensor, stepped once per
-class (spec mdc §8.6): a class step moves the *other* classes' rows by momentum alone (their gradient is
+class (MDC reference condense_reg.py, condense; docs/algorithms.md#the-condensation-loop): a class step moves the
+*other* classes' rows by momentum alone (their gradient is
 zero: ``b ← μ·b``, ``x ← x − η·b``). So the rows of the class stepped s-th are, when its step comes, its
 rows after s zero-gradient steps, which do not depend on any gradient of this inner step. Hence:
 
@@ -90,7 +92,8 @@ def _named(model, params):
 
 
 def class_batched_losses(model, params, real, y_real, syn, y_syn, metric="mse", subsets=(), frozen=0):
-    """Matching loss of every class of one group in one batched pass (spec mdc §7 grad, §9.2).
+    """Matching loss of every class of one group in one batched pass (MDC reference matchloss.py, matchloss;
+    reg_ipcx.py, grad_loss_for_img_update; docs/algorithms.md#matching-loss).
 
     ``real`` [C, n, ...], ``syn`` [C, N, ...]: the augmented, normalised batches of C classes sharing the
     prefix sizes ``subsets`` (decoded images) and the frozen prefix ``frozen``; ``y_*`` [C, n] / [C, N].
@@ -126,7 +129,8 @@ def class_batched_losses(model, params, real, y_real, syn, y_syn, metric="mse", 
 
     def losses(g_s, g_subs, g_r):
         total = grad_distance([g_r[n] for n in names], [g_s[n] for n in names], metric)
-        for g_n in g_subs:  # spec mdc §9.2: adaptive subset terms
+        for g_n in g_subs:  # MDC reference reg_ipcx.py, grad_loss_for_img_update;
+        # docs/algorithms.md#adaptive-subset-loss: adaptive subset terms
             total = total + grad_distance([g_r[n] for n in names], [g_n[n] for n in names], metric)
         return total
 

@@ -1,4 +1,6 @@
-"""DREAM real-image selection for condensation (``-s dream``, spec mdc §8.8; Table 8 "MDC on DREAM").
+"""DREAM real-image selection for condensation (``-s dream``, reference
+he-y/Multisize-Dataset-Condensation/query_strategies/kmeans_sampling.py; docs/algorithms.md#dream; Table 8 "MDC on
+DREAM").
 
 * Initialisation: per class, k-means (euclidean, ``training.kmeans``) on ``model.embed`` features of
   a freshly initialised network with k = ipc·f²; the real image nearest to each centroid, in
@@ -9,7 +11,8 @@
   current network's features; the images nearest to the centroids are that class's real batch
   until the next re-clustering.
 
-As the reference, the features are computed on **unnormalised** images (spec mdc §14 item 18, kept)
+As the reference, the features are computed on **unnormalised** images (mdc 18 in
+docs/reference-differences.md#reference-quirks-kept, kept)
 and the network needs ``embed`` (ConvNet, ResNetAP). The k-means seed is drawn from the global torch
 RNG, so a seeded run (and a resumed one) is reproducible.
 """
@@ -64,8 +67,8 @@ def dream_init(model, sampler, classes, n):
 def init_picks(args, model, sampler, classes, n):
     """``(init_type, picked)`` for ``Synthesizer.init`` of a DREAM run: the k-means picks feed the mix
     tiles; with ``--init random`` the reference computes the picks (the same RNG stream) and then takes
-    the first ipc images of each class instead (spec mdc §8.8): ``("random", None)`` unless
-    ``--dream_random_init picks``."""
+    the first ipc images of each class instead (MDC reference query_strategies/kmeans_sampling.py, KMeansSampling;
+    docs/algorithms.md#dream): ``("random", None)`` unless ``--dream_random_init picks``."""
     check_dream(args, model)
     picked = dream_init(model, sampler, classes, n)
     if args.init != "random":

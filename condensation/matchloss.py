@@ -1,10 +1,16 @@
-"""Matching losses of IDC / MDC (spec mdc §7, §9.1, §9.2).
+"""Matching losses of IDC / MDC (reference he-y/Multisize-Dataset-Condensation/matchloss.py; reg_ipcx.py;
+docs/algorithms.md#matching-loss).
 
-* ``dist``: the distances of spec mdc §7 (sum reductions; mse is a SUM of squares).
-* ``matched_params``: the parameters whose gradients are matched (spec mdc §5.5).
-* ``grad_match_loss``: IDC gradient matching plus MDC's adaptive subset loss (spec mdc §9.2).
-* ``feat_match_loss`` / ``matchloss``: the feat mode and the args-driven dispatch (spec mdc §7).
-* ``feature_distances`` / ``feature_distances_from_feats``: MDC's d_x (spec mdc §9.1).
+* ``dist``: the distances of the MDC reference's matchloss.py, dist (docs/algorithms.md#matching-loss: sum reductions;
+  mse is a SUM of squares).
+* ``matched_params``: the parameters whose gradients are matched (MDC reference matchloss.py, matchloss;
+  docs/algorithms.md#matching-loss).
+* ``grad_match_loss``: IDC gradient matching plus MDC's adaptive subset loss (MDC reference reg_ipcx.py,
+  grad_loss_for_img_update; docs/algorithms.md#adaptive-subset-loss).
+* ``feat_match_loss`` / ``matchloss``: the feat mode and the args-driven dispatch (MDC reference matchloss.py, dist and
+  matchloss; docs/algorithms.md#matching-loss).
+* ``feature_distances`` / ``feature_distances_from_feats``: MDC's d_x (MDC reference reg_ipcx.py, feat_loss_for_ipc_reg;
+  docs/algorithms.md#feature-distance-per-subset).
 
 Fast subset path of ``grad_match_loss`` (re-impl; exact, see ``_syn_grads_split``)
 -----------------------------------------------------------------------------------
@@ -22,7 +28,8 @@ be exact too but is *slower*: its second ``autograd.grad`` (and its double backw
 whole N-image graph again. With batch-dependent layers (BatchNorm in train mode, or without
 running stats) the split would change the statistics, so the reference's separate forward is used.
 
-Feature distances (spec mdc §9.1) use their own ``no_grad`` forward (one concatenated forward of
+Feature distances (MDC reference reg_ipcx.py, feat_loss_for_ipc_reg; docs/algorithms.md#feature-distance-per-subset) use
+their own ``no_grad`` forward (one concatenated forward of
 real and syn when the model is per-sample). They are only needed during window iterations (t = 0
 and (t+1) % P == 0, about 1% of the iterations), so re-using the matching forward (which would
 need hooks per architecture) is not worth the coupling.
@@ -37,7 +44,8 @@ METRICS = ("mse", "l1", "l1_mean", "cos", "l2")
 
 
 def dist(x, y, method="mse"):
-    """Distance between two tensors of the same shape (spec mdc §7)."""
+    """Distance between two tensors of the same shape (MDC reference matchloss.py, dist and matchloss;
+    docs/algorithms.md#matching-loss)."""
     if method == "mse":
         return ((x - y) ** 2).sum()
     if method == "l1":
@@ -52,13 +60,14 @@ def dist(x, y, method="mse"):
         cos = (xr * yr).sum(-1) / (xr.norm(dim=-1) * yr.norm(dim=-1) + 1e-6)
         return (1 - cos).sum()
     if method == "l2":
-        raise UserError("--metric l2 is not implemented (as upstream, spec mdc §14 item 9); "
+        raise UserError("--metric l2 is not implemented (as upstream, mdc 9 in docs/reference-differences.md#bugs-fixed); "
                         "use mse, l1, l1_mean or cos")
     raise UserError(f"unknown --metric {method!r}; use one of mse, l1, l1_mean, cos")
 
 
 def matched_params(model, bias=False, fc=False):
-    """Parameters whose gradients are matched, in ``model.parameters()`` order (spec mdc §5.5).
+    """Parameters whose gradients are matched, in ``model.parameters()`` order (MDC reference matchloss.py, matchloss;
+    docs/algorithms.md#matching-loss).
 
     1-D parameters (biases, norm affine) only with ``bias``; 2-D (linear weights) only with ``fc``.
     """
@@ -78,7 +87,8 @@ def matched_params(model, bias=False, fc=False):
 
 
 def is_per_sample(model):
-    """True when no layer mixes samples of a batch (spec mdc §9.1 note on BatchNorm).
+    """True when no layer mixes samples of a batch (MDC reference reg_ipcx.py, feat_loss_for_ipc_reg;
+    docs/algorithms.md#feature-distance-per-subset).
 
     A BatchNorm uses batch statistics in train mode, and also in eval mode without running stats.
     """
@@ -90,7 +100,8 @@ def is_per_sample(model):
 
 
 def grad_distance(g_a, g_b, metric):
-    """Σ over matched parameters of dist (spec mdc §7)."""
+    """Σ over matched parameters of dist (MDC reference matchloss.py, dist and matchloss;
+    docs/algorithms.md#matching-loss)."""
     total = 0
     for a, b in zip(g_a, g_b):
         total = total + dist(a, b, metric)
@@ -103,12 +114,13 @@ def check_prefixes(subsets, n_syn):
         if not 0 < n <= n_syn:
             raise UserError(f"subset prefix of {n} decoded images does not fit the synthetic batch "
                             f"of {n_syn}; MDC needs --decode_type single and "
-                            f"ipc*factor^2 <= --batch_syn_max (spec mdc §9.5)")
+                            f"ipc*factor^2 <= --batch_syn_max (docs/algorithms.md#mdc-preconditions)")
     return sizes
 
 
 def _syn_grads_separate(model, syn, y_syn, params, sizes):
-    """Reference formulation (spec mdc §9.2): full forward plus one forward per prefix."""
+    """Reference formulation (MDC reference reg_ipcx.py, grad_loss_for_img_update;
+    docs/algorithms.md#adaptive-subset-loss): full forward plus one forward per prefix."""
     loss = F.cross_entropy(model(syn), y_syn)
     g_syn = torch.autograd.grad(loss, params, create_graph=True)
     g_sub = []
@@ -135,7 +147,8 @@ def _syn_grads_split(model, syn, y_syn, params, sizes):
 
 def grad_match_loss(model, real, y_real, syn, y_syn, params, metric="mse", subsets=(),
                     syn_frozen=None, fast=None):
-    """IDC gradient matching plus MDC's adaptive subset loss (spec mdc §7 grad, §9.2).
+    """IDC gradient matching plus MDC's adaptive subset loss (MDC reference matchloss.py, matchloss; reg_ipcx.py,
+    grad_loss_for_img_update; docs/algorithms.md#matching-loss).
 
     L = Σ_p [ D(g_R[p], g_S[p]) + Σ_{n in subsets} D(g_R[p], g_n[p]) ],
     g_R = ∇ CE_mean(model(real)) (detached), g_S = ∇ CE_mean(model(syn)) and
@@ -143,9 +156,10 @@ def grad_match_loss(model, real, y_real, syn, y_syn, params, metric="mse", subse
 
     ``real``/``syn`` are the augmented, normalised batches; ``subsets`` are prefix lengths in
     decoded images (x·f² for each MLS x); ``syn_frozen`` (int or None) detaches the first
-    ``syn_frozen`` rows of ``syn`` (spec mdc §9.4: F·f² frozen crops; out of place, so the f = 1
-    view-of-leaf error of spec §14 item 2 cannot happen; the DiffAug of matching is per-sample
-    with shared parameters, so detaching after augmentation blocks the same pixels as before).
+    ``syn_frozen`` rows of ``syn`` (MDC reference reg_ipcx.py; docs/algorithms.md#freezing: F·f² frozen crops; out of
+    place, so the f = 1
+    view-of-leaf error of mdc 2 in docs/reference-differences.md#bugs-fixed cannot happen; the DiffAug of matching is
+    per-sample with shared parameters, so detaching after augmentation blocks the same pixels as before).
     ``fast``: None = the exact split path when there are subsets and the model is per-sample,
     False = always the reference's separate forward, True = split path (error if not per-sample).
     """
@@ -154,14 +168,15 @@ def grad_match_loss(model, real, y_real, syn, y_syn, params, metric="mse", subse
         k = int(syn_frozen)
         if not 0 < k <= syn.shape[0]:
             raise UserError(f"frozen prefix of {k} decoded images does not fit the synthetic "
-                            f"batch of {syn.shape[0]} (spec mdc §9.4, §9.5)")
+                            f"batch of {syn.shape[0]} (docs/algorithms.md#mls-selection-and-freezing)")
         syn = torch.cat([syn[:k].detach(), syn[k:]], 0)
     per_sample = is_per_sample(model)
     if fast and not per_sample:
         raise UserError("the split subset path needs a model without batch statistics "
                         "(BatchNorm in train mode); use fast=None")
     use_split = bool(sizes) and per_sample and fast is not False
-    # real gradients: computed then detached (spec mdc §7)
+    # real gradients: computed then detached (MDC reference matchloss.py, dist and matchloss;
+    # docs/algorithms.md#matching-loss)
     loss_r = F.cross_entropy(model(real), y_real)
     g_real = [g.detach() for g in torch.autograd.grad(loss_r, params)]
     if use_split:
@@ -169,7 +184,8 @@ def grad_match_loss(model, real, y_real, syn, y_syn, params, metric="mse", subse
     else:
         g_syn, g_sub = _syn_grads_separate(model, syn, y_syn, params, sizes)
     loss = grad_distance(g_real, g_syn, metric)
-    for g_n in g_sub:  # spec mdc §9.2: adaptive subset term
+    for g_n in g_sub:  # MDC reference reg_ipcx.py, grad_loss_for_img_update; docs/algorithms.md#adaptive-subset-loss:
+    # adaptive subset term
         loss = loss + grad_distance(g_real, g_n, metric)
     return loss
 
@@ -179,7 +195,8 @@ def _as_list(f):
 
 
 def feat_match_loss(model, real, syn, idx_from, idx_to=-1, metric="mse"):
-    """Feature matching (spec mdc §7 feat): Σ_ℓ D(mean_batch Φ_ℓ(real), mean_batch Φ_ℓ(syn)).
+    """Feature matching (MDC reference matchloss.py, matchloss; docs/algorithms.md#matching-loss): Σ_ℓ D(mean_batch
+    Φ_ℓ(real), mean_batch Φ_ℓ(syn)).
 
     Real features under no_grad; synthetic features keep their graph.
     """
@@ -193,7 +210,7 @@ def feat_match_loss(model, real, syn, idx_from, idx_to=-1, metric="mse"):
 
 
 def parse_f_idx(f_idx):
-    """'4' -> (4, -1); '2,3' -> (2, 3) (spec mdc §1.2 step 7)."""
+    """'4' -> (4, -1); '2,3' -> (2, 3) (MDC reference argument.py; docs/algorithms.md#derived-settings)."""
     parts = [s for s in str(f_idx).split(",") if s.strip()]
     try:
         vals = [int(s) for s in parts]
@@ -211,7 +228,8 @@ def _feat_idx(args):
 
 
 def matchloss(args, real, syn, y_real, y_syn, model, subsets=(), syn_frozen=None):
-    """Dispatch on ``args.match`` (spec mdc §7): grad (uses args.metric/bias/fc) or feat."""
+    """Dispatch on ``args.match`` (MDC reference matchloss.py, dist and matchloss; docs/algorithms.md#matching-loss):
+    grad (uses args.metric/bias/fc) or feat."""
     match = getattr(args, "match", "grad")
     if match == "grad":
         params = matched_params(model, getattr(args, "bias", False), getattr(args, "fc", False))
@@ -219,15 +237,16 @@ def matchloss(args, real, syn, y_real, y_syn, model, subsets=(), syn_frozen=None
                                subsets=subsets, syn_frozen=syn_frozen)
     if match == "feat":
         if subsets:
-            raise UserError("--adaptive_reg True needs --match grad (spec mdc §9.2)")
+            raise UserError("--adaptive_reg True needs --match grad (docs/algorithms.md#mdc-preconditions)")
         idx_from, idx_to = _feat_idx(args)
         return feat_match_loss(model, real, syn, idx_from, idx_to, args.metric)
     raise UserError(f"--match {match!r} is not implemented; use grad or feat "
-                    "(logit is advertised upstream but unimplemented, spec mdc §14 item 9)")
+                    "(logit is advertised upstream but unimplemented, mdc 9 in docs/reference-differences.md#bugs-fixed)")
 
 
 def feature_distances_from_feats(feat_real, feat_syn, prefix_sizes, metric="mse"):
-    """d_x for each prefix size n (spec mdc §9.1) from precomputed feature lists -> list[float].
+    """d_x for each prefix size n (MDC reference reg_ipcx.py, feat_loss_for_ipc_reg;
+    docs/algorithms.md#feature-distance-per-subset) from precomputed feature lists -> list[float].
 
     d_n = Σ_ℓ D(mean_i Φ_ℓ(real)_i, mean_{j<n} Φ_ℓ(syn)_j). One host sync for all sizes.
     """
@@ -243,7 +262,7 @@ def feature_distances_from_feats(feat_real, feat_syn, prefix_sizes, metric="mse"
             n = int(n)
             if not 0 < n <= feat_syn[0].shape[0]:
                 raise UserError(f"subset prefix of {n} decoded images does not fit the synthetic "
-                                f"batch of {feat_syn[0].shape[0]} (spec mdc §9.5)")
+                                f"batch of {feat_syn[0].shape[0]} (docs/algorithms.md#mdc-preconditions)")
             d = 0
             for mr, fs in zip(means_r, feat_syn):
                 d = d + dist(mr, fs[:n].mean(0), metric)
@@ -252,7 +271,8 @@ def feature_distances_from_feats(feat_real, feat_syn, prefix_sizes, metric="mse"
 
 
 def feature_distances(model, real, syn, prefix_sizes, idx_from, idx_to=-1, metric="mse"):
-    """Spec mdc §9.1: feature distance of every prefix subset; floats only (never back-propagated).
+    """MDC's feature distance of every prefix subset (MDC reference reg_ipcx.py, feat_loss_for_ipc_reg;
+    docs/algorithms.md#feature-distance-per-subset); floats only (never back-propagated).
 
     Real and synthetic features come from a ``no_grad`` forward; the synthetic features are
     computed once for the whole batch and indexed. For per-sample models one forward on

@@ -1,4 +1,5 @@
-"""Class-partitioned condensation over ``torchrun`` ranks or ``srun`` tasks (MDC Appendix B.6, spec mdc §10),
+"""Class-partitioned condensation over ``torchrun`` ranks or ``srun`` tasks (MDC Appendix B.6, reference
+he-y/Multisize-Dataset-Condensation/condense_reg_mp.py; docs/algorithms.md#class-partitioned-condensation),
 and the pieces of the exact mode (docs/parallel.md).
 
 ``torchrun --nproc_per_node G condense_reg_mp.py ... --nclass_sub k`` (or ``srun`` with N×G tasks, see
@@ -17,7 +18,8 @@ True`` run, up to float summation order:
   ``ClassStreams``, which does not depend on the sharding (the single-process run uses the same streams);
 * the MLS window distances of all classes are gathered, so every partition makes the one global decision
   (``average_featlog`` over the gathered log in class order is bit for bit the single-process sum);
-* the single image optimiser of the single-process run (spec mdc §8.6: ONE SGD over the whole tensor,
+* the single image optimiser of the single-process run (MDC reference condense_reg.py, condense;
+  docs/algorithms.md#the-condensation-loop: ONE SGD over the whole tensor,
   stepped once per class, so the momentum of every class moves on every other class's step) is replayed
   per shard: the steps of other ranks' classes are zero-gradient steps for this shard's rows, applied in
   replayed by ``coast`` (``--coast closed``: in closed form, cheaper and not exact).
@@ -258,7 +260,7 @@ def no_stream(c):
 @torch.no_grad()
 def coast(opt, steps, closed=False):
     """``steps`` steps of the image SGD with a zero gradient: the other ranks' class steps, seen from this
-    shard's rows (spec mdc §8.6 cross-class momentum).
+    shard's rows (MDC reference condense_reg.py, condense; docs/algorithms.md#the-condensation-loop).
 
     PyTorch's SGD (no dampening, no Nesterov, no weight decay: the image optimiser) does ``b ← μ·b + g`` and
     ``x ← x − η·b``; with g = 0 that is ``b ← μ·b``, ``x ← x − η·b``. Before the first real step there is no

@@ -1,15 +1,18 @@
-"""The synthetic set being condensed (spec mdc §8.1–§8.4; IDC's ``Synthesizer``).
+"""The synthetic set being condensed (reference he-y/Multisize-Dataset-Condensation/condense_reg.py, Synthesizer; IDC's
+``Synthesizer``).
 
 One leaf tensor ``data`` [nrows·ipc, C, H, W] with requires_grad, in **[0, 1] pixel space**
 (unnormalised; normalisation happens inside the matching augmentation), class-major rows. In the
-class-partitioned script (spec mdc §10) the tensor holds only the partition's classes: row block
+class-partitioned script (MDC reference condense_reg_mp.py; docs/algorithms.md#class-partitioned-condensation) the
+tensor holds only the partition's classes: row block
 ``r`` belongs to the real class ``classes[r]`` and ``targets`` carry the real class ids.
 
 Multi-formation (factor f): every stored image is a mosaic of f×f tiles, decoded crop-major by
-``data.condensed.decode_class`` (spec mdc §8.2), so the first x·f² decoded images of a class are
+``data.condensed.decode_class`` (MDC reference condense_reg.py, Synthesizer.decode_zoom;
+docs/data.md#decode-order-multi-formation), so the first x·f² decoded images of a class are
 subset IPC-x. The ``mix`` initialisation fills tile k = i·f + j of stored image m with real image
 k·ipc + m of the class (nearest-downsampled), which makes decoded index d correspond to real init
-image d (spec mdc §8.1).
+image d (MDC reference condense_reg.py, Synthesizer.init; docs/algorithms.md#initialisation).
 """
 import io
 
@@ -23,7 +26,8 @@ from utils.files import atomic_write_bytes
 
 
 def tile_sizes(size, factor):
-    """Tile sides along one axis: s = size//f, the first size mod f tiles get s+1 (spec mdc §8.1).
+    """Tile sides along one axis: s = size//f, the first size mod f tiles get s+1 (MDC reference condense_reg.py,
+    Synthesizer.init; docs/algorithms.md#initialisation).
 
     224 px with f = 3 gives [75, 75, 74]; 32 px with f = 2 gives [16, 16].
     """
@@ -32,7 +36,8 @@ def tile_sizes(size, factor):
 
 
 def mix_tiles(real, ipc, factor):
-    """Mosaics [ipc, C, H, W] from ``ipc·f²`` real images [ipc·f², C, H, W] (spec mdc §8.1 ``mix``).
+    """Mosaics [ipc, C, H, W] from ``ipc·f²`` real images [ipc·f², C, H, W] (MDC reference condense_reg.py,
+    Synthesizer.init; docs/algorithms.md#initialisation).
 
     Tile k = i·f + j (row-major) of stored image m receives real image k·ipc + m, downsampled with
     ``F.interpolate`` in its default (nearest) mode to the tile size.
@@ -66,7 +71,8 @@ class Synthesizer:
         self.nclass, self.nch, self.size = nclass, nch, size
         self.device = torch.device(device)
         n = len(self.classes) * self.ipc
-        # noisy start, clamp(N(0,1)/4 + 0.5, 0, 1) (spec mdc §8.1); ``stream(c)`` (--exact): each class block
+        # noisy start, clamp(N(0,1)/4 + 0.5, 0, 1) (MDC reference condense_reg.py, Synthesizer.init;
+        # docs/algorithms.md#initialisation); ``stream(c)`` (--exact): each class block
         # is drawn from its class's random stream, so a shard draws what the single-process run draws
         if stream is None:
             noise = torch.randn(n, nch, size, size)
@@ -86,7 +92,9 @@ class Synthesizer:
         return slice(r * self.ipc, (r + 1) * self.ipc)
 
     def init(self, sampler, init_type, start_idx=0, picked=None):
-        """Initialise every class block (spec mdc §8.1). ``picked[r]`` (DREAM, spec §8.8) gives the
+        """Initialise every class block (MDC reference condense_reg.py, Synthesizer.init;
+        docs/algorithms.md#initialisation). ``picked[r]`` (DREAM, MDC reference query_strategies/kmeans_sampling.py,
+        KMeansSampling; docs/algorithms.md#dream) gives the
         real images [ipc·f², C, H, W] to use instead of the first images of the class."""
         if init_type == "noise":
             return
@@ -105,7 +113,7 @@ class Synthesizer:
                 block = mix_tiles(real, self.ipc, self.factor) if init_type == "mix" else real
                 self.data[self.rows(r)] = block
 
-    # ---- decoding and sampling (spec mdc §8.2, §8.3) -------------------------------------------
+    # ---- decoding and sampling (MDC reference condense_reg.py; docs/data.md#decode-order-multi-formation) ------------
     def decode_block(self, x, y, bound=None):
         return decode_class(x, y, self.factor, self.decode_type, bound or self.batch_syn_max)
 
@@ -114,7 +122,8 @@ class Synthesizer:
         the block's stored images at another position: the class-batched step, condensation/batched.py).
 
         If more than ``max_size`` (batch_syn_max) decoded images exist, keep a random subset chosen
-        by a numpy permutation (spec mdc §8.3). Returns (images, labels, indices or None).
+        by a numpy permutation (MDC reference condense_reg.py, Synthesizer.subsample and Synthesizer.sample). Returns
+        (images, labels, indices or None).
         """
         max_size = max_size or self.batch_syn_max
         block = self.data[self.rows(r)] if block is None else block
@@ -127,8 +136,8 @@ class Synthesizer:
 
     @torch.no_grad()
     def decoded(self):
-        """Detached decoded evaluation set of every class (spec mdc §8.4: the bound decode uses
-        128). Returns (images, labels) on CPU."""
+        """Detached decoded evaluation set of every class (MDC reference condense_reg.py, Synthesizer.loader and
+        Synthesizer.test: the bound decode uses 128). Returns (images, labels) on CPU."""
         xs, ys = [], []
         for r in range(len(self.classes)):
             sl = self.rows(r)
@@ -140,7 +149,8 @@ class Synthesizer:
     @torch.no_grad()
     def decoded_prefix(self, ipcx):
         """Subset IPC-x as MDC trains and evaluates it: per class the first x·f² decoded images of
-        the whole class block, crop-major (spec mdc §0, §8.4 ``indices=idx[x]``, §11.4)."""
+        the whole class block, crop-major (MDC reference condense_reg.py, Synthesizer.loader with
+        ``indices=idx[x]``; test.py, Cx_Cy; docs/algorithms.md#multi-formation-and-subsets)."""
         xs, ys = [], []
         n = ipcx * self.factor ** 2
         for r in range(len(self.classes)):
@@ -165,7 +175,7 @@ class Synthesizer:
 
 def grid_png(images, max_num=200, size=64, nrow=10):
     """PNG bytes of a grid of the first ``max_num`` images, clamped, nearest-resized to ``size`` if larger
-    (spec mdc §2.5 ``save_img``)."""
+    (MDC reference data.py, save_img)."""
     from torchvision.utils import save_image
 
     x = images[:max_num].detach().float().cpu().clamp(0, 1)

@@ -1,12 +1,14 @@
-"""Condensed sets: the reference file formats and multi-formation decoding (spec mdc §8.2, §11.3–§12;
-yoco §1).
+"""Condensed sets: the reference file formats and multi-formation decoding (reference
+he-y/Multisize-Dataset-Condensation/condense_reg.py; reference he-y/you-only-condense-once/utils/img_loader.py;
+docs/data.md#decode-order-multi-formation; docs/condensing.md#outputs-and-resume;
+docs/algorithms.md#yoco-condensed-inputs).
 
 A condensed set is ``[data, targets]``: float pixels in [0, 1] (not normalised, not clamped),
 ``[nclass·ipc, C, H, W]``, class-major. With factor f every stored image is a mosaic of f×f tiles;
 decoding cuts the tiles and upsamples them back to H×W. Within a class the decoded order is
 **crop-major**: all images' crop (0,0), then all images' crop (0,1), ... so the first x·f² decoded
 images of a class (subset IPC-x) are exactly what multi-formation initialised from real images
-0 … x·f²−1 (spec mdc §8.1 "mix").
+0 … x·f²−1 (MDC reference condense_reg.py, Synthesizer.init; docs/algorithms.md#initialisation).
 """
 import glob
 import os
@@ -21,7 +23,8 @@ from training.determinism import bilinear_resize
 
 
 def decode_zoom(img, y, factor):
-    """Decode a batch of mosaics (spec mdc §8.2): pad by 0.5, ceil tiles, crop-major, bilinear up."""
+    """Decode a batch of mosaics (MDC reference condense_reg.py, Synthesizer.decode_zoom;
+    docs/data.md#decode-order-multi-formation): pad by 0.5, ceil tiles, crop-major, bilinear up."""
     if factor <= 1:
         return img, y
     n, c, h, w = img.shape
@@ -36,7 +39,8 @@ def decode_zoom(img, y, factor):
 
 
 def decode_bound(img, y, factor, bound=128):
-    """``bound`` decoding (spec mdc §8.2; the reference's ``decode_zoom_bound``).
+    """``bound`` decoding (MDC reference condense_reg.py, Synthesizer.decode_zoom;
+    docs/data.md#decode-order-multi-formation; the reference's ``decode_zoom_bound``).
 
     Reading implemented (n stored images of one class block, in stored order): ``left = n``
     undecoded images, ``done = 0`` decoded crops, ``room = bound - n``. For g = factor, factor-1,
@@ -78,7 +82,8 @@ def decode_class(img, y, factor, decode_type="single", bound=128):
 
 
 def decode(data, targets, factor, decode_type="single", nclass=None, bound=128):
-    """Decode a whole class-major set, class by class (spec mdc §11.3). Returns (images, labels)."""
+    """Decode a whole class-major set, class by class (MDC reference test.py, load_data_path and decode). Returns
+    (images, labels)."""
     if factor <= 1 and decode_type != "multi":
         return data, targets
     nclass = nclass or int(targets.max()) + 1
@@ -92,7 +97,8 @@ def decode(data, targets, factor, decode_type="single", nclass=None, bound=128):
 
 
 def class_prefix(images, labels, nclass, per_class, keep):
-    """Per class, the first ``keep`` of its ``per_class`` rows (subset IPC-y, spec mdc §11.4)."""
+    """Per class, the first ``keep`` of its ``per_class`` rows (subset IPC-y, MDC reference test.py, Cx_Cy;
+    docs/algorithms.md#evaluation-protocol)."""
     if keep > per_class:
         raise UserError(f"asked for {keep} images per class but the set has only {per_class}")
     idx = torch.cat([torch.arange(c * per_class, c * per_class + keep) for c in range(nclass)])
@@ -126,8 +132,8 @@ def data_iterations(folder):
 
 def latest_data_file(folder, niter=None, strict=False):
     """``data_{niter}.pt`` if present, else ``data.pt``, else the highest ``data_{it}.pt`` (the reference
-    hard-coded ``data_2000.pt``, spec mdc §14 item 7). ``strict`` (an ``--niter`` the user asked for):
-    ``data_{niter}.pt`` or a one-line error listing the iterations the folder holds, never another file."""
+    hard-coded ``data_2000.pt``, mdc 7 in docs/reference-differences.md#bugs-fixed). ``strict`` (an ``--niter`` the user
+    asked for): ``data_{niter}.pt`` or a one-line error listing the iterations the folder holds, never another file."""
     its = data_iterations(folder)
     if strict:
         p = os.path.join(folder, f"data_{niter}.pt")
@@ -153,7 +159,8 @@ def load_condensed(path, condense_key="idc", niter=None, experiment=0, strict=Fa
 
     idc / dream: ``[data, targets]`` (folder → ``data_{niter}.pt``/``data.pt``/latest, or a .pt file);
     mtt: ``images_best.pt`` + ``labels_best.pt``; dsa (DC's and DSA's result dicts): ``data[experiment] =
-    [images, labels]`` — YOCO reads experiment 0 (spec yoco §1.1), MDC's ``test.py -s dc|dsa`` experiment 3
+    [images, labels]`` — YOCO reads experiment 0 (YOCO reference utils/img_loader.py, load_data_path), MDC's ``test.py
+    -s dc|dsa`` experiment 3
     (its reference: "exp_idx=3 can recover 52.1 baseline of dsa"); kip: ``[images NHWC, one-hot labels]``.
     mtt/dsa/kip are stored normalised. ``strict``: a folder's ``data_{niter}.pt`` or an error
     (``latest_data_file``). Pixels must be floating point: an integer set (uint8 0…255) is refused, never

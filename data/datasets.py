@@ -1,4 +1,6 @@
-"""Real datasets (spec mdc §2, §8.5; yoco §1.2): loading, normalisation constants, ImageNet subsets.
+"""Real datasets (reference he-y/Multisize-Dataset-Condensation/data.py; reference
+he-y/you-only-condense-once/utils/img_loader.py; docs/data.md; docs/algorithms.md#yoco-condensed-inputs): loading,
+normalisation constants, ImageNet subsets.
 
 The 32/28-px datasets are held as uint8 tensors ``[N, C, H, W]`` (``load_tensors``); everything that
 trains works on float tensors in [0, 1] and normalises on the fly. Nothing is downloaded unless
@@ -14,7 +16,7 @@ import torch
 from utils.errors import UserError
 from utils.safe_pickle import load_pickle
 
-# spec mdc §2.1
+# MDC reference data.py, MEANS and STDS
 MEANS = {
     "cifar": [0.4914, 0.4822, 0.4465], "imagenet": [0.485, 0.456, 0.406],
     "svhn": [0.4377, 0.4438, 0.4728], "mnist": [0.1307], "fashion": [0.2861],
@@ -33,7 +35,7 @@ CLASS100 = os.path.join(os.path.dirname(os.path.abspath(__file__)), "class100.tx
 
 
 def stats_key(dataset):
-    """CIFAR-100 uses the CIFAR statistics (spec mdc §2.2)."""
+    """CIFAR-100 uses the CIFAR statistics (MDC reference data.py, transform_cifar)."""
     return "cifar" if dataset.startswith("cifar") else dataset
 
 
@@ -169,14 +171,15 @@ def first_per_class(images, targets, nclass, n, start=0):
 
 
 # ------------------------------------------------------------------------------------------------
-# ImageNet subsets (spec mdc §2.3, Appendix A)
+# ImageNet subsets (MDC reference data.py, ImageFolder; misc/class100.txt)
 
 
 def find_subclasses(train_dir, nclass, phase=0, seed=0):
     """Class folders of the ImageNet subset: block ``phase`` of ``nclass`` classes.
 
     seed 0 uses the reference's class100.txt order; otherwise a seeded permutation of the sorted
-    folders (with a local RNG: the reference reseeded the global numpy RNG, spec mdc §14 item 16).
+    folders (with a local RNG: the reference reseeded the global numpy RNG, mdc 16 in
+    docs/reference-differences.md#bugs-fixed).
     """
     phase = max(0, phase)
     if seed == 0:
@@ -210,7 +213,7 @@ def imagenet_folder(root, split, nclass, phase=0, seed=0, transform=None, ipc=-1
     ds = Subset(split_dir, transform=transform)
     ds.samples = ds.imgs = sorted(ds.samples, key=lambda s: s[1])  # class-major, file order within
     ds.targets = [y for _, y in ds.samples]
-    if ipc > 0:  # the first ipc samples per class in file order (spec mdc §2.3)
+    if ipc > 0:  # the first ipc samples per class in file order (MDC reference data.py, ImageFolder)
         keep, count = [], {}
         for path, y in ds.samples:
             if count.get(y, 0) < ipc:
@@ -222,7 +225,8 @@ def imagenet_folder(root, split, nclass, phase=0, seed=0, transform=None, ipc=-1
 
 
 def imagenet_load_transform(size):
-    """Resize + CenterCrop + PILToTensor (uint8): the condensation source (spec mdc §8.5)."""
+    """Resize + CenterCrop + PILToTensor (uint8): the condensation source (MDC reference condense_reg.py,
+    load_resized_data)."""
     from torchvision import transforms as T
 
     return T.Compose([T.Resize(size), T.CenterCrop(size), T.PILToTensor()])
@@ -239,8 +243,8 @@ def imagenet_tensors(ds, size, desc="decode"):
 
 def normalise(x, dataset):
     """Float32 ``(x / 255 - mean) / std`` per channel of images ``[N, C, H, W]`` with values in 0..255: ToTensor's
-    division then Normalize (spec mdc §8.5), on a copy (``x`` is left alone), in that order, one operation
-    at a time on the CPU."""
+    division then Normalize (MDC reference condense_reg.py, load_resized_data), on a copy (``x`` is left alone), in that
+    order, one operation at a time on the CPU."""
     mean, std = mean_std(dataset)
     x = x.to(torch.float32, copy=True).div_(255)
     return x.sub_(torch.tensor(mean).view(1, -1, 1, 1)).div_(torch.tensor(std).view(1, -1, 1, 1))
@@ -255,7 +259,7 @@ def byte_table(dataset, nch):
 
 
 def test_tensors(args, compact=False):
-    """Test images [N, C, H, W] and labels of a 32/28-px dataset (spec mdc §8.5).
+    """Test images [N, C, H, W] and labels of a 32/28-px dataset (MDC reference condense_reg.py, load_resized_data).
 
     By default the images are normalised float32 (``normalise``). ``compact=True`` returns them as stored
     when that is uint8 (every 32/28-px format we read: CIFAR pickles, SVHN .mat, MNIST idx), a quarter of

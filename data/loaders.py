@@ -1,4 +1,4 @@
-"""Batch iterators (spec mdc §2.4).
+"""Batch iterators (reference he-y/Multisize-Dataset-Condensation/data.py, ClassDataLoader and ClassMemDataLoader).
 
 ``TensorLoader`` replaces the reference's ``MultiEpochsDataLoader`` over a ``TensorDataset`` for
 in-memory data: a fresh shuffle per epoch, batches of ``batch_size`` with the last one partial,
@@ -129,7 +129,8 @@ class ByteNormalize:
 
 
 class ClassSampler:
-    """Real training data for condensation, class by class (spec mdc §2.4, §8.6).
+    """Real training data for condensation, class by class (MDC reference data.py; condense_reg.py;
+    docs/algorithms.md#the-condensation-loop).
 
     ``images`` is a uint8/float tensor (in-memory, ``--load_memory True``) or any indexable dataset
     returning ``(image_tensor, label)`` (streaming). Outputs are float in [0, 1] on ``device``.
@@ -241,7 +242,8 @@ CPU_TEST_BATCH = 100
 
 
 def test_loader(args, device, batch_size, *, workers=0, preload_max=0):
-    """The real test set as batches on ``device`` (the validations of spec mdc §11.2, yoco §2.7).
+    """The real test set as batches on ``device`` (the validations of MDC's test.py, docs/evaluating.md#protocol,
+    and of YOCO's dynamics run, docs/algorithms.md#the-dynamics-run).
 
     32/28-px datasets: the test set in memory as stored (uint8, a quarter of the float32 size), each batch
     normalised on ``device`` by ``ByteNormalize`` (the values of the float32 test set, bit for bit); on

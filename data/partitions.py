@@ -1,10 +1,12 @@
-"""Merge the class partitions of ``condense_reg_mp.py`` into one condensed set (spec mdc §10 "Merging").
+"""Merge the class partitions of ``condense_reg_mp.py`` into one condensed set (reference
+he-y/Multisize-Dataset-Condensation/test.py; docs/algorithms.md#class-partitioned-condensation).
 
     python -m data.partitions <base> --nclass_sub 20 --nclass 100 [--niter 2000] [--allow_mismatch] [--out DIR]
 
 ``condense_reg_mp.py --nclass_sub k --phase p`` writes one run folder per partition, ``<base>_{k}_phase{p}``
 for p = 0 … nclass/k − 1, each holding ``data_{it}.pt`` (``[data, targets]`` of its k classes with their
-real ids, class-major, spec mdc §12), ``args.yaml`` and ``checkpoint.pt``. The reference merged them only
+real ids, class-major, MDC reference condense_reg.py, condense; docs/condensing.md#outputs-and-resume), ``args.yaml``
+and ``checkpoint.pt``. The reference merged them only
 inside ``test.py -s idc_cat``, loading a hard-coded ``data_2000.pt`` of every phase. Here:
 
 * ``resolve_parts`` finds every partition and the data file each one would contribute (as
@@ -17,7 +19,8 @@ inside ``test.py -s idc_cat``, loading a hard-coded ``data_2000.pt`` of every ph
 * ``merge_parts`` concatenates them in phase order into ``<base>_{k}_merged/data.pt`` (one class-major
   ``[data, targets]`` of all classes, readable by plain ``test.py --test_data_dir``) with a
   ``manifest.json`` that records which file of which partition went in. It also refuses a partition
-  that has not reached its final iteration ``niter·100 // inner_loop`` (spec mdc §8.6). Every check runs
+  that has not reached its final iteration ``niter·100 // inner_loop`` (MDC reference condense_reg.py, condense;
+  docs/algorithms.md#the-condensation-loop). Every check runs
   before the first byte is written; both files are written atomically.
 
 No torch at import (``-h`` must not need it): the work modules are imported inside the functions.
@@ -85,7 +88,8 @@ def _read_settings(folder):
     settings = {k: saved[k] for k in NUMBER_KEYS if k != "phase" and k in saved}
     final = None
     if isinstance(saved.get("niter"), int) and isinstance(saved.get("inner_loop"), int) and saved["inner_loop"] > 0:
-        final = saved["niter"] * 100 // saved["inner_loop"]  # the loop's n_iter (spec mdc §8.6)
+        final = saved["niter"] * 100 // saved["inner_loop"]  # the loop's n_iter (MDC reference condense_reg.py,
+        # condense; docs/algorithms.md#the-condensation-loop)
     return settings, final
 
 
@@ -301,7 +305,7 @@ def get_args_parser():
     parser = argparse.ArgumentParser(
         prog="python -m data.partitions",
         description="Merge the class partitions <base>_{k}_phase{p} of condense_reg_mp.py into <base>_{k}_merged "
-                    "(data.pt, readable by test.py --test_data_dir, and manifest.json) (spec mdc §10)")
+                    "(data.pt, readable by test.py --test_data_dir, and manifest.json) (docs/algorithms.md#class-partitioned-condensation)")
     parser.add_argument("base", help="the partitions' common folder name, without _{k}_phase{p}")
     a = ranged(parser.add_argument)
     a("--nclass_sub", type=int, valid=">= 1", required=True, help="classes per partition (k)")

@@ -1,4 +1,6 @@
-"""The evaluation protocol of a condensed set (spec mdc §11.2, yoco §6.2): train fresh networks on it
+"""The evaluation protocol of a condensed set (reference he-y/Multisize-Dataset-Condensation/test.py; reference
+he-y/you-only-condense-once/test.py; docs/evaluating.md#protocol; docs/algorithms.md#pruned-set-evaluation): train fresh
+networks on it
 and validate on the real test set. Called by ``test.py``, by the in-run evaluations of the
 condensation loop (``condensation.loop``) and, for YOCO's pruned sets, through ``test.py --slct_ipc``;
 the validation batches come from ``data.loaders.test_loader``.
@@ -34,7 +36,8 @@ def milestones(epochs):
 
 
 def train_protocol(model, train_loader, val_loader, args, desc="eval", progress=True, on_epoch=None):
-    """Train a fresh ``model`` on a (condensed) set and validate 4 times (spec mdc §11.2).
+    """Train a fresh ``model`` on a (condensed) set and validate 4 times (MDC reference test.py, test_data;
+    docs/evaluating.md#protocol).
 
     Uses args.epochs, lr, momentum, weight_decay, dsa, dsa_strategy, mixup, mix_p, beta, precision.
     Returns a dict with best/last top-1, the validation curve and the wall time. ``on_epoch(epoch, values)``
@@ -75,12 +78,15 @@ def summarize(values):
 
 
 def loaders(args, x, y, device, pre_normalised):
-    """Training batches of the condensed set and the validation batches (spec mdc §11.2)."""
-    if args.dataset == "imagenet":  # per-sample RRC, flip, jitter, lighting (spec mdc §11.2)
+    """Training batches of the condensed set and the validation batches (MDC reference test.py, test_data;
+    docs/evaluating.md#protocol)."""
+    if args.dataset == "imagenet":  # per-sample RRC, flip, jitter, lighting (MDC reference test.py, test_data;
+    # docs/evaluating.md#protocol)
         tf = imagenet_train_transform(args.size, rrc=args.rrc, from_tensor=True)
         train = TensorLoader(x, y, args.batch_size, True, device, sample_transform=tf, workers=args.workers)
         return train, test_loader(args, device, max(1, args.batch_size // 2), workers=args.workers)
-    # mtt/dsa/kip under YOCO are normalised a second time, consistently (spec yoco §1.2)
+    # mtt/dsa/kip under YOCO are normalised a second time, consistently (YOCO reference utils/img_loader.py,
+    # load_data_path; docs/algorithms.md#yoco-condensed-inputs)
     norm = Normalize(*mean_std(args.dataset)).to(device)
     per_sample = None if args.dsa else basic_augment(args.dataset, args.size)
     train = TensorLoader(x if args.dsa else x.cpu(), y, args.batch_size, True, device,
@@ -90,8 +96,8 @@ def loaders(args, x, y, device, pre_normalised):
 
 def basic_augment(dataset, size):
     """The reference's per-sample augmentation of a set evaluated without DSA (``--dsa False``, e.g. the
-    ``-s dc`` hook; its ``args.augment``, spec mdc §1.3, §2.2): RandomCrop(size, padding 4), plus a
-    horizontal flip for CIFAR; before Normalize, as its transform_{cifar,svhn,mnist,fashion}."""
+    ``-s dc`` hook; its ``args.augment``, MDC reference argument.py; data.py, transform_cifar): RandomCrop(size, padding
+    4), plus a horizontal flip for CIFAR; before Normalize, as its transform_{cifar,svhn,mnist,fashion}."""
     tfs = [T.RandomCrop(size, padding=4)]
     if dataset.startswith("cifar"):
         tfs.append(T.RandomHorizontalFlip())
@@ -100,7 +106,8 @@ def basic_augment(dataset, size):
 
 def eval_nets(args):
     """``--eval_net`` names, else the reference model; YOCO adds ResNet-10-BN and DenseNet for
-    pruned CIFAR sets unless ``--no_resnet`` (spec yoco §6.2)."""
+    pruned CIFAR sets unless ``--no_resnet`` (YOCO reference test.py, test_data;
+    docs/algorithms.md#pruned-set-evaluation)."""
     if args.eval_net:
         return [n.strip() for n in args.eval_net.split(",") if n.strip()]
     nets = ["default"]

@@ -1,4 +1,6 @@
-"""The evaluation record of ``test.py`` (spec mdc §11, yoco §6.2): one JSON object per evaluation
+"""The evaluation record of ``test.py`` (reference he-y/Multisize-Dataset-Condensation/test.py; reference
+he-y/you-only-condense-once/test.py; docs/evaluating.md; docs/algorithms.md#pruned-set-evaluation): one JSON object per
+evaluation
 appended to ``--results_file`` (settings, per-repeat best/last and curve, mean ± std, wall time,
 device), and the ``<results_file>.<settings hash>.partial`` file that keeps finished repeats of an interrupted
 run (one per evaluation's settings, so parallel jobs sharing one results file, ``python -m sweep``, never
@@ -83,7 +85,8 @@ def default_results_file(args, source):
         folder = os.path.join("raid", "results", args.datatag, f"random_ipc{args.ipc}")
     else:
         folder = source if os.path.isdir(source) else os.path.dirname(os.path.abspath(source))
-    if args.slct_ipc > 0:  # YOCO logs to condensed_img -> log_{reproduce_exp} (spec yoco §6.2)
+    if args.slct_ipc > 0:  # YOCO logs to condensed_img -> log_{reproduce_exp} (YOCO reference test.py, test_data;
+    # docs/algorithms.md#pruned-set-evaluation)
         folder = folder.replace("condensed_img", f"log_{args.reproduce_exp}")
     return os.path.join(folder, f"test_results_{args.run_tag}.json" if args.run_tag else "test_results.json")
 

@@ -1,4 +1,6 @@
-"""What ``test.py`` evaluates (spec mdc §11.1–§11.5, yoco §4–§6): the argument checks and the training
+"""What ``test.py`` evaluates (reference he-y/Multisize-Dataset-Condensation/test.py; reference
+he-y/you-only-condense-once/argument.py; docs/algorithms.md#evaluation-protocol; docs/yoco.md): the argument checks and
+the training
 set of every test type and source, decoded and, for YOCO, pruned.
 
 Test types: ``other`` (the whole set), ``cx_cy`` (the IPC-y prefix of an IPC-N set: the first y·f²
@@ -41,7 +43,7 @@ def source_path(args):
         return args.test_data_dir
     if args.custom_data_dir:
         return args.custom_data_dir
-    if args.slct_ipc > 0:  # YOCO: the condensed set of --condense_key (spec yoco §1.1)
+    if args.slct_ipc > 0:  # YOCO: the condensed set of --condense_key (YOCO reference argument.py; docs/yoco.md)
         if args.ipc <= 0:
             raise UserError("--slct_ipc needs --ipc IPC_F (or --test_data_dir <condensed set>)")
         return condensed_dir(args.condense_key, args.dataset, args.ipc, args.nclass)
@@ -74,7 +76,8 @@ def check_outputs(args, results_file):
 
 def partition_paths(args, base, log=print):
     """``-s idc_cat``: the data files of the class-partitioned runs ``{base}_{k}_phase{i}`` to concatenate
-    (spec mdc §10), chosen and checked by ``data.partitions.resolve_parts``: a missing partition, or
+    (MDC reference condense_reg_mp.py; docs/algorithms.md#class-partitioned-condensation), chosen and checked by
+    ``data.partitions.resolve_parts``: a missing partition, or
     partitions of different iterations (an interrupted phase's older file) or settings are refused unless
     ``--allow_mismatch True``. Logs the file and iteration of every partition (one line)."""
     parts = resolve_parts(base, args.nclass_sub, args.nclass, args.niter, getattr(args, "allow_mismatch", False),
@@ -84,7 +87,8 @@ def partition_paths(args, base, log=print):
 
 
 def baseline_b(args, base):
-    """N IPC-1 runs ``base``, ``base_idx_1`` … concatenated; the first y runs (spec mdc §11.5)."""
+    """N IPC-1 runs ``base``, ``base_idx_1`` … concatenated; the first y runs (MDC reference test.py, test_baseline_b;
+    docs/algorithms.md#evaluation-protocol)."""
     xs, ys = [], []
     for k in range(args.ipcy):
         folder = base if k == 0 else f"{base}_idx_{k}"
@@ -116,7 +120,8 @@ def build_train_set(args):
     base = source_path(args)
     if args.test_type == "baseline_b":
         return (*baseline_b(args, base), base)
-    # test.py honours only the multi decode; bound falls back to single (spec mdc §11.3)
+    # test.py honours only the multi decode; bound falls back to single (MDC reference test.py, load_data_path and
+    # decode)
     dtype = "multi" if args.decode_type == "multi" else "single"
     if args.slct_type == "idc_cat":
         paths, key, pinned = partition_paths(args, base), "idc", None
@@ -133,7 +138,8 @@ def build_train_set(args):
         keep = n_per * args.ipcy // per  # = ipcy·f² for single decoding
         x, y = class_prefix(x, y, args.nclass, n_per, keep)
     if args.slct_ipc > 0:
-        x, y = prune_decoded(args, x, y)  # YOCO selection (spec yoco §4-§5)
+        x, y = prune_decoded(args, x, y)  # YOCO selection (YOCO reference argument.py; utils/img_loader.py,
+        # load_data_path; docs/algorithms.md#selection-rules)
     return x, y, base
 
 
@@ -163,7 +169,8 @@ def validate_args(args):
     if args.test_type not in TEST_TYPES:
         raise UserError(f"unknown --test_type {args.test_type!r}; choose one of {', '.join(TEST_TYPES)}")
     check_only_with(args)
-    if args.decode_type == "bound":  # the reference's test.py decodes bound sets single (spec mdc §11.3)
+    if args.decode_type == "bound":  # the reference's test.py decodes bound sets single (MDC reference test.py,
+    # load_data_path and decode)
         print("note: --decode_type bound: test.py decodes the set single, as the reference, with the epochs of "
               "the bound count", file=sys.stderr)
     if args.test_type in ("cx_cy", "baseline_b"):
@@ -171,7 +178,7 @@ def validate_args(args):
             raise UserError(f"--test_type {args.test_type} needs --ipc N and --ipcy y (1 <= y <= N)")
         if args.ipcy > args.ipc:
             raise UserError(f"--ipcy {args.ipcy} is larger than --ipc {args.ipc}; pass 1 <= --ipcy <= --ipc")
-    if args.slct_ipc > 0:  # YOCO pruning (spec yoco §4, §6.1)
+    if args.slct_ipc > 0:  # YOCO pruning (YOCO reference argument.py; docs/algorithms.md#pruning-key-resolution)
         if args.test_type != "other" or args.slct_type == "random":
             raise UserError("--slct_ipc prunes a condensed set: use it with --test_type other and no -s random")
         check_pruning_key(args.pruning_key)

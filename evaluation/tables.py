@@ -20,6 +20,9 @@ from typing import Callable
 
 import numpy as np
 
+from yoco.registry import key_names, pruning_bases
+from yoco.selection import DEFAULT_PRUNING_KEY  # importing yoco.selection registers every pruning base
+
 MISSING = "–"
 
 
@@ -51,13 +54,13 @@ def mean_std(values):
 DATASET_NAMES = {"cifar10": "CIFAR-10", "cifar100": "CIFAR-100", "svhn": "SVHN", "imagenet": "ImageNet-10",
                  "fashion": "Fashion-MNIST", "mnist": "MNIST"}
 NET_NAMES = {"convnet": "ConvNet", "resnet10_bn": "ResNet-10-BN", "densenet": "DenseNet", "resnet10_ap": "ResNetAP-10"}
-KEY_NAMES = {"random": "Random", "ssp": "SSP", "entropy": "Entropy", "accumulated_margin": "AUM",
-             "forgetting": "Forg.", "el2n": "EL2N", "ccs": "CCS", "yoco": "LBPE + balanced (YOCO)",
-             "random_balance": "Random + balanced", "yoco_imbalance": "LBPE, imbalanced",
-             "accumulated_margin_easy": "AUM (easy)", "forgetting_easy": "Forg. (easy)", "el2n_easy": "EL2N (easy)"}
-YOCO_KEYS = ("random", "ssp", "entropy", "accumulated_margin", "forgetting", "el2n", "ccs", "yoco")
-EASY_KEYS = ("accumulated_margin", "accumulated_margin_easy", "forgetting", "forgetting_easy", "el2n",
-             "el2n_easy", "yoco")
+# YOCO: from the pruning bases' metadata (yoco/registry.py): each base's label and named variants, the bases in
+# the order of YOCO Table 1, and Table 4's hard vs easy rows (each base with an easy variant, hard then easy, and
+# the YOCO key, easy by default)
+KEY_NAMES = key_names()
+YOCO_KEYS = tuple(b.name for b in pruning_bases())
+EASY_KEYS = tuple(k for b in pruning_bases() if "_easy" in b.variants for k in (b.name, b.name + "_easy")) + (
+    DEFAULT_PRUNING_KEY,)
 CONDENSERS = ("idc", "dream", "mtt", "kip", "dsa")
 
 

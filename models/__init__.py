@@ -1,4 +1,5 @@
-"""Model registry (spec mdc §5, §6 ``define_model``; yoco §2.3, §6.2).
+"""Model registry (reference he-y/Multisize-Dataset-Condensation/models/; reference
+he-y/you-only-condense-once/get_training_dynamics.py; docs/algorithms.md#the-dynamics-run, #pruned-set-evaluation).
 
 Every registered factory is called with keyword arguments only:
 ``factory(*, nclass, nch, size, depth, width, norm_type, dataset) -> nn.Module``; factories ignore
@@ -27,13 +28,13 @@ register_model = registrar(MODELS, "model")  # @register_model(name)
 
 
 def convnet_depth(depth):
-    """Reference rule: for convnet any depth > 4 becomes 3 (spec mdc §1.2 item 5)."""
+    """Reference rule: for convnet any depth > 4 becomes 3 (MDC reference argument.py)."""
     return 3 if depth > 4 else depth
 
 
 @register_model("convnet")
 def _convnet(*, nclass, nch, size, depth, width, norm_type, dataset):
-    # define_model: width int(128*width), (size, size) (spec mdc §5.1, §6)
+    # define_model: width int(128*width), (size, size) (MDC reference models/convnet.py, ConvNet; train.py)
     return ConvNet(nclass, nch=nch, net_width=int(128 * width), net_depth=convnet_depth(depth),
                    net_norm=norm_type, im_size=(size, size))
 
@@ -83,7 +84,7 @@ def create_model(name, *, nclass, nch=3, size=32, depth=3, width=1.0, norm_type=
                  dataset="cifar10"):
     """Build registered model ``name``; raises ``ModelError`` (a ValueError) on bad input."""
     if name not in MODELS:
-        hint = " (EfficientNet is not re-implemented, spec mdc §15)" if name.startswith("efficient") else ""
+        hint = " (EfficientNet is not re-implemented, docs/reference-differences.md#deliberate-deviations-ours)" if name.startswith("efficient") else ""
         raise ModelError(f"unknown model {name!r}{hint}; known models: {', '.join(sorted(MODELS))}")
     try:
         return MODELS[name](nclass=nclass, nch=nch, size=size, depth=depth, width=width,
@@ -95,7 +96,7 @@ def create_model(name, *, nclass, nch=3, size=32, depth=3, width=1.0, norm_type=
 
 
 def define_model(args, nclass):
-    """Reference ``train.define_model`` (spec mdc §6): ``args.net_type`` plus args.depth, width,
+    """Reference ``train.define_model`` (MDC reference train.py): ``args.net_type`` plus args.depth, width,
     norm_type, size, nch (default 3) and dataset."""
     return create_model(args.net_type, nclass=nclass, nch=getattr(args, "nch", 3), size=args.size,
                         depth=args.depth, width=args.width, norm_type=args.norm_type,

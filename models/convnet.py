@@ -1,9 +1,10 @@
-"""ConvNet of the IDC / MDC / YOCO code bases (spec mdc §5.1, yoco §2.3).
+"""ConvNet of the IDC / MDC / YOCO code bases (reference he-y/Multisize-Dataset-Condensation/models/convnet.py;
+reference he-y/you-only-condense-once/get_training_dynamics.py; docs/algorithms.md#the-dynamics-run).
 
 ``depth`` blocks of Conv3x3(bias) -> Norm -> ReLU -> AvgPool(2, 2), then one Linear classifier.
 
-Parameter order (spec mdc §5.1): the modules are kept in one ``nn.ModuleDict`` ``layers`` with the
-keys ``conv``, ``norm``, ``act``, ``pool`` (in that order), each a ``ModuleList`` over the blocks, and
+Parameter order (MDC reference models/convnet.py, ConvNet): the modules are kept in one ``nn.ModuleDict`` ``layers``
+with the keys ``conv``, ``norm``, ``act``, ``pool`` (in that order), each a ``ModuleList`` over the blocks, and
 the classifier is registered last.  ``model.parameters()`` therefore yields
 ``conv_0.weight, conv_0.bias, ..., conv_{d-1}.bias, norm_0.weight, norm_0.bias, ...,
 classifier.weight, classifier.bias``; state-dict keys are ``layers.conv.0.weight`` etc.
@@ -14,7 +15,8 @@ NORMS = ("instance", "batch", "layer", "group", "none")
 
 
 def _norm_layer(net_norm, width, feat_hw):
-    """Norm of one block (spec mdc §5.1). ``feat_hw`` is the conv output side, used by 'layer'."""
+    """Norm of one block (MDC reference models/convnet.py, ConvNet). ``feat_hw`` is the conv output side, used by
+    'layer'."""
     if net_norm == "instance":
         return nn.GroupNorm(width, width, affine=True)  # instance norm with per-channel affine
     if net_norm == "batch":
@@ -32,8 +34,8 @@ def _norm_layer(net_norm, width, feat_hw):
 class ConvNet(nn.Module):
     """ConvNet(nclass, nch=3, net_width=128, net_depth=3, net_norm='instance', im_size=(32, 32)).
 
-    For 1-channel input the first conv uses padding 3 (spec mdc §5.1: a 28-px image becomes 32 px
-    after it).  The classifier input size is computed from the real conv/pool output sizes.
+    For 1-channel input the first conv uses padding 3 (MDC reference models/convnet.py, ConvNet: a 28-px image becomes
+    32 px after it).  The classifier input size is computed from the real conv/pool output sizes.
     """
 
     def __init__(self, nclass, nch=3, net_width=128, net_depth=3, net_norm="instance",
@@ -51,7 +53,7 @@ class ConvNet(nn.Module):
         convs, norms, acts, pools = [], [], [], []
         side, in_ch = h, nch
         for d in range(net_depth):
-            pad = 3 if (nch == 1 and d == 0) else 1  # spec mdc §5.1
+            pad = 3 if (nch == 1 and d == 0) else 1  # MDC reference models/convnet.py, ConvNet
             side = side + 2 * pad - 2                # 3x3 conv, stride 1
             convs.append(nn.Conv2d(in_ch, net_width, kernel_size=3, padding=pad, bias=True))
             norms.append(_norm_layer(net_norm, net_width, side))
@@ -70,7 +72,7 @@ class ConvNet(nn.Module):
 
     def _block(self, x, d):
         x = self.layers["conv"][d](x)
-        x = self.layers["norm"][d](x)  # Identity for 'none' (fixes spec mdc §14 item 10)
+        x = self.layers["norm"][d](x)  # Identity for 'none' (fixes mdc 10 in docs/reference-differences.md#bugs-fixed)
         x = self.layers["act"][d](x)
         return self.layers["pool"][d](x)
 
@@ -80,7 +82,8 @@ class ConvNet(nn.Module):
         return self.classifier(x.flatten(1))
 
     def embed(self, x):
-        """Flattened last-block features [B, W*s*s] (spec mdc §5.1, yoco §2.3)."""
+        """Flattened last-block features [B, W*s*s] (MDC reference models/convnet.py; YOCO reference
+        get_training_dynamics.py; docs/algorithms.md#the-dynamics-run)."""
         for d in range(self.net_depth):
             x = self._block(x, d)
         return x.flatten(1)
@@ -88,7 +91,7 @@ class ConvNet(nn.Module):
     def get_feature(self, x, idx_from, idx_to=-1):
         """List of block outputs (after pooling) for blocks idx_from..idx_to inclusive.
 
-        ``idx_to = -1`` means just ``idx_from`` (spec mdc §5.1).  MDC uses idx depth-1.
+        ``idx_to = -1`` means just ``idx_from`` (MDC reference models/convnet.py, ConvNet).  MDC uses idx depth-1.
         """
         if idx_to == -1:
             idx_to = idx_from

@@ -1,4 +1,6 @@
-"""DenseNet-BC for 32-px images, ``densenet_cifar`` (spec mdc §5.4, yoco §6.2).
+"""DenseNet-BC for 32-px images, ``densenet_cifar`` (reference
+he-y/Multisize-Dataset-Condensation/models/densenet_cifar.py; reference he-y/you-only-condense-once/test.py;
+docs/algorithms.md#pruned-set-evaluation).
 
 Growth rate 12, dense blocks [6, 12, 24, 16] of bottleneck layers
 (BN -> ReLU -> Conv1x1(4*growth) -> BN -> ReLU -> Conv3x3(growth), output concatenated in front of the
@@ -79,7 +81,7 @@ class DenseNet(nn.Module):
 
 
 def densenet_cifar(nclass=10, nch=3):
-    """DenseNet-BC, growth 12, blocks [6, 12, 24, 16], reduction 0.5 (spec mdc §5.4)."""
+    """DenseNet-BC, growth 12, blocks [6, 12, 24, 16], reduction 0.5 (MDC reference models/densenet_cifar.py)."""
     return DenseNet((6, 12, 24, 16), growth_rate=12, reduction=0.5, nclass=nclass, nch=nch)
 
 

@@ -1,4 +1,4 @@
-"""Analytic FLOP counts for compute reporting (DESIGN.md ``utils/flops.py``).
+"""Analytic FLOP counts for compute reporting (DESIGN.md ``models/flops.py``).
 
 Convention: one multiply-accumulate (MAC) = 2 FLOPs.  Only ``nn.Conv2d`` and ``nn.Linear`` are
 counted (they dominate); biases, norms, activations, pooling and additions are ignored.

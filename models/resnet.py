@@ -1,6 +1,7 @@
-"""Standard ResNet with strided convs (spec mdc §5.3, yoco §6.2), plus helpers shared with ResNetAP.
+"""Standard ResNet with strided convs (reference he-y/Multisize-Dataset-Condensation/models/resnet.py; reference
+he-y/you-only-condense-once/test.py; docs/algorithms.md#pruned-set-evaluation), plus helpers shared with ResNetAP.
 
-Two layouts (spec mdc §5.2/§5.3):
+Two layouts (MDC reference models/resnet_ap.py, ResNetAP; models/resnet.py, ResNet):
 * ImageNet (dataset name starting with 'imagenet'): channels 64, 128, 256, 512 (x4 for
   Bottleneck), blocks per stage from ``IMAGENET_BLOCKS``, strides 1, 2, 2, 2.
 * CIFAR (every other dataset: cifar*, svhn, mnist, fashion): channels 32, 64, 128, 256,
@@ -12,7 +13,7 @@ upstream fixed-size pool for the supported sizes (e.g. 4x4 for 32 px, 7x7 for 22
 works for 28-px inputs.
 
 Module layout: ``layer0`` (intro), ``layer1``..``layer4``, ``fc``.  ``get_feature`` indices: 0 =
-intro output, 1-4 = layer1-4 outputs, 5 = pooled vector, 6 = logits (spec mdc §5.2).
+intro output, 1-4 = layer1-4 outputs, 5 = pooled vector, 6 = logits (MDC reference models/resnet_ap.py, ResNetAP).
 """
 import math
 
@@ -23,11 +24,12 @@ from training.determinism import global_avg_pool
 
 IMAGENET_BLOCKS = {10: [1, 1, 1, 1], 18: [2, 2, 2, 2], 34: [3, 4, 6, 3], 50: [3, 4, 6, 3],
                    101: [3, 4, 23, 3], 152: [3, 8, 36, 3], 200: [3, 24, 36, 3]}
-BOTTLENECK_MIN_DEPTH = 50  # spec mdc §5.2: 10/18/34 BasicBlock, 50 and deeper Bottleneck
+BOTTLENECK_MIN_DEPTH = 50  # MDC reference models/resnet_ap.py, ResNetAP: 10/18/34 BasicBlock, 50 and deeper Bottleneck
 
 
 def net_size(dataset, size):
-    """'small' if cifar or size <= 64, 'mid' if size <= 128, else 'large' (spec mdc §5.2)."""
+    """'small' if cifar or size <= 64, 'mid' if size <= 128, else 'large' (MDC reference models/resnet_ap.py,
+    ResNetAP)."""
     if "cifar" in dataset or size <= 64:
         return "small"
     return "mid" if size <= 128 else "large"
@@ -38,7 +40,8 @@ def is_imagenet(dataset):
 
 
 def make_norm(norm_type, ch):
-    """instance = GroupNorm(C, C); batch = BatchNorm2d; sn / none = identity (spec mdc §5.2)."""
+    """instance = GroupNorm(C, C); batch = BatchNorm2d; sn / none = identity (MDC reference models/resnet_ap.py,
+    ResNetAP)."""
     if norm_type == "instance":
         return nn.GroupNorm(ch, ch, affine=True)
     if norm_type == "batch":
@@ -49,7 +52,8 @@ def make_norm(norm_type, ch):
 
 
 def init_resnet_weights(model):
-    """Conv weight ~ N(0, sqrt(2 / (k_h*k_w*out))); norm weight 1, bias 0; Linear default (§5.2)."""
+    """Conv weight ~ N(0, sqrt(2 / (k_h*k_w*out))); norm weight 1, bias 0; Linear default (MDC reference
+    models/resnet_ap.py, ResNetAP)."""
     for m in model.modules():
         if isinstance(m, nn.Conv2d):
             n = m.kernel_size[0] * m.kernel_size[1] * m.out_channels
@@ -77,7 +81,8 @@ class ResNetFeatures(nn.Module):
         return self.fc(self.embed(x))
 
     def get_feature(self, x, idx_from, idx_to=-1):
-        """List of outputs for indices idx_from..idx_to (idx_to = -1: just idx_from), spec §5.2."""
+        """List of outputs for indices idx_from..idx_to (idx_to = -1: just idx_from), MDC reference models/resnet_ap.py,
+        ResNetAP."""
         if idx_to == -1:
             idx_to = idx_from
         if not 0 <= idx_from <= idx_to <= 6:
@@ -102,7 +107,7 @@ class BasicBlock(nn.Module):
         self.conv2 = nn.Conv2d(planes, planes, 3, stride=1, padding=1, bias=False)
         self.bn2 = make_norm(norm_type, planes)
         self.shortcut = nn.Sequential()
-        if stride != 1 or in_planes != planes:  # strided 1x1 shortcut (spec mdc §5.3)
+        if stride != 1 or in_planes != planes:  # strided 1x1 shortcut (MDC reference models/resnet.py, ResNet)
             self.shortcut = nn.Sequential(
                 nn.Conv2d(in_planes, planes, 1, stride=stride, bias=False), make_norm(norm_type, planes))
 
@@ -145,14 +150,14 @@ def stage_plan(dataset, depth, base=64):
                              f"{sorted(IMAGENET_BLOCKS)}")
         kind = "bottleneck" if depth >= BOTTLENECK_MIN_DEPTH else "basic"
         return kind, [base, base * 2, base * 4, base * 8], IMAGENET_BLOCKS[depth]
-    n = (depth - 2) // 6  # CIFAR layout, width ignored (spec mdc §5.2)
+    n = (depth - 2) // 6  # CIFAR layout, width ignored (MDC reference models/resnet_ap.py, ResNetAP)
     if n < 1:
         raise ValueError(f"ResNet depth {depth} too small for the CIFAR layout (need >= 8)")
     return "basic", [32, 64, 128, 256], [n, n, n, n]
 
 
 class ResNet(ResNetFeatures):
-    """ResNet(dataset, depth, nclass, norm_type='batch', size=32, nch=3) (spec mdc §5.3)."""
+    """ResNet(dataset, depth, nclass, norm_type='batch', size=32, nch=3) (MDC reference models/resnet.py, ResNet)."""
 
     def __init__(self, dataset, depth, nclass, norm_type="batch", size=32, nch=3):
         super().__init__()
@@ -162,7 +167,7 @@ class ResNet(ResNetFeatures):
         block = Bottleneck if kind == "bottleneck" else BasicBlock
         self.net_size = net_size(dataset, size)
         c0 = chans[0]
-        if self.net_size == "large":  # 7x7/2 + maxpool (spec mdc §5.3)
+        if self.net_size == "large":  # 7x7/2 + maxpool (MDC reference models/resnet.py, ResNet)
             self.layer0 = nn.Sequential(
                 nn.Conv2d(nch, c0, 7, stride=2, padding=3, bias=False), make_norm(norm_type, c0),
                 nn.ReLU(inplace=True), nn.MaxPool2d(3, 2, 1))

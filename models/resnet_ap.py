@@ -1,4 +1,6 @@
-"""ResNetAP: ResNet with average pooling instead of strided convs (spec mdc §5.2, yoco §2.3).
+"""ResNetAP: ResNet with average pooling instead of strided convs (reference
+he-y/Multisize-Dataset-Condensation/models/resnet_ap.py; reference he-y/you-only-condense-once/get_training_dynamics.py;
+docs/algorithms.md#the-dynamics-run).
 
 All convs have stride 1.  A downsampling block average-pools (kernel = stride = 2) after its first
 conv's norm/ReLU; its shortcut is conv1x1 -> AvgPool(stride) -> norm.  Convs carry a bias only for
@@ -24,7 +26,8 @@ NORMS_AP = ("instance", "batch", "sn", "none")
 
 
 def conv_ap(in_ch, out_ch, k, norm_type):
-    """Stride-1 conv; bias only for sn/none; spectral-norm wrapped for sn (spec mdc §5.2)."""
+    """Stride-1 conv; bias only for sn/none; spectral-norm wrapped for sn (MDC reference models/resnet_ap.py,
+    ResNetAP)."""
     conv = nn.Conv2d(in_ch, out_ch, k, stride=1, padding=k // 2,
                      bias=norm_type in ("sn", "none"))
     return spectral_norm(conv) if norm_type == "sn" else conv

@@ -129,7 +129,8 @@ yoco_eval() {
 # mdc_setup DATASET N [EXTRA condensation flags...]: the settings every MDC table shares, for DATASET
 # condensed to IPC N (N >= 2: MDC's subsets are IPC-1 … IPC-(N-1)):
 #   MDC_DATA   -d DATASET; imagenet is ImageNet-10 (-d imagenet --nclass 10; ResNetAP-10 by the presets)
-#   MDC_F      the multi-formation factor: 3 for ImageNet, else 2 (IDC's convention, spec mdc §1.5)
+#   MDC_F      the multi-formation factor: 3 for ImageNet, else 2 (IDC's convention, reference
+#              he-y/Multisize-Dataset-Condensation/misc/reproduce.py, set_arguments)
 #   MDC_COND   condensation: --reproduce presets, -f, no in-run evaluations, the budget, the device
 #   MDC_EVAL   test.py: --reproduce presets, -f, 3 repeats, the budget, the device
 #   RUNS       the runs several tables share (Baseline A, B's blocks, Baseline C, plain MDC, DREAM): Table 1's
@@ -180,8 +181,8 @@ mdc_prefixes() {
   done
 }
 
-# mdc_abc_condense: the condensations of Baselines A, B, C and MDC (spec mdc §11.6) in RUNS: A at IPC k
-# = 1 … N-1 (A at IPC N is the Baseline C run), B's blocks 1 … N-1 (B's block 0 is A at IPC 1), C, MDC
+# mdc_abc_condense: the condensations of Baselines A, B, C and MDC (docs/algorithms.md#baselines-a-b-c-and-mdc) in RUNS:
+# A at IPC k = 1 … N-1 (A at IPC N is the Baseline C run), B's blocks 1 … N-1 (B's block 0 is A at IPC 1), C, MDC
 mdc_abc_condense() {
   local k
   for k in $(seq 1 $((MDC_N - 1))); do mdc_condense "$RUNS/A_ipc$k" --ipc "$k"; done

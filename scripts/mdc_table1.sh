@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# MDC Table 1 (spec mdc §11.6): Baselines A, B, C and MDC evaluated at every IPC-y = 1 … N, then the
-# table in the paper's layout (rows A/B/C/MDC, columns IPC-1 … IPC-N and Avg.) and the accuracy-vs-IPC plot.
+# MDC Table 1 (docs/algorithms.md#baselines-a-b-c-and-mdc): Baselines A, B, C and MDC evaluated at every IPC-y = 1 … N,
+# then the table in the paper's layout (rows A/B/C/MDC, columns IPC-1 … IPC-N and Avg.) and the accuracy-vs-IPC plot.
 #   A    a separate condensation per IPC k (A at IPC N is the Baseline C run: not run twice)
 #   B    N IPC-1 condensations from real-image blocks 0 … N-1 (block 0 is Baseline A at IPC 1: reused)
 #   C    one IPC-N condensation, its prefixes evaluated; MDC: the same with --adaptive_reg True
@@ -14,8 +14,8 @@
 # Work at the paper budget, N = 10: 2N = 20 condensations (IPC 1 … 10) of 2000 outer iterations x 100 inner
 # steps (ImageNet-10: 500 x 100, each fresh network first trained 10 epochs on real data) and 4N = 40
 # evaluations x 3 repeats x 1000 epochs (ImageNet-10: 2000 / 1500 / 1000 epochs by the decoded count of
-# IPC-y, spec mdc §1.3). GPU hours: not measured (no GPU has been lent to this project); the report lands
-# in $OUT/report/mdc1.{md,csv,png}.
+# IPC-y, reference he-y/Multisize-Dataset-Condensation/argument.py, ipc_epoch; docs/algorithms.md#derived-settings). GPU
+# hours: not measured (no GPU has been lent to this project); the report lands in $OUT/report/mdc1.{md,csv,png}.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 DATASET=${1:-cifar10}; N=${2:-10}; shift $(( $# > 2 ? 2 : $# )) || true

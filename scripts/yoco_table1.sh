@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# YOCO Table 1 (spec yoco §8): prune IDC condensed sets from IPC_F to IPC_T with every rule and evaluate
-# (ConvNet only), for each reproduce run the authors averaged; then the table (mean ± std over the runs).
+# YOCO Table 1 (reference he-y/you-only-condense-once/scripts/table1.sh): prune IDC condensed sets from IPC_F to IPC_T
+# with every rule and evaluate (ConvNet only), for each reproduce run the authors averaged; then the table (mean ± std
+# over the runs).
 # Inputs: the IDC sets under raid/condensed_img/idc/ and the dynamics/scores under raid/reproduce_k/ (the
 # authors' released files), or GENERATE=1 to make them here: the IDC set once per IPC_F (condense.py, if
 # missing), the training dynamics once per (reproduce run, IPC_F) with the run's own seed (skipped when

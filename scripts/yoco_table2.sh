@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# YOCO Table 2 (spec yoco §8): balanced construction across condensers, CIFAR-10 IPC 10 -> 1.
+# YOCO Table 2 (reference he-y/you-only-condense-once/scripts/table2.sh): balanced construction across condensers,
+# CIFAR-10 IPC 10 -> 1.
 # Usage: bash scripts/yoco_table2.sh [REPRODUCE_EXP] [EXTRA test.py flags]    (default: every reproduce run the
 #        authors averaged; BUDGET=paper|cpu|smoke, DEVICE, DRY_RUN=1 as in scripts/lib.sh)
 # Needs the released condensed sets under raid/condensed_img/ and scores under raid/reproduce_k/ (or our

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# YOCO Table 3 (spec yoco §8): cross-architecture (ConvNet-3, ResNet-10-BN, DenseNet), CIFAR-10 10 -> 1.
+# YOCO Table 3 (reference he-y/you-only-condense-once/scripts/table3.sh): cross-architecture (ConvNet-3, ResNet-10-BN,
+# DenseNet), CIFAR-10 10 -> 1.
 # Usage: bash scripts/yoco_table3.sh [REPRODUCE_EXP] [EXTRA test.py flags]    (default: every reproduce run the
 #        authors averaged; BUDGET=paper|cpu|smoke, DEVICE, DRY_RUN=1 as in scripts/lib.sh)
 # Needs the released condensed sets under raid/condensed_img/ and scores under raid/reproduce_k/ (or our

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# YOCO Table 4 (spec yoco §8): hard vs easy samples, CIFAR-10 10 -> 1, four condensers.
+# YOCO Table 4 (reference he-y/you-only-condense-once/scripts/table4.sh): hard vs easy samples, CIFAR-10 10 -> 1, four
+# condensers.
 # Usage: bash scripts/yoco_table4.sh [REPRODUCE_EXP] [EXTRA test.py flags]    (default: every reproduce run the
 #        authors averaged; BUDGET=paper|cpu|smoke, DEVICE, DRY_RUN=1 as in scripts/lib.sh)
 # Needs the released condensed sets under raid/condensed_img/ and scores under raid/reproduce_k/ (or our

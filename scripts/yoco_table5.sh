@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# YOCO Table 5 (spec yoco §8): balanced vs imbalanced selection, CIFAR-10 10 -> {1, 2, 5}.
+# YOCO Table 5 (reference he-y/you-only-condense-once/scripts/table5.sh): balanced vs imbalanced selection, CIFAR-10 10
+# -> {1, 2, 5}.
 # Usage: bash scripts/yoco_table5.sh [REPRODUCE_EXP] [EXTRA test.py flags]    (default: every reproduce run the
 #        authors averaged; BUDGET=paper|cpu|smoke, DEVICE, DRY_RUN=1 as in scripts/lib.sh)
 # Needs the released condensed sets under raid/condensed_img/ and scores under raid/reproduce_k/ (or our

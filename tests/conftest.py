@@ -99,3 +99,62 @@ def run_cli(script, *args, cwd=None, check=True):
     if check and code != 0:
         raise AssertionError(f"{script} failed ({code}):\n{p.stdout[-3000:]}\n{p.stderr[-3000:]}")
     return p
+
+
+# ---- the slow tier: its order, and the runs several modules share ----------------------------------------------
+# The slow tier's longest modules, longest first. .ci/run's workers take whole modules in collection order
+# (--dist loadfile --no-loadscope-reorder), so these start at once and the short modules fill in around them
+# instead of one long module starting last and running alone. Modules not named keep their order, after these.
+LONGEST_FIRST = ("test_sweep_backends.py", "test_tables_smoke.py", "test_parallel.py", "test_yoco_table_smoke.py",
+                 "test_tracking.py", "test_mls_switches.py", "test_condense_smoke.py", "test_benchmarks.py")
+
+
+def pytest_collection_modifyitems(config, items):
+    rank = {name: k for k, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: a module's tests keep their order
+
+
+def built_once(tmp_path_factory, name, build):
+    """The folder ``name`` that ``build(folder)`` fills, built once per test session however many xdist workers
+    ask for it: the first builds it under a file lock in the session's temporary folder (the parent of every
+    worker's own), the others wait for the lock and reuse it. Its users read it and must not change it (a test
+    that changes it works on a copy). A build that failed is tried again by the next worker that asks."""
+    import fcntl
+    import shutil
+
+    base = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        base = base.parent  # the session's folder: pytest-N/popen-gwK is worker K's
+    shared = base / "built_once"
+    shared.mkdir(exist_ok=True)
+    folder, done = shared / name, shared / f"{name}.done"
+    with open(shared / f"{name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file is closed, or its process ends
+        if not done.exists():
+            if folder.exists():
+                shutil.rmtree(folder)
+            folder.mkdir()
+            build(folder)
+            done.touch()
+    return folder
+
+
+@pytest.fixture(scope="session")
+def mdc_table1_smoke(tmp_path_factory):
+    """MDC Table 1 (CIFAR-10, N = 2, smoke budget) run through ``python -m sweep``'s local backend on the CPU, once
+    per session: (work folder, the sweep's output). The work folder has the fake CIFAR-10 of
+    ``helpers.make_table_data`` in ``datasets``; users must not change it (tests/test_tables_smoke.py copies it)."""
+    from helpers import make_table_data
+
+    def build(folder):
+        work = folder / "work"
+        make_table_data(work / "datasets")
+        p = subprocess.run([sys.executable, "-m", "sweep.local", os.path.join(ROOT, "scripts", "mdc_table1.sh"),
+                            "--gpus", "cpu", "--cpu_slots", "1", "--", "cifar10", "2"], cwd=ROOT, capture_output=True,
+                           text=True, timeout=900, env=dict(script_env(), WORKDIR=str(work), DEVICE="cpu", INSTALL="0",
+                                                            BUDGET="smoke"))
+        assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
+        (folder / "sweep.out").write_text(p.stdout)
+
+    folder = built_once(tmp_path_factory, "mdc_table1_smoke", build)
+    return folder / "work", (folder / "sweep.out").read_text()

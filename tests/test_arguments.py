@@ -47,14 +47,15 @@ def test_dataset_block_and_tags():
         parse("-d", "foo")
     r = parse("--reproduce", "-d", "cifar10", "-f", "2", "--ipc", "10", "--adaptive_reg", "True")
     tag = r.modeltag + condense_tag(r, 5e-3)
-    assert tag == "conv3in_grad_mse_nd2000_cut_niter2000_factor2_lr0.005_mix_ipc10"  # spec mdc App. B
+    assert tag == "conv3in_grad_mse_nd2000_cut_niter2000_factor2_lr0.005_mix_ipc10"  # the reference's CIFAR-10 run
     assert tune_lr_img(r, 5e-3) == pytest.approx(5e-3)
     r1 = parse("--reproduce", "-d", "cifar10", "--ipc", "1")
-    assert tune_lr_img(r1, 5e-3) == pytest.approx(5e-4)  # linear in ipc (spec mdc §1.4)
+    assert tune_lr_img(r1, 5e-3) == pytest.approx(5e-4)  # linear in ipc (reference
+    # he-y/Multisize-Dataset-Condensation/argument.py, tune_lr_img; docs/algorithms.md#derived-settings)
 
 
 def test_imagenet_epochs():
-    # decoded counts 1, 10, 45, 90, 450 (spec mdc §1.3)
+    # decoded counts 1, 10, 45, 90, 450 (MDC reference argument.py, ipc_epoch; docs/algorithms.md#derived-settings)
     assert [ipc_epoch(1, 1), ipc_epoch(10, 1), ipc_epoch(5, 3), ipc_epoch(10, 3), ipc_epoch(50, 3)] == \
         [3000, 2000, 1500, 1000, 500]
     assert ipc_epoch(10, 3, nclass=100) == 600  # ⌊2/3·1000⌋ to a multiple of 100

@@ -1,4 +1,5 @@
-"""Tests for training/augment.py (spec mdc §2.2, §3, §4, §6; yoco §2.5)."""
+"""Tests for training/augment.py (reference he-y/Multisize-Dataset-Condensation/data.py; reference
+he-y/you-only-condense-once/get_training_dynamics.py; docs/algorithms.md#augmentation, #the-dynamics-run)."""
 import math
 import random
 

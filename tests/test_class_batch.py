@@ -10,7 +10,7 @@ import torch
 
 from conftest import run_cli, run_script
 from fakedata import make_cifar
-from test_condense import args_of
+from helpers import args_of
 
 from condensation.batched import check_class_batch, class_batched_losses, step_positions
 from condensation.loop import Condenser

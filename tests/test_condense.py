@@ -1,4 +1,5 @@
-"""Unit tests of the condensation driver (spec mdc §8, §9): mix init layout, sampling, lr scaling,
+"""Unit tests of the condensation driver (reference he-y/Multisize-Dataset-Condensation/condense_reg.py;
+docs/algorithms.md#the-condensation-loop, #mls-selection-and-freezing): mix init layout, sampling, lr scaling,
 folder names, freezing through a whole class update, bad inputs, divergence handling."""
 import json
 import os
@@ -16,21 +17,16 @@ from condensation.matchloss import matched_params
 from condensation.run_files import check_resume_args, condense_tag, default_save_dir
 from condensation.runner import check_args, diffaug, finalize_args, run_condensation
 from condensation.synthesizer import Synthesizer, mix_tiles, tile_sizes
-from condense_reg import get_args_parser
 from data.condensed import decode_class
+from helpers import args_of
 from models import create_model
-from cli.arguments import parse_args
 from utils.config import pack_rng, rng_state, unpack_rng
 from utils.errors import UserError
 from utils.files import save_config
 
 
-def args_of(*argv):
-    return finalize_args(parse_args(get_args_parser(), [str(a) for a in argv]))
-
-
 # ------------------------------------------------------------------------------------------------
-# mix initialisation (spec mdc §8.1)
+# mix initialisation (MDC reference condense_reg.py, Synthesizer.init; docs/algorithms.md#initialisation)
 
 
 def test_tile_sizes_remainder():
@@ -62,7 +58,8 @@ def test_mix_tiles_layout_and_nearest():
 
 
 def test_mix_then_decode_matches_real_order():
-    """Decoded index d (crop-major) of a mix-initialised class is real init image d (spec §8.1)."""
+    """Decoded index d (crop-major) of a mix-initialised class is real init image d (MDC reference condense_reg.py,
+    Synthesizer.init; docs/algorithms.md#initialisation)."""
     ipc, f = 3, 2
     n = ipc * f * f
     real = torch.arange(n, dtype=torch.float).view(n, 1, 1, 1).expand(n, 3, 32, 32) / 100
@@ -112,7 +109,8 @@ def test_sample_subsamples_with_numpy_permutation():
 
 
 # ------------------------------------------------------------------------------------------------
-# lr_img scaling and folders (spec mdc §1.2 item 7, §1.4, §14 item 12)
+# lr_img scaling and folders (MDC reference argument.py; mdc 12 in docs/reference-differences.md#bugs-fixed;
+# docs/algorithms.md#derived-settings)
 
 REF = "conv3in_grad_mse_nd2000_cut_niter2000_factor2_lr0.005_mix_ipc10"
 
@@ -142,7 +140,8 @@ def test_lr_img_scaling_and_folder_names():
 
 
 # ------------------------------------------------------------------------------------------------
-# freezing through a whole class update (spec mdc §9.4; §14 item 2)
+# freezing through a whole class update (MDC reference reg_ipcx.py; mdc 2 in docs/reference-differences.md#bugs-fixed;
+# docs/algorithms.md#freezing)
 
 
 def _tile_grads(grad, ipc, f):

@@ -46,7 +46,8 @@ def test_mdc_f2_then_test_py(root, tmp_path):
     assert y.tolist() == [c for c in range(10) for _ in range(3)]
     recs = metrics(out)
     assert [r["it"] for r in recs if r["type"] == "mls"] == [1, 2, 3]
-    assert [r["mls"] for r in recs if r["type"] == "mls"][0] == 1  # first MLS = 1 (spec §9.3)
+    assert [r["mls"] for r in recs if r["type"] == "mls"][0] == 1  # first MLS = 1 (reference
+    # he-y/Multisize-Dataset-Condensation/reg_ipcx.py, select_reg_ipc; docs/algorithms.md#mls-selection)
     evals = {(r["it"], r["subset"]) for r in recs if r["type"] == "eval"}
     assert {(0, "ipc3"), (0, "ipc1"), (0, "ipc2"), (3, "ipc3"), (3, "ipc1")} <= evals
     assert all(r["type"] != "loss" or "frozen" in r for r in recs)
@@ -60,12 +61,13 @@ def test_mdc_f2_then_test_py(root, tmp_path):
 
 @pytest.mark.slow
 def test_mdc_f1_and_noreg_default_folder(root, tmp_path):
-    # f = 1 with MDC (the reference's freeze crashed here, spec §14 item 2)
+    # f = 1 with MDC (the reference's freeze crashed here, mdc 2 in docs/reference-differences.md#bugs-fixed)
     out = tmp_path / "f1"
     run_script("condense_reg.py", *common(root), "--ipc", "3", "-f", "1", "--adaptive_reg", "True",
                "--adaptive_period", "1", "--stop_after", "3", "--eval_during", "False", "--save_dir", out)
     assert load(out / "data_3.pt")[0].shape == (30, 3, 32, 32)
-    # Baseline C (no MDC): default folder with the _noreg suffix, no regulariser files (spec §14 item 1)
+    # Baseline C (no MDC): default folder with the _noreg suffix, no regulariser files (mdc 1 in
+    # docs/reference-differences.md#bugs-fixed)
     run_script("condense_reg.py", *common(root), "--ipc", "2", "--stop_after", "2", "--eval_during", "False",
                cwd=tmp_path)
     folder = tmp_path / "raid" / "results" / "cifar10" / (

@@ -43,7 +43,8 @@ def test_missing_dataset_is_a_clear_error(tmp_path, monkeypatch):
 
 def test_imagenet_subset_classes_and_ipc(fake_root):
     ds = dd.imagenet_folder(os.path.join(fake_root, "imagenet"), "train", nclass=10, ipc=2)
-    assert ds.classes[:2] == ["n02869837", "n01749939"]  # class100.txt order (spec mdc App. A)
+    assert ds.classes[:2] == ["n02869837", "n01749939"]  # class100.txt order (reference
+    # he-y/Multisize-Dataset-Condensation/misc/class100.txt)
     assert len(ds) == 20 and ds.targets[:4] == [0, 0, 1, 1]
     x, y = dd.imagenet_tensors(ds, 32)
     assert x.shape == (20, 3, 32, 32) and x.dtype == torch.uint8
@@ -61,7 +62,8 @@ def test_first_per_class():
 
 
 # ------------------------------------------------------------------------------------------------
-# decode order (spec mdc §8.2, §11.4; yoco §1.3)
+# decode order (MDC reference condense_reg.py; reference he-y/you-only-condense-once/utils/img_loader.py;
+# docs/data.md#decode-order-multi-formation; docs/algorithms.md#evaluation-protocol, #yoco-condensed-inputs)
 
 
 def tiled(nclass, ipc, f, size, ch=1):
@@ -105,7 +107,8 @@ def test_decode_odd_size_28_f3_matches_manual_crop():
     torch.manual_seed(0)
     x = torch.rand(2, 1, 28, 28)
     dec, _ = decode_zoom(x, torch.zeros(2, dtype=torch.long), 3)
-    padded = F.pad(x, (0, 2, 0, 2), value=0.5)  # 28 -> 30, tiles of 10 (spec mdc §8.2)
+    padded = F.pad(x, (0, 2, 0, 2), value=0.5)  # 28 -> 30, tiles of 10 (MDC reference condense_reg.py,
+    # Synthesizer.decode_zoom; docs/data.md#decode-order-multi-formation)
     for i in range(3):
         for j in range(3):
             for m in range(2):

@@ -1,4 +1,5 @@
-"""training/kmeans.py: seeded determinism, cluster recovery, nearest_to_centroids (spec yoco §3.2)."""
+"""training/kmeans.py: seeded determinism, cluster recovery, nearest_to_centroids (reference
+he-y/you-only-condense-once/generate_importance_score.py; docs/algorithms.md#ssp-k-means-lists)."""
 import pytest
 import torch
 

@@ -1,4 +1,5 @@
-"""Matching losses (spec mdc §7, §9.1, §9.2): distances, gradient matching, fast subset path."""
+"""Matching losses (reference he-y/Multisize-Dataset-Condensation/matchloss.py; reg_ipcx.py;
+docs/algorithms.md#matching-loss): distances, gradient matching, fast subset path."""
 import math
 from types import SimpleNamespace
 
@@ -50,7 +51,7 @@ def _model(dtype=torch.float64, **kw):
     return TinyNet(**kw).to(dtype).train()
 
 
-# ---- dist (spec mdc §7) --------------------------------------------------------------------------
+# ---- dist (MDC reference matchloss.py, dist and matchloss; docs/algorithms.md#matching-loss) -------------------------
 def test_dist_values_by_hand():
     x = torch.tensor([[1.0, 2.0], [3.0, 4.0]])
     y = torch.tensor([[0.0, 2.0], [1.0, 1.0]])
@@ -75,7 +76,8 @@ def test_matched_params_selection():
     assert [id(p) for p in matched_params(m, True, True)] == [id(p) for p in m.parameters()]
 
 
-# ---- gradient matching (spec mdc §7 grad, §9.2) --------------------------------------------------
+# ---- gradient matching (MDC reference matchloss.py, matchloss; reg_ipcx.py, grad_loss_for_img_update;
+# docs/algorithms.md#matching-loss) ----
 class Linear1x1(nn.Module):
     """logits = W x for 1x1 'images': a 1x1 conv with a 4-D kernel, no bias."""
 
@@ -185,7 +187,8 @@ def test_batchnorm_falls_back_to_separate_forward():
 
 @pytest.mark.parametrize("subsets", [[], [4], [8]])
 def test_frozen_prefix_gets_no_gradient(subsets):
-    """Spec mdc §9.4: detaching the first F·f² rows blocks every term for exactly those rows."""
+    """Freezing (docs/algorithms.md#freezing): detaching the first F·f² rows blocks every term for exactly those
+    rows."""
     m = _model(torch.float32)
     real, yr, syn, ys = _data(dtype=torch.float32)
     _, g = _loss_and_grad(m, real, yr, syn, ys, subsets=subsets, syn_frozen=4)
@@ -195,7 +198,8 @@ def test_frozen_prefix_gets_no_gradient(subsets):
         _loss_and_grad(m, real, yr, syn, ys, subsets=[13])
 
 
-# ---- feature distances / feat matching (spec mdc §7 feat, §9.1) -----------------------------------
+# ---- feature distances / feat matching (MDC reference matchloss.py, matchloss; reg_ipcx.py, feat_loss_for_ipc_reg;
+# docs/algorithms.md#matching-loss) ----
 def test_feature_distances_match_naive_loop():
     m = _model(torch.float32, depth=3)
     real, _, syn, _ = _data(dtype=torch.float32)

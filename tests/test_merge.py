@@ -1,4 +1,5 @@
-"""Merging the class partitions of condense_reg_mp.py (spec mdc §10 "Merging"): ``data.partitions``
+"""Merging the class partitions of condense_reg_mp.py (reference he-y/Multisize-Dataset-Condensation/test.py;
+docs/algorithms.md#class-partitioned-condensation): ``data.partitions``
 (resolve, merge, manifest, command line) and ``test.py -s idc_cat`` on the same partitions."""
 import argparse
 import json
@@ -19,7 +20,8 @@ COMMON = ["--epochs", "2", "--device", "cpu", "--batch_size", "32"]
 
 
 def part_set(phase, k, ipc, seed=0, nch=3, size=32):
-    """A partition's condensed set: k classes with their real ids, class-major (spec mdc §12)."""
+    """A partition's condensed set: k classes with their real ids, class-major (MDC reference condense_reg.py, condense;
+    docs/condensing.md#outputs-and-resume)."""
     g = torch.Generator().manual_seed(1000 * seed + phase)
     x = torch.rand(k * ipc, nch, size, size, generator=g)
     y = torch.arange(phase * k, (phase + 1) * k).repeat_interleave(ipc)

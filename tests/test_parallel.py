@@ -12,27 +12,13 @@ import torch
 
 from conftest import ROOT, run_script, script_env
 from fakedata import make_cifar
+from helpers import C10, aim_runs, data, torchrun, torchrun_cmd
 
-# fake CIFAR-10: 5 partitions of 2 classes for the 2-rank default-mode job (rank 0: 0, 2, 4; rank 1: 1, 3)
-C10 = ["-d", "cifar10", "--device", "cpu", "--width", "0.125", "--niter", "1", "--inner_loop", "10",
-       "--n_data", "16", "--batch_real", "4", "--ipc", "2", "-f", "2", "--adaptive_reg", "True",
-       "--adaptive_period", "2", "--deterministic", "True", "--nclass_sub", "2"]
+# C10 (helpers.py): fake CIFAR-10 in 5 partitions of 2 classes (2 ranks: rank 0 has 0, 2, 4; rank 1 has 1, 3)
 # tiny real Fashion-MNIST (the Debian package; --data_dir points nowhere so the loader falls back to it)
 FASHION = ["-d", "fashion", "--data_dir", "no-such-folder", "--device", "cpu", "--width", "0.125", "--niter", "1",
            "--inner_loop", "5", "--n_data", "16", "--batch_real", "8", "--ipc", "3", "-f", "2",
            "--adaptive_reg", "True", "--adaptive_period", "2", "--deterministic", "True"]
-
-
-def torchrun_cmd(nproc, *args):
-    return [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(nproc),
-            os.path.join(ROOT, "condense_reg_mp.py"), *map(str, args)]
-
-
-def torchrun(nproc, *args, cwd, check=True):
-    p = subprocess.run(torchrun_cmd(nproc, *args), cwd=cwd, env=script_env(), capture_output=True, text=True, timeout=900)
-    if check and p.returncode != 0:
-        raise AssertionError(f"torchrun failed ({p.returncode}):\n{p.stdout[-3000:]}\n{p.stderr[-4000:]}")
-    return p
 
 
 def script_cmd(script, *args):
@@ -50,10 +36,6 @@ def run_parallel(cmds, cwd, slots=2):
         cmd, proc = running.pop(0)
         out, _ = proc.communicate(timeout=900)
         assert proc.returncode == 0, f"{cmd[1:3]} failed ({proc.returncode}):\n{out[-4000:]}"
-
-
-def data(folder, it):
-    return torch.load(os.path.join(folder, f"data_{it}.pt"), weights_only=True)
 
 
 def records(folder, kind):
@@ -185,8 +167,6 @@ def test_exact_mode_equals_the_single_process_run_on_fashion(tmp_path):
 def test_global_mls_makes_one_decision_for_all_partitions(c10):
     """--global_mls True (not exact): both partitions log the same d̄ and MLS at every window, and the
     first window's d̄ is the mean of what each partition measures alone (2 dp)."""
-    from test_tracking import aim_runs
-
     args = [*C10[:-1], "5", "--data_dir", c10 / "data", "--stop_after", "1"]
     torchrun(2, *args, "--save_dir", "runs/g", "--global_mls", "True", "--use_aim", "True", "--aim_repo", "aim", cwd=c10)
     torchrun(2, *args, "--save_dir", "runs/p", cwd=c10, check=True)

@@ -1,4 +1,5 @@
-"""MDC regulariser: MLS selection, freezing timeline and state round trip (spec mdc §9.3, §9.4)."""
+"""MDC regulariser: MLS selection, freezing timeline and state round trip (reference
+he-y/Multisize-Dataset-Condensation/reg_ipcx.py; docs/algorithms.md#mls-selection-and-freezing)."""
 import json
 import random
 
@@ -19,7 +20,8 @@ def _dvec(peak_x=None, base=1.0, bump=0.0):
 
 
 def _run_schedule(n_iter, window_vectors, nclass=2, inner_loop=3, class_wise=False, **switches):
-    """Driver-like loop (spec mdc §8.6): per-class update_status/get_freeze_ipc every inner step,
+    """Driver-like loop (MDC reference condense_reg.py, condense; docs/algorithms.md#the-condensation-loop): per-class
+    update_status/get_freeze_ipc every inner step,
     feature logging in windows, selection at it = t+1. Returns freeze/MLS per t and selections."""
     regs = [Regularizer(IPC, P, **switches) for _ in range(nclass)]
     freeze, mls, chosen = {}, {}, {}
@@ -57,7 +59,7 @@ def test_ipc_validation():
 
 
 def test_paper_example_1_3_5_2():
-    """Spec mdc §9.4 example: MLS 1 -> 3 -> 5 -> 2 selected at it = 1, 100, 200, 300."""
+    """The freezing example of docs/algorithms.md#freezing: MLS 1 -> 3 -> 5 -> 2 selected at it = 1, 100, 200, 300."""
     vecs = {0: _dvec(4, bump=9.0), 399: _dvec()}  # at it=1 argmax would be x=4; first MLS is 1
     # Δ at it=100 compares t=99 with t=0: make x=3 change most; then x=5, then x=2.
     vecs[99] = [v + (2.0 if x == 3 else 0.1) for x, v in zip(range(1, IPC), vecs[0])]

@@ -2,7 +2,6 @@
 the same commands as a job list, sweep/jobs.py), and every command of its job list is parsed by the parser of the
 script it calls, so a flag typo fails here."""
 import glob
-import importlib
 import os
 import shlex
 import subprocess
@@ -10,88 +9,8 @@ import subprocess
 import pytest
 
 from conftest import ROOT
-from evaluation.sources import validate_args
 from cli.arguments import parse_args
-from yoco.selection import check_pruning_key
-from sweep.jobs import job_list
-
-# (script, arguments, extra environment): every script, with the variants that print other commands
-CASES = [
-    ("main_job.sh", ["{tmp}/main_job"], {}),
-    ("main_job.sh", ["{tmp}/main_job"], {"BUDGET": "smoke"}),
-    ("mdc_table1.sh", [], {}),
-    ("mdc_table1.sh", ["cifar100", "10"], {"BUDGET": "cpu"}),
-    ("mdc_table1.sh", ["svhn", "3", "--niter", "10"], {"BUDGET": "smoke"}),
-    ("mdc_table1.sh", ["fashion", "4"], {"BUDGET": "cpu"}),
-    ("mdc_table1.sh", ["imagenet"], {}),
-    ("mdc_table1.sh", ["imagenet", "3"], {"BUDGET": "smoke"}),
-    ("mdc_table2.sh", ["{ext}"], {}),
-    ("mdc_table2.sh", ["{ext}", "cifar10", "3"], {"BUDGET": "smoke"}),
-    ("mdc_table2.sh", ["{ext}", "fashion", "4"], {"BUDGET": "cpu", "EXTERNAL_METHODS": "mtt"}),
-    ("mdc_table3.sh", [], {}),
-    ("mdc_table3.sh", ["fashion", "4"], {"BUDGET": "cpu"}),
-    ("mdc_table3.sh", ["cifar10", "2", "--niter", "3"], {"BUDGET": "smoke"}),
-    ("mdc_table4.sh", [], {}),
-    ("mdc_table4.sh", ["imagenet", "3"], {"BUDGET": "smoke"}),
-    ("mdc_table5.sh", [], {}),
-    ("mdc_table5.sh", ["fashion", "4"], {"BUDGET": "cpu"}),
-    ("mdc_table6.sh", [], {}),
-    ("mdc_table6.sh", ["fashion", "4"], {"BUDGET": "cpu"}),
-    ("mdc_table6.sh", ["cifar10", "2"], {"BUDGET": "smoke"}),
-    ("mdc_table8.sh", [], {}),
-    ("mdc_table8.sh", ["svhn", "3"], {"BUDGET": "smoke"}),
-    ("mdc_table10.sh", [], {}),
-    ("mdc_table10.sh", ["fashion", "4"], {"BUDGET": "cpu"}),
-    ("mdc_table11.sh", [], {}),
-    ("mdc_table11.sh", ["cifar100", "3"], {"BUDGET": "smoke"}),
-    ("yoco_fashion.sh", ["{tmp}/yoco_fashion"], {}),
-    ("yoco_table1.sh", ["cifar10"], {"GENERATE": "1"}),
-    ("yoco_table1.sh", ["cifar100", "reproduce_1"], {"BUDGET": "smoke"}),
-    ("yoco_table1.sh", ["imagenet"], {"GENERATE": "1", "BUDGET": "cpu"}),
-    ("yoco_table2.sh", [], {}),
-    ("yoco_table3.sh", ["reproduce_2"], {}),
-    ("yoco_table4.sh", [], {"BUDGET": "smoke"}),
-    ("yoco_table5.sh", [], {}),
-]
-
-
-def dry_run(path, args=(), env=None):
-    e = dict(os.environ, DRY_RUN="1", **(env or {}))
-    p = subprocess.run(["bash", path, *args], capture_output=True, text=True, env=e, timeout=120)
-    assert p.returncode == 0, p.stderr
-    return p.stdout
-
-
-def jobs(path, args=(), env=None):
-    """The argv of every command of the script's job list (DRY_RUN=jobs), in order."""
-    stages, _ = job_list(path, [str(a) for a in args], dict(os.environ, **(env or {})))
-    return [c.argv for st in stages for c in st.commands]
-
-
-def parser_of(cmd):
-    """(parser factory, argv) of a printed ``python[3] X.py ...`` or ``python[3] -m module ...`` line."""
-    if cmd[1] == "-m":
-        return importlib.import_module(cmd[2]).get_args_parser, cmd[3:]
-    return importlib.import_module(os.path.basename(cmd[1])[:-3]).get_args_parser, cmd[2:]
-
-
-def check_commands(cmds):
-    """Parse every python command (argv) of a job list; returns how many there were."""
-    n = 0
-    for cmd in cmds:
-        if not cmd[0].startswith("python"):
-            continue
-        factory, argv = parser_of(cmd)
-        try:
-            args = parse_args(factory(), argv)
-        except SystemExit:
-            raise AssertionError(f"the command does not parse: {shlex.join(cmd)}")
-        if os.path.basename(cmd[1]) == "test.py":  # test.py's argument checks (no files): a refusal fails here
-            validate_args(args)
-        if getattr(args, "slct_ipc", 0) > 0:
-            check_pruning_key(args.pruning_key)  # a key outside the grammar fails here, not days later
-        n += 1
-    return n
+from helpers import CASE_IDS, CASES, check_commands, dry_run, job_argvs as jobs, parser_of
 
 
 def tree():
@@ -105,8 +24,7 @@ def test_every_script_has_a_case():
     assert scripts == {c[0] for c in CASES}
 
 
-@pytest.mark.parametrize("script,args,env", CASES,
-                         ids=[f"{c[0]}-{'-'.join(c[1][:1])}-{c[2].get('BUDGET', 'paper')}" for c in CASES])
+@pytest.mark.parametrize("script,args,env", CASES, ids=CASE_IDS)
 def test_dry_run_prints_commands_that_parse(tmp_path, ext, script, args, env):
     before = tree()
     path, args = os.path.join(ROOT, "scripts", script), [a.format(tmp=tmp_path, ext=ext) for a in args]

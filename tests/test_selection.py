@@ -1,4 +1,6 @@
-"""yoco/selection.py: --pruning_key grammar (spec yoco §4) and selection rules (spec yoco §5)."""
+"""yoco/selection.py: --pruning_key grammar (reference he-y/you-only-condense-once/argument.py;
+docs/algorithms.md#pruning-key-resolution) and selection rules (YOCO reference utils/img_loader.py, load_data_path;
+docs/algorithms.md#selection-rules)."""
 import os
 import random
 
@@ -16,7 +18,8 @@ def R(key, ipc_f=10, ipc_t=1, topk=10, dataset="cifar10", **kw):
 
 
 # ---------------------------------------------------------------------------------------------------
-# §4 resolution table: (key) -> (score key, balance, use_hard, stratified, random)
+# the resolution table (docs/algorithms.md#pruning-key-resolution): (key) -> (score key, balance, use_hard, stratified,
+# random)
 TABLE = [
     ("random", (None, False, False, False, True)),
     ("random_balance", (None, True, False, False, True)),
@@ -86,7 +89,8 @@ def _keys_in_both_orders():
 
 
 def test_modifier_order_does_not_matter():
-    """Spec yoco §4 step 2 tests the modifiers by substring, so both orders resolve alike (78 keys were
+    """The YOCO reference's argument.py (docs/algorithms.md#pruning-key-resolution) tests the modifiers by substring, so
+    both orders resolve alike (78 keys were
     refused before); the configurations and the selected indices are identical."""
     g = torch.Generator().manual_seed(0)
     scores = {k: torch.rand(16, generator=g) for k in ("entropy", "accumulated_margin", "forgetting", "el2n",
@@ -123,7 +127,8 @@ def test_resolution_errors():
 
 
 # ---------------------------------------------------------------------------------------------------
-# §5 selection. Toy decoded set: C=2, IPC_F=2, f=2 -> n_c=8, N=16; IPC_T=1 -> m=4, M=8.
+# selection (docs/algorithms.md#selection-rules). Toy decoded set: C=2, IPC_F=2, f=2 -> n_c=8, N=16; IPC_T=1 -> m=4,
+# M=8.
 GEOM = dict(N=16, C=2, ipc_f=2, ipc_t=1, factor=2)
 
 
@@ -147,7 +152,7 @@ def test_balanced_vs_imbalanced():
 
 
 def test_yoco_worked_example_counts():
-    # spec yoco §5.3: CIFAR-10, IPC_F 10 -> IPC_T 1, f=2: N=400, 4 per class, 40 total
+    # CIFAR-10, IPC_F 10 -> IPC_T 1, f=2 (docs/algorithms.md#selection-rules): N=400, 4 per class, 40 total
     g = torch.Generator().manual_seed(0)
     s = {"LBPE_top10": torch.rand(400, generator=g) + torch.arange(400) // 40}  # class c scores in [c, c+1)
     cfg = resolve_pruning_key("yoco", ipc_f=10, ipc_t=1, topk=10, dataset="cifar10")
@@ -221,10 +226,11 @@ def test_selection_errors():
 
 
 # ---------------------------------------------------------------------------------------------------
-# §5.4 CCS
+# CCS (docs/algorithms.md#ccs-strata-and-budget)
 
 def reference_strata_picks(s, budget, stable=False):
-    """Positions picked by the reference's CCS sampling (spec yoco §5.4) of the descending scores ``s``,
+    """Positions picked by the reference's CCS sampling (YOCO reference ccs/core/data/Coreset.py;
+    docs/algorithms.md#ccs-strata-and-budget) of the descending scores ``s``,
     derived here independently: 50 strata, sizes as a CPU int64 tensor ordered by ``torch.argsort`` (the
     reference's ``bin_allocate``) or, for comparison, by a stable sort (lowest stratum first)."""
     lo, hi = s.min(), s.max() * 1.0001
@@ -292,7 +298,7 @@ def test_ccs_random_within_strata_and_balanced():
 
 def test_ccs_strata_visited_in_reference_argsort_order():
     """Equal stratum sizes: the budget goes round the strata in torch.argsort's order of the int64 sizes, as
-    the reference's bin_allocate does, not lowest stratum first (spec yoco §5.3 step 5)."""
+    the reference's bin_allocate does, not lowest stratum first (docs/algorithms.md#ccs-strata-and-budget)."""
     sizes = [1, 2, 0, 2, 3, 0, 2, 1, 0, 2] * 5  # many ties; stratum k holds values in [k, k + 0.5]
     values = [0.0] + [k + 0.1 + 0.2 * j for k in range(1, 49) for j in range(sizes[k])] + [49.1, 50.0]
     s = torch.tensor(sorted(values, reverse=True))  # lo = 0, hi = 50.005: stratum width 1.0001

@@ -12,8 +12,7 @@ import torch
 from condensation.parallel import World, expand_hostlist, launch_env
 from conftest import ROOT, script_env
 from fakedata import make_cifar
-from test_parallel import C10, data, torchrun
-from test_scripts import check_commands, dry_run
+from helpers import C10, check_commands, data, dry_run, torchrun
 from utils.errors import UserError
 
 SBATCH = os.path.join(ROOT, "scripts", "condense_mp.sbatch")

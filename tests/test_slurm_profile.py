@@ -3,7 +3,7 @@ parameters of each stage, --print (needs no Slurm), and the flags that belong to
 import pytest
 
 from conftest import ROOT
-from test_sweep import make_fake
+from helpers import make_fake
 from sweep import local as sweep, slurm
 from utils.errors import UserError
 from sweep.jobs import Stage

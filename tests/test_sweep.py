@@ -11,7 +11,7 @@ import time
 import pytest
 
 from conftest import ROOT
-from test_scripts import CASES
+from helpers import CASE_IDS, CASES, events, make_fake
 from sweep import jobs, local as sweep
 from utils.errors import UserError
 
@@ -61,8 +61,7 @@ def expected_program(argv):
     return os.path.basename(argv[0])
 
 
-@pytest.mark.parametrize("script,args,env", CASES,
-                         ids=[f"{c[0]}-{'-'.join(c[1][:1])}-{c[2].get('BUDGET', 'paper')}" for c in CASES])
+@pytest.mark.parametrize("script,args,env", CASES, ids=CASE_IDS)
 def test_job_list_of_every_script_parses_into_stages(tmp_path, ext, script, args, env):
     path = os.path.join(ROOT, "scripts", script)
     args = [a.format(tmp=tmp_path, ext=ext) for a in args]
@@ -170,49 +169,7 @@ def test_a_damaged_job_list_is_one_error(line, message):
 
 
 # ---- a fake table script, run --------------------------------------------------------------------------------
-JOB = r'''import os, subprocess, sys, time
-name, sleep = sys.argv[1], float(sys.argv[2])
-child = subprocess.Popen(["sleep", str(max(sleep, 0.01))])  # a grandchild: killed with the job's process group
-with open("events.log", "a") as f:
-    f.write(f"{name} start {time.time()} {os.getpid()} {child.pid}\n")
-print(f"{name}: CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES')!r} FOO={os.environ.get('FOO')!r}",
-      "argv", sys.argv[1:], flush=True)
-if os.path.exists(f"fail_{name}"):
-    sys.exit(3)
-child.wait()
-with open("events.log", "a") as f:
-    f.write(f"{name} end {time.time()}\n")
-'''
-
-FAKE = r'''#!/usr/bin/env bash
-# a fake table script in the format of scripts/*.sh: lib.sh's run prints each command under DRY_RUN=1
-set -euo pipefail
-source "{root}/scripts/lib.sh"
-SLEEP=${{SLEEP:-0}}
-echo "== condensations =="
-for K in 1 2; do
-  run python3 cond.py "cond$K" "$SLEEP" --device "$DEVICE" --save_dir "runs/set $K"
-done
-echo "== evaluations (${{FOO:-no FOO}}) =="
-for K in 1 2 3; do
-  run python3 evalx.py "eval$K" 0 --device "$DEVICE" --test_data_dir "runs/set $(( (K + 1) % 2 + 1 ))"
-done
-run python3 report.py summary 0
-echo "total wall time: 0 s"
-'''
-
-
-def make_fake(tmp_path):
-    """The fake table script and its work folder with the jobs' programs: (script, work)."""
-    work = tmp_path / "work"
-    work.mkdir()
-    for prog in ("cond.py", "evalx.py", "report.py"):
-        (work / prog).write_text(JOB)
-    script = tmp_path / "fake.sh"
-    script.write_text(FAKE.format(root=ROOT))
-    return script, work
-
-
+# (the script and its jobs' program: helpers.FAKE and helpers.JOB; every job appends to events.log)
 @pytest.fixture
 def fake(tmp_path, monkeypatch):
     """The fake script and its work folder (WORKDIR: the jobs run there; logs in raid/sweeps/fake)."""
@@ -221,15 +178,6 @@ def fake(tmp_path, monkeypatch):
     monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
     monkeypatch.delenv("FOO", raising=False)
     return script, work
-
-
-def events(work):
-    p = work / "events.log"
-    out = {}
-    for line in (p.read_text().splitlines() if p.exists() else []):
-        name, what, t, *rest = line.split()
-        out[(name, what)] = float(t)
-    return out
 
 
 def run_sweep(script, *flags, capsys=None):

@@ -15,8 +15,7 @@ import pytest
 import torch
 
 from conftest import ROOT, run_script
-from fakedata import make_cifar
-from test_sweep import events, make_fake
+from helpers import events, make_fake, make_table_data
 
 pytestmark = pytest.mark.slow
 
@@ -57,7 +56,7 @@ def job_ids(out):
 @pytest.fixture(scope="module")
 def cifar(tmp_path_factory):
     w = tmp_path_factory.mktemp("slurm_tables")
-    make_cifar(str(w / "datasets"), 10, n_train=500, n_test=50)
+    make_table_data(w / "datasets")  # the files of mdc_table1_smoke's work folder
     return w
 
 
@@ -72,17 +71,8 @@ TABLE1 = (os.path.join(ROOT, "scripts", "mdc_table1.sh"), ["cifar10", "2"], {"BU
 REPORT = "raid/mdc_table1/cifar10/report/"
 
 
-@pytest.fixture(scope="module")
-def table1_local(cifar):
-    """MDC Table 1 (N = 2, smoke budget) through the local backend, on the CPU."""
-    work = table1_work(cifar, "local")
-    script, args, env = TABLE1
-    p = subprocess.run([sys.executable, "-m", "sweep.local", script, "--gpus", "cpu", "--cpu_slots", "1", "--", *args],
-                       cwd=ROOT, capture_output=True, text=True, timeout=900,
-                       env=dict(os.environ, WORKDIR=str(work), DEVICE="cpu", INSTALL="0", TQDM_DISABLE="1",
-                                OMP_NUM_THREADS="1", PYTHONPATH=ROOT, **env))
-    assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
-    return work, p.stdout
+# MDC Table 1 through the local backend: conftest.py's mdc_table1_smoke (once per session: Table 3's smoke,
+# tests/test_tables_smoke.py, starts from its work folder), the same command with the same data
 
 
 def test_mdc_table1_on_slurm_ends_with_the_local_report(slurm, cifar, request):
@@ -92,7 +82,8 @@ def test_mdc_table1_on_slurm_ends_with_the_local_report(slurm, cifar, request):
     assert [line.split(": job")[0][11:] for line in out.splitlines() if "submitted stage" in line] == [
         "submitted stage 1 (condense_reg.py)", "submitted stage 2 (test.py)", "submitted stage 3 (evaluation.report)"]
     assert "scancel " in out and "--list" in out  # how to watch and cancel; the submission returns at once
-    local, _ = request.getfixturevalue("table1_local")  # the local backend meanwhile (the numbers do not depend on it)
+    # the local backend meanwhile, unless another test worker ran it already (the numbers do not depend on it)
+    local, _ = request.getfixturevalue("mdc_table1_smoke")
     wait_queue_empty(slurm)
     for f in ("mdc1.csv", "mdc1.md"):
         assert (remote / REPORT / f).read_text() == (local / REPORT / f).read_text(), f
@@ -104,8 +95,8 @@ def test_mdc_table1_on_slurm_ends_with_the_local_report(slurm, cifar, request):
     assert "nothing to submit" in submit(slurm, remote, script, args=args, env=budget).stdout
 
 
-def test_mdc_table1_smoke_report_has_the_papers_layout(table1_local):
-    work, out = table1_local
+def test_mdc_table1_smoke_report_has_the_papers_layout(mdc_table1_smoke):
+    work, out = mdc_table1_smoke
     rep = work / REPORT
     md = (rep / "mdc1.md").read_text()
     assert "| Method | IPC-1 | IPC-2 | Avg. |" in md and "13 done, 0 skipped, 0 failed" in out

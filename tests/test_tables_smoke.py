@@ -1,50 +1,35 @@
 """MDC Table 3 end to end at the smoke budget (BUDGET=smoke) on tiny fake CIFAR-10 in its real on-disk format:
 the table script runs every command it prints (condensations, evaluations) and the report has every row and
-column of the paper's layout. (MDC Table 1 runs through sweep.local's two backends:
-tests/test_sweep_backends.py; YOCO Table 1: tests/test_yoco_table_smoke.py, a module of its own so that the two
-smokes run on two test workers.)"""
-import csv
+column of the paper's layout. It runs in a copy of the work folder of MDC Table 1 (conftest.py's
+mdc_table1_smoke, run once per session; its own tests: tests/test_sweep_backends.py), so Table 3 finds Table 1's
+C and MDC runs complete, as it does after Table 1 at full scale. (YOCO Table 1: tests/test_yoco_table_smoke.py,
+a module of its own so that the two smokes run on two test workers.)"""
 import os
-import subprocess
+import shutil
 
 import pytest
 
-from conftest import ROOT
 from evaluation.tables import MISSING
-from fakedata import make_cifar
+from helpers import run_table
 
 pytestmark = pytest.mark.slow  # end-to-end runs of the scripts
 
 
 @pytest.fixture(scope="module")
-def workdir(tmp_path_factory):
-    return make_workdir(tmp_path_factory)
-
-
-def make_workdir(tmp_path_factory):
-    w = tmp_path_factory.mktemp("tables")
-    make_cifar(str(w / "datasets"), 10, n_train=500, n_test=50)  # 50 images per class: IPC_F 10 at f = 2
+def workdir(mdc_table1_smoke, tmp_path_factory):
+    """A copy of the session's MDC Table 1 work folder (fake CIFAR-10 and Table 1's runs)."""
+    table1, _ = mdc_table1_smoke
+    w = tmp_path_factory.mktemp("tables") / "work"
+    shutil.copytree(table1, w, symlinks=True)
     return w
 
 
-def run_table(workdir, script, *args, **env):
-    e = dict(os.environ, WORKDIR=str(workdir), BUDGET="smoke", DEVICE="cpu", INSTALL="0", TQDM_DISABLE="1",
-             OMP_NUM_THREADS="1", **env)
-    p = subprocess.run(["bash", os.path.join(ROOT, "scripts", script), *args], env=e, capture_output=True,
-                       text=True, timeout=900)
-    assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
-    return p.stdout
-
-
-def read_csv(path):
-    with open(path) as f:
-        return list(csv.DictReader(f))
-
-
 def test_mdc_table3_smoke(workdir):
-    """The five rows of MDC Table 3; its Baseline C and MDC rows are Table 1's runs (condensed here, in Table 1's
-    folder, as Table 1 would: the shared runs are condensed by whichever table needs them first)."""
+    """The five rows of MDC Table 3; its Baseline C and MDC rows are Table 1's runs, which Table 3 finds complete
+    in Table 1's folder (the shared runs are condensed by whichever table needs them first) and evaluates."""
     out = run_table(workdir, "mdc_table3.sh", "cifar10", "2")
+    for run in ("C", "MDC"):  # same settings in both tables: the --resume of Table 3's command accepts the run
+        assert f"nothing to do: raid/mdc_table1/cifar10/{run} is complete" in out
     rep = workdir / "raid" / "mdc_table3" / "cifar10"
     md = (rep / "report" / "mdc3.md").read_text()
     assert "| Method | IPC-1 | IPC-2 | Avg. |" in md and md in out

@@ -24,6 +24,7 @@ import yaml
 
 from conftest import ROOT, run_cli, run_script, script_env
 from fakedata import make_cifar
+from helpers import aim_runs
 from utils.errors import UserError
 
 
@@ -208,35 +209,6 @@ def plain(root, tmp_path_factory):
     out = tmp_path_factory.mktemp("plain") / "run"
     run_script("condense_reg.py", *condense_args(root, out))
     check_run_shape(records(out))
-    return out
-
-
-def aim_runs(repo):
-    """The runs of an Aim repository through Aim's own API (the index brought up to date first, as ``aim up``
-    does), as dicts: name, experiment, hparams, metrics {(name, context): (steps, values)}, sequences of
-    texts and images {(name, context): {step: [values]}}."""
-    from aim import Repo
-    from aim.storage.context import Context
-    from aim.sdk.index_manager import RepoIndexManager
-
-    r = Repo(str(repo))
-    manager = RepoIndexManager.get_index_manager(r)
-    for h in r.list_all_runs():
-        manager.index(h)
-    out = []
-    for run in Repo(str(repo)).iter_runs():
-        metrics = {}
-        for m in run.metrics():
-            steps, cols = m.data.items_list()
-            metrics[(m.name, tuple(sorted(m.context.to_dict().items())))] = (steps, cols[0])
-        seqs = {}
-        for name, ctx, _ in run.iter_sequence_info_by_type(("aim.text", "aim.image")):
-            key = (name, tuple(sorted(ctx.to_dict().items())))
-            get = run.get_text_sequence if name not in ("init.png", "aug.png", "syn image") else run.get_image_sequence
-            steps, cols = get(name, Context(ctx.to_dict())).data.items_list()
-            seqs[key] = dict(zip(steps, cols[0]))
-        out.append({"name": run.name, "experiment": run.experiment, "hparams": run["hparams"], "hash": run.hash,
-                    "metrics": metrics, "seqs": seqs, "tags": [getattr(t, "name", t) for t in run.props.tags]})
     return out
 
 

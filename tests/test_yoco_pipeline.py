@@ -1,4 +1,4 @@
-"""YOCO pipeline (spec yoco §2–§6): get_training_dynamics.py -> generate_importance_score.py -> test.py
+"""YOCO pipeline (docs/yoco.md): get_training_dynamics.py -> generate_importance_score.py -> test.py
 --slct_ipc, as subprocesses on fake CIFAR-10 with tiny budgets; reference-layout round trips; bad input."""
 import importlib.util
 import json
@@ -26,7 +26,8 @@ def condensed(seed=0, ipc=IPC_F):
 
 
 def check_td_layout(path, n, c, epochs):
-    """Our dynamics pickle in the reference layout (spec yoco §2.6–2.7), read with plain pickle."""
+    """Our dynamics pickle in the reference layout (reference he-y/you-only-condense-once/get_training_dynamics.py;
+    docs/algorithms.md#the-dynamics-run), read with plain pickle."""
     with open(path, "rb") as f:
         d = pickle.load(f)
     assert set(d) == {"data-name", "training_dynamics"} and d["data-name"] == "cifar10"
@@ -49,7 +50,8 @@ def check_scores(path, n):
     with open(path, "rb") as f:
         s = pickle.load(f)
     assert SCORE_KEYS <= set(s)
-    assert s["el2n"] is s["LBPE_0_10"]  # the same tensor object, as the reference (spec yoco §3.2)
+    assert s["el2n"] is s["LBPE_0_10"]  # the same tensor object, as the reference (YOCO reference
+    # generate_importance_score.py; docs/algorithms.md#scores)
     assert s["targets"].dtype == torch.int32 and s["forgetting"].dtype == torch.int32
     assert s["LBPE_top2"].shape == (n,) and s["LBPE_top2"].dtype == torch.float32
     assert all(isinstance(i, int) for i in s["kmeans_1"]) and len(s["kmeans_1"]) == C * (n // (C * IPC_F))
@@ -63,7 +65,8 @@ def last_record(path):
 
 @pytest.mark.slow
 def test_pipeline_idc_default_paths(fake_root, tmp_path):
-    """idc, f = 2, every path by default (spec yoco §1.1, §2.2, §4), relative to the working folder."""
+    """idc, f = 2, every path by default (YOCO reference argument.py; docs/yoco.md; docs/algorithms.md#the-dynamics-run,
+    #pruning-key-resolution), relative to the working folder."""
     folder = tmp_path / "raid" / "condensed_img" / "idc" / "cifar10" / IDC_TAG_CIFAR.format(ipc=IPC_F)
     save_condensed(str(folder / "data.pt"), *condensed())
     run_script("get_training_dynamics.py", "-d", "cifar10", "--ipc", IPC_F, "--epochs", 3, "--data-dir", fake_root,
@@ -199,7 +202,8 @@ def test_resume_is_exact(fake_root, tmp_path):
 @pytest.mark.slow
 def test_reference_files_round_trip(fake_root, tmp_path):
     """A reference dynamics pickle + ckpt are scored by our generator; a reference score pickle drives
-    test.py's selection (spec yoco §2.7, §3.3, §5.3)."""
+    test.py's selection (YOCO reference get_training_dynamics.py; docs/algorithms.md#the-dynamics-run, #score-file,
+    #selection-rules)."""
     from models import create_model
 
     x, y = condensed(seed=3)

@@ -5,14 +5,16 @@ import os
 
 import pytest
 
-from test_tables_smoke import make_workdir, read_csv, run_table
+from helpers import make_table_data, read_csv, run_table
 
 pytestmark = pytest.mark.slow  # end-to-end runs of the scripts
 
 
 @pytest.fixture(scope="module")
 def workdir(tmp_path_factory):
-    return make_workdir(tmp_path_factory)
+    w = tmp_path_factory.mktemp("tables")
+    make_table_data(w / "datasets")
+    return w
 
 
 def test_yoco_table1_smoke(workdir):

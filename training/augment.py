@@ -1,5 +1,7 @@
-"""Augmentations: Normalize, differentiable DiffAug (spec mdc §3, yoco §2.5), CutMix (spec mdc §4/§6)
-and the ImageNet ColorJitter/Lighting transforms (spec mdc §2.2).
+"""Augmentations: Normalize, differentiable DiffAug (reference he-y/Multisize-Dataset-Condensation/misc/augment.py;
+reference he-y/you-only-condense-once/get_training_dynamics.py; docs/algorithms.md#augmentation, #the-dynamics-run),
+CutMix (MDC reference misc/utils.py, Normalize and rand_bbox; train.py)
+and the ImageNet ColorJitter/Lighting transforms (MDC reference data.py, transform_imagenet).
 
 DiffAug ops are module-level functions ``<op>_fn(x, batch)`` built from a parameter draw
 (``<op>_params``) and a deterministic application (``<op>_apply``), so that tests can check the
@@ -20,7 +22,7 @@ from cli.arguments import check_aug_strategy
 from utils.errors import UserError
 from training.determinism import grid_sample_bilinear
 
-# spec mdc §3: fixed DiffAug constants
+# MDC reference misc/augment.py, DiffAug; docs/algorithms.md#augmentation: fixed DiffAug constants
 PROB_FLIP = 0.5
 BRIGHTNESS = 1.0
 SATURATION = 2.0
@@ -35,7 +37,8 @@ ALIGN_CORNERS = False
 
 
 class Normalize(nn.Module):
-    """(x - mean) / std broadcast over NCHW; follows x's device and dtype (spec mdc §4)."""
+    """(x - mean) / std broadcast over NCHW; follows x's device and dtype (MDC reference misc/utils.py, Normalize and
+    rand_bbox)."""
 
     def __init__(self, mean, std):
         super().__init__()
@@ -46,7 +49,7 @@ class Normalize(nn.Module):
         return (x - self.mean.to(x.device, x.dtype)) / self.std.to(x.device, x.dtype)
 
 
-# ---------------------------------------------------------------- parameter draws (spec mdc §3)
+# ---------------------------- parameter draws (MDC reference misc/augment.py, DiffAug; docs/algorithms.md#augmentation)
 def _unit(x, batch):
     """u ~ U(0,1): one numpy float (batch) or torch [N,1,1,1] per sample."""
     if batch:
@@ -114,7 +117,8 @@ def rotate_params(x, batch):
 # ---------------------------------------------------------------- deterministic application
 def translate_apply(x, tx, ty):
     """Integer translation with zero fill: pad 1 pixel of zeros and gather with clamped indices
-    (every out-of-range read hits the zero border). Differentiable w.r.t. x. spec mdc §3 crop."""
+    (every out-of-range read hits the zero border). Differentiable w.r.t. x. MDC reference misc/augment.py,
+    DiffAug.crop_fn."""
     n, _, h, w = x.shape
     dev = x.device
     ih = torch.clamp(torch.arange(h, device=dev).view(1, h, 1) + tx + 1, 0, h + 1)
@@ -139,12 +143,13 @@ def cutout_apply(x, ox, oy, ratio=0.5):
 
 
 def affine_apply(x, theta):
-    """affine_grid + bilinear grid_sample with zero padding (spec mdc §3 scale/rotate)."""
+    """affine_grid + bilinear grid_sample with zero padding (MDC reference misc/augment.py, DiffAug.scale_fn and
+    DiffAug.rotate_fn)."""
     grid = F.affine_grid(theta, list(x.shape), align_corners=ALIGN_CORNERS)
     return grid_sample_bilinear(x, grid)  # F.grid_sample bilinear, zeros, align_corners False
 
 
-# ---------------------------------------------------------------- ops (spec mdc §3 table)
+# ---------------------------------------- ops (MDC reference misc/augment.py, DiffAug; docs/algorithms.md#augmentation)
 def flip_fn(x, batch):
     """Horizontal flip (width axis) with probability 0.5."""
     if batch:
@@ -194,11 +199,12 @@ def cutout_fn(x, batch, ratio=0.5):
 OPS = {"flip": flip_fn, "brightness": brightness_fn, "saturation": saturation_fn,
        "contrast": contrast_fn, "crop": crop_fn, "translate": translate_fn,
        "scale": scale_fn, "rotate": rotate_fn, "cutout": cutout_fn}
-GROUPS = {"color": ["brightness", "saturation", "contrast"]}  # spec mdc §3 step 2 order
+GROUPS = {"color": ["brightness", "saturation", "contrast"]}  # the colour order of the reference's DiffAug
 
 
 class DiffAug(nn.Module):
-    """Differentiable siamese augmentation (spec mdc §3). Order per call: flip, colour
+    """Differentiable siamese augmentation (MDC reference misc/augment.py, DiffAug; docs/algorithms.md#augmentation).
+    Order per call: flip, colour
     (brightness, saturation, contrast), exactly one op of L chosen by np.random.randint, cutout.
     ``single=True`` (reference semantics) puts flip/color/cutout into L as ordinary choices."""
 
@@ -247,7 +253,7 @@ class DiffAug(nn.Module):
         return f"strategy={self.strategy!r}, batch={self.batch}, ratio_cutout={self.ratio_cutout}"
 
 
-# ---------------------------------------------------------------- CutMix (spec mdc §4, §6)
+# ---------------------------------------------- CutMix (MDC reference misc/utils.py, Normalize and rand_bbox; train.py)
 def rand_bbox(size, lam):
     """Box (bbx1, bby1, bbx2, bby2) on dims (2, 3): side int(dim*sqrt(1-lam)), numpy centre, clip."""
     W, H = size[2], size[3]  # reference naming: "W" is dim 2, "H" is dim 3
@@ -262,7 +268,7 @@ def rand_bbox(size, lam):
 
 
 def cutmix(x, y, beta=1.0):
-    """CutMix (spec mdc §6 step 3): lam ~ Beta(beta, beta) (numpy), perm = torch.randperm on x's
+    """CutMix (MDC reference train.py, train_epoch): lam ~ Beta(beta, beta) (numpy), perm = torch.randperm on x's
     device, paste x[perm] into the box of a copy of x. Returns (x_mixed, y_a, y_b, ratio) with
     ratio = 1 - box_area/(H*W) of the clipped box; loss = ratio*CE(y_a) + (1-ratio)*CE(y_b)."""
     lam = np.random.beta(beta, beta)
@@ -274,8 +280,8 @@ def cutmix(x, y, beta=1.0):
     return out, y, y[perm], float(ratio)
 
 
-# ---------------------------------------------------------------- ImageNet transforms (spec mdc §2.2)
-IMAGENET_MEAN = [0.485, 0.456, 0.406]  # spec mdc §2.1
+# ------------------------------------------------------ ImageNet transforms (MDC reference data.py, transform_imagenet)
+IMAGENET_MEAN = [0.485, 0.456, 0.406]  # MDC reference data.py, MEANS and STDS
 IMAGENET_STD = [0.229, 0.224, 0.225]
 PCA_EIGVAL = [0.2175, 0.0188, 0.0045]
 PCA_EIGVEC = [[-0.5675, 0.7192, 0.4009],
@@ -350,7 +356,8 @@ def _resize(size, train):
 
 def imagenet_train_transform(size=224, rrc=True, rrc_size=None, augment=True, from_tensor=False,
                              normalize=True):
-    """Order (spec mdc §2.2): resize, cast, RRC(scale 0.5-1), flip, jitter, lighting, Normalize."""
+    """Order (MDC reference data.py, transform_imagenet): resize, cast, RRC(scale 0.5-1), flip, jitter, lighting,
+    Normalize."""
     if size == 0 and not rrc_size:
         raise UserError("imagenet transform with size 0 needs rrc_size > 0")
     tfs = _resize(size, train=True) + ([] if from_tensor else [T.ToTensor()])

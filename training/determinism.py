@@ -1,10 +1,12 @@
 """Deterministic stand-ins for the three operations we differentiate through that have no
 deterministic CUDA backward kernel (``torch.use_deterministic_algorithms`` raises for them):
 
-* bilinear ``F.interpolate`` (multi-formation decoding, spec mdc §8.2), replaced by two matrix
+* bilinear ``F.interpolate`` (multi-formation decoding, reference he-y/Multisize-Dataset-Condensation/condense_reg.py;
+  docs/data.md#decode-order-multi-formation), replaced by two matrix
   products with the interpolation matrices (bilinear resizing is separable);
 * ``F.adaptive_avg_pool2d(x, 1)`` (ResNet-10-BN, DenseNet heads), replaced by a mean;
-* bilinear ``F.grid_sample`` with zero padding (DSA scale/rotate, spec mdc §3), replaced by four
+* bilinear ``F.grid_sample`` with zero padding (DSA scale/rotate, MDC reference misc/augment.py, DiffAug;
+  docs/algorithms.md#augmentation), replaced by four
   gathers (gather's CUDA backward is deterministic in deterministic mode).
 
 Each stand-in is used only where the original would fail: in ``--deterministic True`` mode, on a

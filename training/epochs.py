@@ -1,4 +1,5 @@
-"""Training and evaluation loops shared by every network we train (spec mdc §6 ``train_epoch``/``validate``):
+"""Training and evaluation loops shared by every network we train (reference
+he-y/Multisize-Dataset-Condensation/train.py, train_epoch and validate):
 the evaluation protocol (``evaluation.protocol``), the network updates of condensation
 (``condensation.loop``) and YOCO's training dynamics (``yoco.dynamics``).
 """
@@ -13,8 +14,8 @@ from utils.errors import StopTraining
 
 
 def correct_counts(output, target, topk=(1, 5)):
-    """Number of top-k hits for each k (the reference's ``accuracy``, spec mdc §4, before it divides),
-    as one tensor on the output's device: no host wait."""
+    """Number of top-k hits for each k (the reference's ``accuracy``, MDC reference misc/utils.py, accuracy, before it
+    divides), as one tensor on the output's device: no host wait."""
     maxk = min(max(topk), output.shape[1])
     pred = output.topk(maxk, 1, True, True).indices.t()
     correct = pred.eq(target.view(1, -1))
@@ -23,13 +24,14 @@ def correct_counts(output, target, topk=(1, 5)):
 
 def train_one_epoch(model, loader, optimizer, *, aug=None, mixup="cut", mix_p=0.5, beta=1.0, n_data=-1,
                     scheduler=None, on_batch=None, metrics=True, amp=contextlib.nullcontext):
-    """One pass of ``loader`` (spec mdc §6 ``train_epoch``). Returns (top1, top5, loss) averages, or None
+    """One pass of ``loader`` (MDC reference train.py, train_epoch). Returns (top1, top5, loss) averages, or None
     with ``metrics=False``, or with ``metrics="device"`` the unread sums [Σ loss·b, top-1 hits, top-5 hits] on
     the device and the sample count (condensation's network updates: the loop reads them with its loss).
 
     Per batch: DSA under no_grad, then with probability ``mix_p`` CutMix
     (loss = r·CE(y) + (1−r)·CE(y_perm)), accuracy against the original labels, SGD step.
-    ``scheduler`` is stepped per iteration when given (YOCO dynamics, spec yoco §2.4);
+    ``scheduler`` is stepped per iteration when given (YOCO dynamics, reference
+    he-y/you-only-condense-once/get_training_dynamics.py; docs/algorithms.md#the-dynamics-run);
     ``on_batch(iteration, idx, output)`` sees the training forward pass (YOCO's dynamics log),
     which needs a loader yielding ``(x, y, idx)``. Stops after ``n_data`` samples when n_data > 0.
     ``amp``: the context of the forward pass and loss (``training.precision.autocast``; backward outside it).
@@ -85,7 +87,7 @@ def train_one_epoch(model, loader, optimizer, *, aug=None, mixup="cut", mix_p=0.
 
 @torch.no_grad()
 def evaluate(model, loader, amp=contextlib.nullcontext):
-    """Top-1, top-5 and mean CE on ``loader`` in eval mode (spec mdc §6 ``validate``).
+    """Top-1, top-5 and mean CE on ``loader`` in eval mode (MDC reference train.py, validate).
 
     On CPU the 4-D weights go channels-last for the pass (oneDNN runs inference ~25% faster,
     benchmarks/eval_epoch.py) and back afterwards; the values are the same up to float rounding.

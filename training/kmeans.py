@@ -1,4 +1,5 @@
-"""Seeded euclidean k-means on torch (DREAM init/batches, spec mdc §8.8; YOCO "SSP" lists, spec yoco §3.2).
+"""Seeded euclidean k-means on torch (DREAM init/batches, docs/algorithms.md#dream;
+YOCO "SSP" lists, docs/algorithms.md#ssp-k-means-lists).
 
 The reference uses ``fast_pytorch_kmeans.KMeans(mode='euclidean')`` with its defaults (max_iter 100,
 tol 1e-4, initial centroids = random data points, unseeded). This is an independent Lloyd k-means with
@@ -23,7 +24,8 @@ _CHUNK_ELEMS = 1 << 24  # rows x centroids per distance block (bounds memory for
 
 
 def pairwise_distance(a, b):
-    """Euclidean distances [A, B] as spec yoco §3.2: sqrt(clamp(|a|^2 + |b|^2 - 2 a.b, min=1e-12))."""
+    """Euclidean distances [A, B] as docs/algorithms.md#ssp-k-means-lists (reference
+    he-y/you-only-condense-once/generate_importance_score.py): sqrt(clamp(|a|^2 + |b|^2 - 2 a.b, min=1e-12))."""
     a2 = (a * a).sum(1, keepdim=True)
     b2 = (b * b).sum(1).unsqueeze(0)
     d2 = a2 + b2 - 2.0 * (a @ b.t())
@@ -73,8 +75,10 @@ def kmeans(x, k, *, n_iter=100, tol=1e-4, seed=0):
 def nearest_to_centroids(x, centroids):
     """For every centroid, the index of the closest row of ``x`` (LongTensor [k]).
 
-    Distances as spec yoco §3.2; ties go to the lower row index. Two centroids may share their
-    nearest sample, so duplicates are possible, exactly as in the reference (spec yoco §10 B10).
+    Distances as docs/algorithms.md#ssp-k-means-lists (YOCO reference generate_importance_score.py, kmeans_metric); ties
+    go to the lower row index. Two centroids may share their
+    nearest sample, so duplicates are possible, exactly as in the reference (yoco B10 in
+    docs/reference-differences.md#reference-quirks-kept).
     """
     device = x.device
     x = x.detach().float().cpu()  # on the CPU, like kmeans

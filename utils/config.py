@@ -96,7 +96,8 @@ def set_determinism(deterministic):
     torch.backends.cudnn.allow_tf32 = not deterministic
     torch.backends.cuda.matmul.allow_tf32 = False
     torch.backends.cudnn.deterministic = bool(deterministic)
-    torch.backends.cudnn.benchmark = not deterministic and torch.cuda.is_available()  # the reference (§8.7)
+    torch.backends.cudnn.benchmark = not deterministic and torch.cuda.is_available()  # the reference's condense_reg.py,
+    # __main__ (he-y/Multisize-Dataset-Condensation)
     torch.use_deterministic_algorithms(bool(deterministic))
     if deterministic:
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
@@ -163,7 +164,7 @@ def to_json(obj, **kw):
 
 
 class Logger:
-    """Prints and appends to ``<folder>/log.txt`` (spec mdc §4 ``Logger``)."""
+    """Prints and appends to ``<folder>/log.txt`` (MDC reference misc/utils.py, Logger)."""
 
     def __init__(self, folder=None, quiet=False):
         self.path = os.path.join(folder, "log.txt") if folder else None

@@ -1,8 +1,10 @@
-"""YOCO's training-dynamics run (spec yoco §2): settings, the trainer that logs every sample's output,
+"""YOCO's training-dynamics run (reference he-y/you-only-condense-once/get_training_dynamics.py;
+docs/algorithms.md#the-dynamics-run): settings, the trainer that logs every sample's output,
 the real test set, and the files of a restartable run. ``get_training_dynamics.py`` drives it;
 ``generate_importance_score.py`` shares the settings and the decoded set.
 
-Protocol (spec yoco §2.2–2.7): decoded set (factor 2 CIFAR / 3 ImageNet / 1 mtt·dsa·kip), ConvNet-3
+Protocol (YOCO reference get_training_dynamics.py; docs/algorithms.md#the-dynamics-run): decoded set (factor 2 CIFAR / 3
+ImageNet / 1 mtt·dsa·kip), ConvNet-3
 (ResNetAP-10 for ImageNet), SGD 0.01 / 0.9 / 5e-4, batch 64 shuffled (last batch partial), MultiStepLR
 ×0.2 at 2T//3 and 5T//6 stepped every iteration (T = iterations/epoch × epochs), DSA
 ``color_crop_flip_scale_rotate`` per sample then CutMix (p 0.5); after every iteration the record
@@ -38,7 +40,8 @@ STATE = "state.pt"
 
 
 def data_settings(args):
-    """Condense key, dataset shape, factor and network (spec yoco §2.1–2.2, §3.1); explicit flags win.
+    """Condense key, dataset shape, factor and network (YOCO reference get_training_dynamics.py;
+    docs/algorithms.md#the-dynamics-run, #el2n-and-lbpe); explicit flags win.
     Shared with generate_importance_score.py."""
     for k in ("mtt", "dsa", "kip"):
         if getattr(args, f"load_{k}"):
@@ -49,7 +52,7 @@ def data_settings(args):
     if d == "imagenet":
         args.nclass, args.nch, args.size = 10, 3, 224
         if args.condense_key != "idc":
-            raise UserError(f"--condense_key {args.condense_key} has no ImageNet set (spec yoco §2.2: idc only)")
+            raise UserError(f"--condense_key {args.condense_key} has no ImageNet set (only idc has one: docs/algorithms.md#yoco-condensed-inputs)")
     else:
         args.nclass, args.nch, args.size = INFO[d]
     if args.factor is None:
@@ -60,7 +63,8 @@ def data_settings(args):
 
 
 def resolve_settings(args):
-    """Derived settings that need no files (spec yoco §2.1–2.2); explicit flags win."""
+    """Derived settings that need no files (YOCO reference get_training_dynamics.py;
+    docs/algorithms.md#the-dynamics-run); explicit flags win."""
     if args.score_file:
         raise UserError("--score_file has no use here: the dynamics are recorded on the full decoded set")
     if args.random_selection:
@@ -77,7 +81,8 @@ def resolve_settings(args):
 
 
 def resolve_paths(args):
-    """Condensed-data folder, IPC and output folder (spec yoco §1.1, §2.2)."""
+    """Condensed-data folder, IPC and output folder (YOCO reference argument.py; get_training_dynamics.py; docs/yoco.md;
+    docs/algorithms.md#the-dynamics-run)."""
     if args.custom_data_dir is None:
         if args.ipc is None:
             raise UserError("pass --ipc N (or --custom-data-dir <condensed folder>)")
@@ -92,7 +97,8 @@ def resolve_paths(args):
 
 
 def load_condensed_set(args):
-    """Decoded pixels [N, C, H, W] and labels (spec yoco §1.2–1.3) through ``data.condensed.load_decoded``;
+    """Decoded pixels [N, C, H, W] and labels (YOCO reference utils/img_loader.py, load_data_path and decode;
+    docs/algorithms.md#yoco-condensed-inputs) through ``data.condensed.load_decoded``;
     sets args.ipc (from the data when not given) and args.num_samples."""
     x, y, args.ipc = load_decoded(args.custom_data_dir, args.nclass, args.nch, args.size, args.factor,
                                   condense_key=args.condense_key, ipc=args.ipc)
@@ -105,11 +111,13 @@ def load_condensed_set(args):
 
 
 class DynamicsTrainer:
-    """Model, optimiser, per-iteration schedule, augmentation and the logging loader (spec yoco §2.3–2.6)."""
+    """Model, optimiser, per-iteration schedule, augmentation and the logging loader (YOCO reference
+    get_training_dynamics.py; ccs/core/training/Trainer.py; docs/algorithms.md#the-dynamics-run)."""
 
     def __init__(self, args, x, y, device):
         self.args, self.device = args, device
-        if args.dataset == "imagenet":  # per-sample RRC/flip/jitter/lighting + Normalize (spec yoco §1.2)
+        if args.dataset == "imagenet":  # per-sample RRC/flip/jitter/lighting + Normalize (YOCO reference
+        # utils/img_loader.py, load_data_path; docs/algorithms.md#yoco-condensed-inputs)
             tf = imagenet_train_transform(args.size, rrc=True, from_tensor=True)
             self.loader = TensorLoader(x, y, args.batch_size, True, device, sample_transform=tf, return_index=True)
         else:
@@ -120,7 +128,8 @@ class DynamicsTrainer:
         self.model = create_model(args.network, nclass=args.nclass, nch=args.nch, size=args.size, depth=3,
                                   norm_type="instance", dataset=args.dataset).to(device)
         self.opt = torch.optim.SGD(self.model.parameters(), args.lr, momentum=0.9, weight_decay=5e-4)
-        T = len(self.loader) * args.epochs  # spec yoco §2.4: milestones in iterations
+        T = len(self.loader) * args.epochs  # YOCO reference get_training_dynamics.py;
+        # docs/algorithms.md#the-dynamics-run: milestones in iterations
         self.sched = torch.optim.lr_scheduler.MultiStepLR(self.opt, milestones=[2 * T // 3, 5 * T // 6], gamma=0.2)
         self.aug = DiffAug(args.dsa_strategy, batch=False) if args.dsa else None
         self.amp = amp_for(getattr(args, "precision", "fp32"), device)  # training/precision.py
@@ -147,7 +156,8 @@ class DynamicsTrainer:
 
 
 def test_loader(args, device):
-    """Real test set: batch 512 (32 px) / 32 (ImageNet, kept decoded up to 2000 images) (spec yoco §2.7)."""
+    """Real test set: batch 512 (32 px) / 32 (ImageNet, kept decoded up to 2000 images) (YOCO reference
+    get_training_dynamics.py; docs/algorithms.md#the-dynamics-run)."""
     return real_test_loader(args, device, 32 if args.dataset == "imagenet" else 512, preload_max=2000)
 
 
@@ -156,7 +166,8 @@ def test_loader(args, device):
 
 
 class TextLog:
-    """stdout tee into ``log-train-ipc{IPC}.log`` (spec yoco §2.7)."""
+    """stdout tee into ``log-train-ipc{IPC}.log`` (YOCO reference get_training_dynamics.py;
+    docs/algorithms.md#the-dynamics-run)."""
 
     def __init__(self, path, fresh):
         self.path = path
@@ -227,8 +238,8 @@ def load_state(resume_dir, trainer):
 
 
 def write_outputs(args, out_dir, model, records, resume_dir, chunks, log_msg, targets):
-    """Final files (spec yoco §2.7), each atomic; the resume folder goes last. ``targets``: decoded labels
-    (for ``--compact stats``)."""
+    """Final files (YOCO reference get_training_dynamics.py; docs/algorithms.md#the-dynamics-run), each atomic; the
+    resume folder goes last. ``targets``: decoded labels (for ``--compact stats``)."""
     all_records = [r for name in chunks for r in load_chunk(os.path.join(resume_dir, name))] + records
     atomic_save({"model_state_dict": model.state_dict(), "epoch": args.epochs - 1}, os.path.join(out_dir, "ckpt-last.pt"))
     written = []
@@ -247,7 +258,8 @@ def write_outputs(args, out_dir, model, records, resume_dir, chunks, log_msg, ta
 
 
 # ------------------------------------------------------------------------------------------------
-# the trained network, for the score generator (spec yoco §3.2: entropy/loss and the SSP k-means features)
+# the trained network, for the score generator (YOCO reference generate_importance_score.py; docs/algorithms.md#scores:
+# entropy/loss and the SSP k-means features)
 
 
 @torch.no_grad()

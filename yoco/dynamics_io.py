@@ -1,4 +1,5 @@
-"""The YOCO training-dynamics log (spec yoco §2.6–2.7): record, save, load, and turn into arrays.
+"""The YOCO training-dynamics log (reference he-y/you-only-condense-once/get_training_dynamics.py;
+docs/algorithms.md#the-dynamics-run): record, save, load, and turn into arrays.
 
 Records (reference layout) are dicts ``{'epoch': int, 'iteration': int, 'idx': int64 (B,),
 'output': float16 (B, C) log-softmax}`` in training order. Three file formats:
@@ -18,7 +19,8 @@ Records (reference layout) are dicts ``{'epoch': int, 'iteration': int, 'idx': i
   otherwise use the reference pickle.
 * **stats** (``td-ipc{IPC}-stats.pt``, ``--compact stats``; ``torch.save`` of plain tensors, loadable with
   ``weights_only=True``): not a log but, per epoch and sample, the sufficient statistics of every dynamics
-  score of spec yoco §3.2 (``EpochStats``: log p_y, max_{k!=y} p_k, sum_{k!=y} p_k^2, argmax == y) plus the
+  score of docs/algorithms.md#scores (YOCO reference generate_importance_score.py) (``EpochStats``: log p_y, max_{k!=y}
+  p_k, sum_{k!=y} p_k^2, argmax == y) plus the
   batch ids (for ``loss_epoch``) and the labels they were computed with: [E, N] arrays independent of C,
   13 bytes per sample and epoch (fp16 log p_y as stored in the log, two float32, bool, int16 batch id) vs
   2*C bytes of fp16 log-softmax (CIFAR-100 IPC50: ~250 MiB vs ~4 GiB, ~16x smaller). Lossy by design: it cannot
@@ -54,7 +56,8 @@ def atomic_pickle(obj, path):
 
 
 class DynamicsLog:
-    """Accumulates one record per training iteration (spec yoco §2.6)."""
+    """Accumulates one record per training iteration (YOCO reference get_training_dynamics.py;
+    ccs/core/training/Trainer.py; docs/algorithms.md#the-dynamics-run)."""
 
     def __init__(self):
         self.records = []
@@ -86,7 +89,8 @@ class DynamicsLog:
 
 
 def save_reference_pickle(path, data_name, records):
-    """The reference ``td-ipc{IPC}.pickle`` layout (spec yoco §2.7), written atomically."""
+    """The reference ``td-ipc{IPC}.pickle`` layout (YOCO reference get_training_dynamics.py;
+    docs/algorithms.md#the-dynamics-run), written atomically."""
     recs = [{"epoch": int(r["epoch"]), "iteration": int(r["iteration"]), "idx": r["idx"], "output": r["output"]}
             for r in records]
     atomic_pickle({"data-name": data_name, "training_dynamics": recs}, path)
@@ -118,7 +122,8 @@ def _check_records(records, n, c):
 
 
 def _check_coverage(counts, epochs):
-    """spec yoco §2.6: every sample is observed exactly once per epoch."""
+    """YOCO reference get_training_dynamics.py; ccs/core/training/Trainer.py; docs/algorithms.md#the-dynamics-run: every
+    sample is observed exactly once per epoch."""
     for e in epochs:
         bad = (counts[e] != 1).nonzero().flatten()
         if bad.numel():
@@ -150,7 +155,8 @@ def epoch_arrays(records, N, C, *, dtype=torch.float32):
     """Records -> ``EpochArrays(logp [E,N,C] dtype, epochs, batch_ids [E,N])``.
 
     ``batch_ids[e, i]`` = index (in log order within epoch e) of the record holding sample i; this is the
-    batch structure ``loss_epoch`` needs (spec yoco §3.2). ``dtype=torch.float16`` is lossless (the log is
+    batch structure ``loss_epoch`` needs (YOCO reference generate_importance_score.py; docs/algorithms.md#scores).
+    ``dtype=torch.float16`` is lossless (the log is
     fp16) and halves memory for large logs; scores convert one epoch at a time.
     """
     E = 1 + max((int(r["epoch"]) for r in records), default=-1)  # validated by record_layout

@@ -1,5 +1,6 @@
 """The ``--compact stats`` format of the YOCO dynamics log (see ``yoco.dynamics_io``'s docstring):
-per epoch and sample the sufficient statistics of every dynamics score of spec yoco §3.2, [E, N]
+per epoch and sample the sufficient statistics of every dynamics score of docs/algorithms.md#scores (reference
+he-y/you-only-condense-once/generate_importance_score.py), [E, N]
 arrays independent of the number of classes. ``yoco.scores`` computes every score from
 ``EpochStats`` on both paths (full log or stats file), so the two give the same scores.
 """
@@ -14,7 +15,8 @@ from yoco.dynamics_io import (STATS_FORMAT, STATS_VERSION, check_file, check_nc,
 
 
 class EpochStats(NamedTuple):
-    """Per-sample statistics of one epoch from which every dynamics score of spec yoco §3.2 follows
+    """Per-sample statistics of one epoch from which every dynamics score of docs/algorithms.md#scores (YOCO reference
+    generate_importance_score.py) follows
     (``yoco.scores``): CE = -logp_y, p_y = exp(logp_y), AUM term p_y - p_other, error norm
     |onehot(y) - p|_2 = sqrt((1 - p_y)^2 + sq_other). ``sq_other`` excludes the label: the algebraically equal
     sqrt(1 - 2 p_y + sum_k p_k^2) cancels catastrophically in float32 for confident samples (p_y -> 1)."""

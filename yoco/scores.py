@@ -1,10 +1,15 @@
-"""YOCO importance scores from a training-dynamics log (spec yoco §3.2–3.3).
+"""YOCO importance scores from a training-dynamics log (reference
+he-y/you-only-condense-once/generate_importance_score.py; docs/algorithms.md#scores).
 
 ``compute_scores`` returns the reference score-pickle dict (same keys, dtypes and quirks). Each family of
-keys is a function in the ``SCORES`` registry, run in the reference order (spec yoco §3.2 "Computation
-order"): ``kmeans`` -> ``entropy_loss`` -> ``dynamics`` (targets, correctness, forgetting,
-last_correctness, accumulated_margin, last_correct_count, correct_num, loss_epoch) -> ``el2n`` ->
-``LBPE_top``. A family returns ``{key: value}`` or ``{}`` when its inputs were not given:
+keys is a function registered with ``@register_score`` (``yoco/registry.py``), which declares the keys it writes
+(their kind: per-image scores with their direction, index lists, other statistics; the key a pruning base
+selects by) and the values it reads (``INPUTS``, or what another family writes or provides, such as the per-epoch
+``error_norms`` of ``dynamics``). The families run in the order of those inputs (``computation_order``); the file
+lists their keys in the reference's order, ``FILE_ORDER``: ``kmeans`` -> ``entropy_loss`` -> ``dynamics``
+(targets, correctness, forgetting, last_correctness, accumulated_margin, last_correct_count, correct_num,
+loss_epoch) -> ``el2n`` -> ``LBPE_top``. A family returns ``{key: value}`` or ``{}`` when its inputs were not
+given:
 
 * ``kmeans_*`` / ``imbalance_kmeans_*`` need ``features`` (``model.embed`` of ckpt-last on clean images);
 * ``entropy`` / ``loss`` need ``logits_last`` (ckpt-last, eval mode, clean images);
@@ -19,42 +24,55 @@ epoch by epoch), so both inputs share one set of formulas. Notation: ``p = exp(l
 labels, epochs 0..E-1.
 """
 import os
+from typing import Callable, NamedTuple
 
-import torch
-
-from utils.config import registrar
 from utils.errors import UserError
-from training.kmeans import kmeans, nearest_to_centroids
-from utils.safe_pickle import load_pickle
-from yoco.dynamics_io import atomic_pickle
-from yoco.dynamics_stats import DynamicsStats, EpochStats
+from utils.lazy import lazy_module
+from yoco.registry import SCORES, Base, Output, computation_order, declared, register_score
 
-KMEANS_NS = (1, 2, 5, 10)  # spec yoco §3.2: kmeans_{n}, n in {1, 2, 5, 10}
+torch = lazy_module("torch")  # imported on first use: the command line imports this module (its registrations) for -h
 
-SCORES = {}
+KMEANS_NS = (1, 2, 5, 10)  # kmeans_{n}, n in {1, 2, 5, 10} (docs/algorithms.md#ssp-k-means-lists)
+
+# what compute_scores gives the families (``inputs`` of ``@register_score`` name these, or another family's keys)
+INPUTS = ("epochs", "labels", "n_classes", "stop_epoch", "topk", "use_loss", "batch_ids", "logits_last", "features",
+          "factor", "seed")
+# the reference's score pickle lists the families' keys in this order (reference generate_importance_score.py:
+# kmeans_metric, post_training_metrics, training_dynamics_metrics, then EL2N and the LBPE top-K); a family the
+# reference lacks follows, by name
+FILE_ORDER = ("kmeans", "entropy_loss", "dynamics", "el2n", "LBPE_top")
 
 
-register_score = registrar(SCORES, "score family")  # @register_score(name): fn(ctx, out) -> dict
+class Epochs(NamedTuple):
+    """The dynamics log as the families read it: ``E`` epochs of ``N`` samples; ``stats(e)`` the epoch's
+    ``EpochStats``."""
+    E: int
+    N: int
+    stats: Callable
 
 
 def _per_class_indices(targets, C):
     return [(targets == c).nonzero().flatten() for c in range(C)]
 
 
-@register_score("kmeans")
-def _kmeans_lists(ctx, out):
-    """spec yoco §3.2 "SSP": indices of the samples nearest to k-means centroids of embed features.
+@register_score("kmeans", inputs=("features", "labels", "n_classes", "factor", "seed"), kind="clustering",
+                outputs=("kmeans_{n}", Output("imbalance_kmeans_{n}", base=Base(
+                    "ssp", key=("imbalance_kmeans_{ipc_t}", "kmeans_{ipc_t}"), hard=False, label="SSP", row=1))))
+def _kmeans_lists(features, labels, n_classes, factor, seed):
+    """YOCO's "SSP" lists (docs/algorithms.md#ssp-k-means-lists; YOCO reference generate_importance_score.py,
+    kmeans_metric): indices of the samples nearest to k-means centroids of embed features.
 
     ``kmeans_{n}``: per class (class order), K = n*f^2 clusters of that class's features; when K exceeds
     the class size it is **clamped to the class size** (the reference would fail). ``imbalance_kmeans_{n}``:
     one k-means over all N samples with K = n*f^2*C (clamped to N). Duplicates possible (B10).
     Seeded with ``seed`` (the reference is unseeded).
     """
-    feats = ctx["features"]
-    if feats is None:
+    from training.kmeans import kmeans, nearest_to_centroids
+
+    if features is None:
         return {}
-    y, C, f2, seed = ctx["targets"], ctx["C"], ctx["factor"] ** 2, ctx["seed"]
-    feats = feats.reshape(feats.shape[0], -1)
+    y, C, f2 = labels, n_classes, factor ** 2
+    feats = features.reshape(features.shape[0], -1)
     res = {}
     for n in KMEANS_NS:
         picked = []
@@ -70,16 +88,17 @@ def _kmeans_lists(ctx, out):
     return res
 
 
-@register_score("entropy_loss")
-def _entropy_loss(ctx, out):
-    """spec yoco §3.2: entropy -sum q ln(q + 1e-10) and CE of the final model on clean images."""
-    logits = ctx["logits_last"]
-    if logits is None:
+@register_score("entropy_loss", inputs=("logits_last", "labels"), direction="hard",
+                outputs=(Output("entropy", base=Base(label="Entropy", row=2)), "loss"))
+def _entropy_loss(logits_last, labels):
+    """Entropy and loss (docs/algorithms.md#forgetting-aum-and-entropy): entropy -sum q ln(q + 1e-10) and CE of the
+    final model on clean images."""
+    if logits_last is None:
         return {}
-    logits = logits.detach().float().cpu()
+    logits = logits_last.detach().float().cpu()
     q = logits.softmax(1)
     entropy = -(q * torch.log(q + 1e-10)).sum(1)
-    loss = torch.nn.functional.cross_entropy(logits, ctx["targets"], reduction="none")
+    loss = torch.nn.functional.cross_entropy(logits, labels, reduction="none")
     return {"entropy": entropy, "loss": loss}
 
 
@@ -97,10 +116,20 @@ def sum_of_batch_means(values, batch_ids):
     return (sums[cnt > 0] / cnt[cnt > 0]).sum()
 
 
-@register_score("dynamics")
-def _dynamics(ctx, out):
-    """Per-epoch statistics of the training outputs (spec yoco §3.2), one pass over the epochs' ``EpochStats``."""
-    E, N, batch_ids = ctx["E"], ctx["N"], ctx["batch_ids"]
+# AUM: a high margin marks an easy image, so the default ("hard") selection keeps the lowest margins (reference
+# utils/img_loader.py, load_data_path, flips use_hard for accumulated_margin)
+@register_score("dynamics", inputs=("epochs", "labels", "batch_ids"), kind="stats", provides=("error_norms",),
+                outputs=("targets", "correctness",
+                         Output("forgetting", "scores", "hard",
+                                Base(label="Forg.", variants={"_easy": "Forg. (easy)"}, row=4)),
+                         "last_correctness",
+                         Output("accumulated_margin", "scores", "easy",
+                                Base(label="AUM", variants={"_easy": "AUM (easy)"}, row=3)),
+                         "last_correct_count", "correct_num", "loss_epoch"))
+def _dynamics(epochs, labels, batch_ids):
+    """Per-epoch statistics of the training outputs (YOCO reference generate_importance_score.py;
+    docs/algorithms.md#scores), one pass over the epochs' ``EpochStats``."""
+    E, N = epochs.E, epochs.N
     correctness = torch.zeros(N, dtype=torch.int32)
     forgetting = torch.zeros(N, dtype=torch.int32)
     prev = torch.zeros(N, dtype=torch.bool)  # "previous" starts as wrong: first observation never counts
@@ -109,7 +138,7 @@ def _dynamics(ctx, out):
     loss_epoch = torch.zeros(E, dtype=torch.float32)
     err = torch.zeros(E, N, dtype=torch.float32)  # per-epoch error norm |onehot(y) - p|_2
     for e in range(E):
-        st = ctx["epoch_stats"](e)
+        st = epochs.stats(e)
         acc = st.correct
         correctness += acc.int()
         forgetting += (prev & ~acc).int()  # correct before, wrong now; never-learned stay 0 (B6)
@@ -119,9 +148,8 @@ def _dynamics(ctx, out):
         err[e] = error_norm(st)
         if batch_ids is not None:  # sum over the epoch's batches of the batch-mean CE (CE = -log p_y)
             loss_epoch[e] = sum_of_batch_means(-st.logp_y, batch_ids[e])
-    ctx["err"] = err
     res = {
-        "targets": ctx["targets"].to(torch.int32),
+        "targets": labels.to(torch.int32),
         "correctness": correctness,
         "forgetting": forgetting,
         "last_correctness": prev.to(torch.int32),
@@ -131,33 +159,42 @@ def _dynamics(ctx, out):
     }
     if batch_ids is not None:
         res["loss_epoch"] = loss_epoch
-    return res
+    return {**res, "error_norms": err}
 
 
-@register_score("el2n")
-def _el2n(ctx, out):
-    """spec yoco §3.2: ``LBPE_0_10`` = sum of the error norm over epochs 0..9 (those available);
-    ``el2n`` is the SAME tensor object (identity survives pickling)."""
-    t = ctx["err"][:10].sum(0)
+@register_score("el2n", inputs=("error_norms",), direction="hard",
+                outputs=("LBPE_0_10",
+                         Output("el2n", base=Base(label="EL2N", variants={"_easy": "EL2N (easy)"}, row=5))))
+def _el2n(error_norms):
+    """EL2N (docs/algorithms.md#el2n-and-lbpe): ``LBPE_0_10`` = sum of the error norm over epochs 0..9 (those
+    available); ``el2n`` is the SAME tensor object (identity survives pickling)."""
+    t = error_norms[:10].sum(0)
     return {"LBPE_0_10": t, "el2n": t}
 
 
 def top_epochs(values, k, *, largest=True):
     """The ``k`` epochs with the largest (or smallest) ``values``; ties -> lower epoch first (stable sort).
 
-    The reference uses ``torch.topk`` whose tie order is implementation-defined (spec yoco §3.2, U3).
+    The reference uses ``torch.topk`` whose tie order is implementation-defined (docs/algorithms.md#el2n-and-lbpe).
     """
     order = torch.sort(values, descending=largest, stable=True).indices
     return [int(e) for e in order[:k]]
 
 
-@register_score("LBPE_top")
-def _lbpe_top(ctx, out):
-    """spec yoco §3.2 LBPE (YOCO): sum of the error norm over the K epochs of [0, stop_epoch) with the most
+@register_score("LBPE_top", inputs=("error_norms", "correct_num", "loss_epoch", "stop_epoch", "topk", "use_loss"),
+                direction="hard",
+                outputs=("LBPE_{e}_{e1}",
+                         Output("LBPE_top{k}", base=Base("yoco", key="LBPE_top{topk}", hard=False, balance=True,
+                                                         label="LBPE + balanced (YOCO)",
+                                                         variants={"_imbalance": "LBPE, imbalanced"}, row=7)),
+                         Output("neg_loss_epoch", "stats"), "loss_LBPE_top{k}"))
+def _lbpe_top(error_norms, correct_num, loss_epoch, stop_epoch, topk, use_loss):
+    """YOCO's LBPE (docs/algorithms.md#el2n-and-lbpe; YOCO reference generate_importance_score.py, LBPE): sum of the
+    error norm over the K epochs of [0, stop_epoch) with the most
     correct training predictions; stores each chosen ``LBPE_{e}_{e+1}`` and ``LBPE_top{K}``. With
     ``use_loss`` also ``neg_loss_epoch`` (= -loss_epoch) and ``loss_LBPE_top{K}`` over the K epochs of
     smallest ``loss_epoch``. The paper's mean over epochs is a sum here (same ranking)."""
-    err, stop = ctx["err"], ctx["stop_epoch"]
+    err, stop = error_norms, stop_epoch
     res = {}
 
     def lbpe(epochs):
@@ -168,32 +205,35 @@ def _lbpe_top(ctx, out):
             total = total + res[key]
         return total
 
-    for K in ctx["topk"]:
-        res[f"LBPE_top{K}"] = lbpe(top_epochs(out["correct_num"][:stop], K, largest=True))
-    if ctx["use_loss"]:
-        res["neg_loss_epoch"] = -out["loss_epoch"]
-        for K in ctx["topk"]:
-            res[f"loss_LBPE_top{K}"] = lbpe(top_epochs(out["loss_epoch"][:stop], K, largest=False))
+    for K in topk:
+        res[f"LBPE_top{K}"] = lbpe(top_epochs(correct_num[:stop], K, largest=True))
+    if use_loss:
+        res["neg_loss_epoch"] = -loss_epoch
+        for K in topk:
+            res[f"loss_LBPE_top{K}"] = lbpe(top_epochs(loss_epoch[:stop], K, largest=False))
     return res
 
 
 def _dynamics_source(dynamics, targets):
-    """``(E, N, C, epoch_stats)`` where ``epoch_stats(e)`` gives the ``EpochStats`` of epoch e."""
+    """``(Epochs, C)``: the log's epochs (``stats(e)`` gives the ``EpochStats`` of epoch e) and its classes."""
+    from yoco.dynamics_stats import DynamicsStats, EpochStats
+
     if isinstance(dynamics, DynamicsStats):
         E, N, C = dynamics.shape
         if targets.numel() == N and not torch.equal(targets, dynamics.targets):
             raise UserError("the dynamics statistics were computed with other labels than the dataset's; "
                             "recompute them (get_training_dynamics.py --compact stats) on this data")
-        return E, N, C, dynamics.epoch
+        return Epochs(E, N, dynamics.epoch), C
     if not torch.is_tensor(dynamics) or dynamics.dim() != 3:
         raise UserError(f"logp must be [E, N, C], got {tuple(getattr(dynamics, 'shape', ()))}")
     E, N, C = dynamics.shape
-    return E, N, C, lambda e: EpochStats.from_logp(dynamics[e], targets)
+    return Epochs(E, N, lambda e: EpochStats.from_logp(dynamics[e], targets)), C
 
 
 def compute_scores(dynamics, targets, *, stop_epoch, topk, use_loss=False, batch_ids=None, logits_last=None,
                    features=None, factor=1, seed=0):
-    """All score keys of spec yoco §3.3 as a dict (insertion order = reference computation order).
+    """All score keys of docs/algorithms.md#score-file (YOCO reference generate_importance_score.py) as a dict
+    (insertion order = reference computation order).
 
     dynamics: logp [E, N, C] log-softmax per epoch (``yoco.dynamics_io.epoch_arrays``) or a
     ``yoco.dynamics_stats.DynamicsStats`` (stats file; same scores up to float32 rounding); targets [N] labels;
@@ -201,8 +241,11 @@ def compute_scores(dynamics, targets, *, stop_epoch, topk, use_loss=False, batch
     batch_ids [E, N] batch position of each sample per epoch (for ``loss_epoch``; default for a
     ``DynamicsStats``: its own); logits_last [N, C]; features [N, D]; factor f (k-means K = n*f^2); seed for k-means.
     """
+    from yoco.dynamics_stats import DynamicsStats
+
     targets = torch.as_tensor(targets).long().cpu().reshape(-1)
-    E, N, C, epoch_stats = _dynamics_source(dynamics, targets)
+    epochs, C = _dynamics_source(dynamics, targets)
+    E, N = epochs.E, epochs.N
     if isinstance(dynamics, DynamicsStats) and batch_ids is None:
         batch_ids = dynamics.batch_ids
     if targets.numel() != N:
@@ -221,17 +264,40 @@ def compute_scores(dynamics, targets, *, stop_epoch, topk, use_loss=False, batch
     for name, t, rows in (("logits_last", logits_last, N), ("features", features, N)):
         if t is not None and t.shape[0] != rows:
             raise UserError(f"{name} has {t.shape[0]} rows but the dynamics log has {N} samples")
-    ctx = {"E": E, "N": N, "epoch_stats": epoch_stats, "targets": targets, "C": C, "stop_epoch": int(stop_epoch),
-           "topk": topk, "use_loss": bool(use_loss), "batch_ids": None if batch_ids is None else batch_ids.long().cpu(),
-           "logits_last": logits_last, "features": features, "factor": int(factor), "seed": int(seed)}
+    given = {"epochs": epochs, "labels": targets, "n_classes": C, "stop_epoch": int(stop_epoch), "topk": topk,
+             "use_loss": bool(use_loss), "batch_ids": None if batch_ids is None else batch_ids.long().cpu(),
+             "logits_last": logits_last, "features": features, "factor": int(factor), "seed": int(seed)}
+    return run_scores(given)
+
+
+def run_scores(given):
+    """Every registered family on the inputs ``given`` ({name in ``INPUTS``: value}), in the order of their
+    inputs; the score file's dict, its keys in ``file_order``. A family is called with exactly the values it
+    declares (None for one another family did not write: a key it writes only with some inputs)."""
+    values, results = dict(given), {}
+    for score in computation_order(set(given)):
+        res = score.fn(**{name: values.get(name) for name in score.inputs})
+        wrong = [k for k in res if not declared(score, k)]
+        if wrong:
+            raise ValueError(f"score {score.name} returned keys it does not declare: {', '.join(map(str, wrong))}")
+        results[score.name] = res
+        values.update(res)
     out = {}
-    for fn in SCORES.values():
-        out.update(fn(ctx, out))
+    for name in file_order():
+        out.update((k, v) for k, v in results[name].items() if k not in SCORES[name].provides)
     return out
 
 
+def file_order():
+    """The families in the score file's order: ``FILE_ORDER``, then the others by name."""
+    return [n for n in FILE_ORDER if n in SCORES] + sorted(n for n in SCORES if n not in FILE_ORDER)
+
+
 def save_score_file(path, d):
-    """Reference format: ``pickle.dump(dict)`` (spec yoco §3.3), written atomically."""
+    """Reference format: ``pickle.dump(dict)`` (YOCO reference generate_importance_score.py;
+    docs/algorithms.md#score-file), written atomically."""
+    from yoco.dynamics_io import atomic_pickle
+
     atomic_pickle(d, path)
 
 
@@ -239,6 +305,8 @@ def load_score_file(path):
     """Read a score pickle (ours or the reference's) with the restricted unpickler (``utils.safe_pickle``)."""
     if not os.path.exists(path):
         raise UserError(f"score file {path!r} not found; run generate_importance_score.py first")
+    from utils.safe_pickle import load_pickle
+
     d = load_pickle(path, "score file")
     if not isinstance(d, dict):
         raise UserError(f"{path} is not a score file (expected a pickled dict)")
