@@ -152,3 +152,24 @@ def test_every_module_imports_alone_without_loading_a_script():
     )
     r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0 and r.stdout.startswith("ok"), r.stderr[-2000:]
+
+
+def test_no_test_module_imports_another():
+    """Test modules share code through tests/helpers.py (plain functions), tests/conftest.py (fixtures),
+    tests/fakedata.py and tests/slurm_cluster.py, never by importing each other: importing a test module runs its
+    module-level code and, under pytest, can collect its tests twice or hide a dependency between two tiers."""
+    tests = os.path.join(ROOT, "tests")
+    modules = {name[:-3] for name in os.listdir(tests) if name.startswith("test_") and name.endswith(".py")}
+    bad = []
+    for name in sorted(n[:-3] for n in os.listdir(tests) if n.endswith(".py")):  # helpers and conftest too
+        with open(os.path.join(tests, name + ".py")) as f:
+            tree = ast.parse(f.read())
+        for node in ast.walk(tree):  # module level and inside functions alike
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                names = [("." * node.level) + (node.module or "")]
+            else:
+                continue
+            bad += [(name, node.lineno, m) for m in names if m.lstrip(".").split(".")[0] in modules]
+    assert not bad, f"test modules imported by modules of tests/ (move what they share to tests/helpers.py): {bad}"
