@@ -5,6 +5,7 @@ A toy score registered here, inside the test, is computed into a score file and 
 ``random``, ``ccs`` or ``_hard`` is its own); every key of the reference's grammar resolves as the reference's
 argument.py resolves it (an independent re-derivation below); the help, the report names and the score file are
 derived from the entries."""
+import contextlib
 import itertools
 import json
 import pickle
@@ -222,30 +223,28 @@ def test_scores_run_in_the_order_of_their_inputs(toy):
         unregister_score("toy_early")
 
 
+@contextlib.contextmanager
+def toy_scores(*entries):
+    """Register ``(name, inputs, fn)`` score entries for the block, and unregister them after it."""
+    try:
+        for name, inputs, fn in entries:
+            register_score(name, inputs=inputs, direction="hard")(fn)
+        yield
+    finally:
+        for name, _, _ in entries:
+            if name in SCORES:
+                unregister_score(name)
+
+
 def test_score_registration_errors():
-    @register_score("toy_undeclared", inputs=("labels",), direction="hard")
-    def _bad(labels):
-        return {"something_else": labels}
     logp, y = scripted()
-    try:
-        with pytest.raises(ValueError, match="does not declare: something_else"):
+    for entries, message in (
+            ([("toy_undeclared", ("labels",), lambda labels: {"something_else": labels})],
+             "does not declare: something_else"),
+            ([("toy_orphan", ("nobody_writes_this",), lambda nobody_writes_this: {})], "nobody_writes_this"),
+            ([("toy_a", ("toy_b",), lambda toy_b: {}), ("toy_b", ("toy_a",), lambda toy_a: {})], "cycle")):
+        with toy_scores(*entries), pytest.raises(ValueError, match=message):
             compute_scores(logp, y, stop_epoch=3, topk=2)
-    finally:
-        unregister_score("toy_undeclared")
-    register_score("toy_orphan", inputs=("nobody_writes_this",), direction="hard")(lambda nobody_writes_this: {})
-    try:
-        with pytest.raises(ValueError, match="nobody_writes_this"):
-            compute_scores(logp, y, stop_epoch=3, topk=2)
-    finally:
-        unregister_score("toy_orphan")
-    register_score("toy_a", inputs=("toy_b",), direction="hard")(lambda toy_b: {})
-    register_score("toy_b", inputs=("toy_a",), direction="hard")(lambda toy_a: {})
-    try:
-        with pytest.raises(ValueError, match="cycle"):
-            compute_scores(logp, y, stop_epoch=3, topk=2)
-    finally:
-        unregister_score("toy_a")
-        unregister_score("toy_b")
     assert list(compute_scores(logp, y, stop_epoch=3, topk=2))[-1] == "LBPE_top2"  # nothing left behind
 
 
