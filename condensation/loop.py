@@ -176,6 +176,7 @@ class Condenser:
         self.opt_img = torch.optim.SGD([self.synset.data], lr=args.lr_img, momentum=args.mom_img)
         self.model = self.opt_net = self.params = None
         self.start_it, self.last_saved = 0, None
+        self.open_point = None  # the kept records of a save point a kill left open (``truncate_metrics``)
         self.n_iter = args.niter * 100 // args.inner_loop
         if args.resume or args.load_checkpoint:
             self._resume_state()  # a broken resume state is refused before the folder is touched (read again below)
@@ -206,11 +207,15 @@ class Condenser:
         fresh start only."""
         a = self.args
         first = self.start_it + 1 if self.start_it > 0 else None  # the first step a resumed run tracks again
+        if first is not None and self.open_point is not None:  # it re-does the open save point's step
+            first = self.start_it
         self.tracker = open_tracker(a, kind=tracker_of(a), folder=self.save_dir, experiment=a.exp_name,
                                     name=mdc_run_name(a), hparams=jsonable(vars(a)), resume_from=first,
                                     warn=self.log, keep_hash=not a.test,
                                     mapper=lambda rec: condensation_series(rec, self.classes, a.net_type))
         self.tracker.text("precision", getattr(a, "precision", "fp32"), first or 0)
+        for rec in self.open_point or []:  # the step's records that stay: tracked again after the purge
+            self.tracker.record(rec)
 
     def track_start_images(self):
         """YOCO ``condense.py``'s ``init.png`` and ``aug.png`` (the matching augmentation of class 0's images, drawn
@@ -262,7 +267,7 @@ class Condenser:
             if self.streams:
                 self.streams.load_state_dict(ck.get("streams") or {})
             self.start_it = self.last_saved = int(ck["it"])
-            truncate_metrics(self.save_dir, self.start_it)
+            self.open_point = truncate_metrics(self.save_dir, self.start_it)
             self.log(f"resumed from {self.save_dir} at iteration {self.start_it}")
         save_config(args, os.path.join(self.save_dir, "args.yaml"))
         self.open_tracking()
@@ -326,6 +331,9 @@ class Condenser:
         if self.start_it >= n_iter:
             self.log(f"nothing to do: {self.save_dir} is complete ({n_iter} iterations)")
             return
+        if self.open_point is not None:
+            self.log(f"it {self.start_it}: the save point's evaluations were cut off; running them again")
+            self.close_point(self.start_it)
         bar = tqdm(range(self.start_it, n_iter), desc="condense", initial=self.start_it, total=n_iter,
                    dynamic_ncols=True)
         self.t_start = time.time()
@@ -536,11 +544,18 @@ class Condenser:
                               json.dumps([r.state_dict() for r in self.regs]))
         self.checkpoint(it)
         atomic_save(it, os.path.join(self.save_dir, "it.pt"))
-        png = save_grid(os.path.join(self.save_dir, "latest.png"), d)
-        self.tracker.image("syn image", png, it, {"subset": "test"}, caption=f"img{it}.png")
-        self.record({"type": "save", "it": it, "file": f"data_{it}.pt"})
         self.log(f"it {it}: saved data_{it}.pt")
+        self.close_point(it)
+
+    def close_point(self, it):
+        """The rest of save point ``it``, after its checkpoint: ``latest.png``, the evaluations, and last the
+        ``save`` record that closes the point. A resume from ``it`` that finds no ``save`` record re-does this
+        (the evaluations are seeded on their own, so the numbers are the same; docs/failures.md#resume-is-exact)."""
+        png = save_grid(os.path.join(self.save_dir, "latest.png"), self.synset.data.detach())
+        self.tracker.image("syn image", png, it, {"subset": "test"}, caption=f"img{it}.png")
         self.evaluate(it)
+        self.record({"type": "save", "it": it, "file": f"data_{it}.pt"})
+        self.open_point = None
 
     # ---- in-run evaluation (MDC reference condense_reg.py; docs/algorithms.md#the-condensation-loop) -----------------
     def evaluate(self, it):

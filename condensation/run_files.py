@@ -230,12 +230,19 @@ def read_metrics(folder):
 
 
 def truncate_metrics(folder, it):
-    """Drop metric records after iteration ``it`` (written by a run that was later interrupted)."""
+    """Cut ``metrics.jsonl`` back to checkpoint ``it`` (the records after it were written by a run that was
+    later interrupted). Returns the kept records of save point ``it`` when the point was left open: its
+    ``save`` record, written after the point's evaluations, is missing, so the kill came between the
+    checkpoint and the end of the evaluations; its partial ``eval`` records are dropped too and the resumed
+    run re-does them. Returns None when the point was closed (or the folder has no records)."""
     records = read_metrics(folder)
     if records is None:
-        return
-    keep = [to_json(rec) + "\n" for rec in records if rec.get("it", 0) <= it]
-    atomic_write_text(os.path.join(folder, METRICS), "".join(keep))  # a kill here keeps the old file, never a cut one
+        return None
+    closed = any(r.get("type") == "save" and r.get("it") == it for r in records)
+    keep = [r for r in records if r.get("it", 0) < it or (r.get("it", 0) == it and (closed or r.get("type") != "eval"))]
+    atomic_write_text(os.path.join(folder, METRICS), "".join(to_json(r) + "\n" for r in keep))  # a kill here keeps
+    # the old file, never a cut one
+    return None if closed else [r for r in keep if r.get("it", 0) == it]
 
 
 def reset_metrics(folder):

@@ -145,19 +145,42 @@ def same_outputs(a, b):
     assert strip(r for r in records(a) if r["it"] <= last) == strip(records(b))
 
 
-def killed_and_resumed(args, folder):
-    """Run ``condense_reg.py args``, SIGKILL it as soon as it has tracked iteration 3's network (its last
-    checkpoint is iteration 2's), then resume it to the end. Returns the resumed run's output."""
-    cmd = [sys.executable, os.path.join(ROOT, "condense_reg.py"), *args]
-    proc = subprocess.Popen(cmd, env=script_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    path, deadline = os.path.join(folder, "metrics.jsonl"), time.time() + 300
-    while proc.poll() is None and time.time() < deadline:
-        if os.path.exists(path) and any(r.get("type") == "net" and r["it"] == 3 for r in records(folder)):
-            break
-        time.sleep(0.005)
-    assert proc.poll() is None, "the run ended before it could be killed"
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
+DIE_IN_EVALUATION = """import os, runpy, signal, sys
+import condensation.loop as loop
+evaluate_set, calls = loop.evaluate_set, []
+def dying(*a, **k):
+    calls.append(1)
+    if len(calls) == {n}:  # kill -9 of itself inside its n-th in-run evaluation
+        os.kill(os.getpid(), signal.SIGKILL)
+    return evaluate_set(*a, **k)
+loop.evaluate_set = dying
+sys.argv = {argv!r}
+runpy.run_path(sys.argv[0], run_name="__main__")
+"""
+
+
+def killed_and_resumed(args, folder, die_in_evaluation=None):
+    """Run ``condense_reg.py args`` and SIGKILL it, then resume it to the end; returns the resumed run's output.
+    The kill comes as soon as the run has tracked iteration 3's network (at a point the timing decides: before
+    or after iteration 3's checkpoint, or among its evaluations), or, with ``die_in_evaluation`` n, inside the
+    n-th in-run evaluation (after that save point's checkpoint, before its ``save`` record)."""
+    argv = [os.path.join(ROOT, "condense_reg.py"), *map(str, args)]
+    code = DIE_IN_EVALUATION.format(n=die_in_evaluation, argv=argv) if die_in_evaluation else None
+    cmd = [sys.executable, "-c", code] if code else [sys.executable, *argv]
+    proc = subprocess.Popen(cmd, env=script_env(), cwd=ROOT, stdout=subprocess.DEVNULL, text=True,
+                            stderr=subprocess.PIPE if code else subprocess.DEVNULL)  # the poll loop reads no pipe
+    if die_in_evaluation:
+        err = proc.communicate(timeout=300)[1]
+        assert proc.returncode == -signal.SIGKILL, err[-3000:]
+    else:
+        path, deadline = os.path.join(folder, "metrics.jsonl"), time.time() + 300
+        while proc.poll() is None and time.time() < deadline:
+            if os.path.exists(path) and any(r.get("type") == "net" and r["it"] == 3 for r in records(folder)):
+                break
+            time.sleep(0.005)
+        assert proc.poll() is None, "the run ended before it could be killed"
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.communicate()
     p = run_script("condense_reg.py", *args, "--resume")
     assert "resumed from" in p.stdout
     return p.stdout + p.stderr
@@ -267,8 +290,10 @@ def tb_events(folder):
 @pytest.mark.slow
 def test_tensorboard_tracks_the_same_and_survives_kill_9(root, plain, tmp_path):
     out = tmp_path / "run"
-    log = killed_and_resumed(condense_args(root, out, "--tracker", "tensorboard"), out)
-    assert "warning" not in log
+    # killed among iteration 3's evaluations (calls 1-3: iteration 0; 4-6, 7-9: save points 1, 2; 10-12: 3),
+    # after its checkpoint: the resume re-does them
+    log = killed_and_resumed(condense_args(root, out, "--tracker", "tensorboard"), out, die_in_evaluation=11)
+    assert "warning" not in log and "it 3: the save point's evaluations were cut off" in log, log[-3000:]
     same_outputs(plain, out)
     recs = records(out)
     scalars, images, texts, hparams = tb_events(out / "tensorboard")
