@@ -1,13 +1,15 @@
 """Plain helpers shared by several test modules (fixtures are in conftest.py). A test module imports from here,
 from conftest, fakedata or slurm_cluster, never from another test module (tests/test_architecture.py checks)."""
 import csv
+import hashlib
 import importlib
 import os
+import re
 import shlex
 import subprocess
 import sys
 
-from conftest import ROOT, script_env
+from conftest import ROOT, run_cli, script_env
 from fakedata import make_cifar
 
 # ---- the reproduction scripts' dry runs and job lists (tests/test_scripts.py, tests/test_sweep.py) ----------
@@ -240,3 +242,44 @@ def aim_runs(repo):
         out.append({"name": run.name, "experiment": run.experiment, "hparams": run["hparams"], "hash": run.hash,
                     "metrics": metrics, "seqs": seqs, "tags": [getattr(t, "name", t) for t in run.props.tags]})
     return out
+
+
+# ---- refusals: one error line, advice naming real options, the working folder untouched (test_failures.py) ----
+def snapshot(root):
+    """Every file and folder under ``root``: a file by its bytes' hash and mtime, a folder by its name."""
+    out = {}
+    for d, dirs, files in os.walk(root):
+        for name in dirs:
+            out[os.path.relpath(os.path.join(d, name), root) + os.sep] = "folder"
+        for name in files:
+            p = os.path.join(d, name)
+            with open(p, "rb") as f:
+                digest = hashlib.sha1(f.read()).hexdigest()
+            out[os.path.relpath(p, root)] = (digest, os.stat(p).st_mtime_ns)
+    return out
+
+
+def flags_of(script):
+    """Every option string of a script's parser (``test.py`` or a module such as ``data.partitions``)."""
+    import importlib
+
+    parser = importlib.import_module(script[:-3] if script.endswith(".py") else script).get_args_parser()
+    return {o for a in parser._actions for o in a.option_strings}
+
+
+OTHER_PROGRAMS = {"--nproc_per_node", "--standalone"}  # torchrun's, named in advice on launching partitions
+
+
+def refused(world, script, args, needle, status=2, runner=run_cli):
+    """The command exits with ``status`` and one ``error:`` line holding ``needle`` whose advice names only
+    options the script has, prints no traceback, and leaves every byte of the working folder as it was."""
+    before = snapshot(world)
+    p = runner(script, *args, cwd=world, check=False)
+    lines = [ln for ln in p.stderr.splitlines() if ln.strip()]
+    assert p.returncode == status, (p.returncode, p.stderr[-2000:])
+    assert "Traceback" not in p.stderr + p.stdout, p.stderr
+    assert len(lines) == 1 and lines[0].startswith("error: ") and needle in lines[0], p.stderr
+    named = set(re.findall(r"(?<![\w/.-])(--[a-zA-Z][\w-]*)", lines[0])) - OTHER_PROGRAMS
+    assert named <= flags_of(script), f"the message names options {script} does not have: {named - flags_of(script)}"
+    assert snapshot(world) == before, "a refused command changed the working folder"
+    return lines[0]
