@@ -74,3 +74,43 @@ def test_pairwise_distance_clamp():
     a = torch.tensor([[1.0, 2.0]])
     d = pairwise_distance(a, a)
     assert d.item() == pytest.approx(1e-6, abs=1e-6)  # sqrt(clamp(0, 1e-12)) = 1e-6
+
+
+def _near_ties(seed, n=400, d=512, k=40):
+    """Non-negative features (as after a ReLU) and centroids at the exact midpoints of two samples: the two
+    distances tie in exact arithmetic, so the rounding of the distance formula decides the nearest sample."""
+    g = torch.Generator().manual_seed(seed)
+    x = torch.relu(torch.randn(n, d, generator=g)) * 3
+    i = torch.randint(0, n, (k,), generator=g)
+    j = (i + 1 + torch.randint(0, n - 1, (k,), generator=g)) % n
+    return x, (x[i] + x[j]) / 2
+
+
+def _reference_distance(x, y):
+    """The references' euclidean_dist, re-derived: norms expanded and added, then the fused addmm (beta 1,
+    alpha -2), then clamp and sqrt (MDC reference query_strategies/kmeans_sampling.py; YOCO reference
+    generate_importance_score.py, kmeans_metric)."""
+    m, n = x.size(0), y.size(0)
+    dist = torch.pow(x, 2).sum(1, keepdim=True).expand(m, n) + torch.pow(y, 2).sum(1, keepdim=True).expand(n, m).t()
+    dist.addmm_(x, y.t(), beta=1, alpha=-2)
+    return dist.clamp(min=1e-12).sqrt()
+
+
+def test_nearest_sample_breaks_near_ties_as_the_reference():
+    """On BLAS libraries that fuse the multiply-add (this machine's among them), the unfused
+    ``|a|² + |b|² - 2 a·b`` picks the other sample of many of these ties; the choice must be the reference's."""
+    for seed in range(20):
+        x, cent = _near_ties(seed)
+        assert torch.equal(nearest_to_centroids(x, cent), _reference_distance(cent, x).argmin(dim=1)), seed
+        assert torch.equal(pairwise_distance(cent, x), _reference_distance(cent, x)), seed
+
+
+def test_kmeans_assignment_breaks_near_ties_as_the_library():
+    """The assignment is the first maximum of fast_pytorch_kmeans's ``euc_sim`` (``2 * a @ bᵀ - |a|² - |b|²``),
+    re-derived here; the samples are the midpoints, the centroids the samples (ties between two centroids)."""
+    from training.kmeans import _assign
+
+    for seed in range(20):
+        pts, mids = _near_ties(seed)
+        sim = 2 * mids @ pts.transpose(-2, -1) - (mids ** 2).sum(dim=1)[..., :, None] - (pts ** 2).sum(dim=1)[..., None, :]
+        assert torch.equal(_assign(mids, pts), sim.max(dim=-1)[1]), seed
