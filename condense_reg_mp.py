@@ -85,8 +85,10 @@ def merge(args, log=print):
     check_output_dir(out, "merged set folder", "--save_dir")  # before the lock creates the folder
     lock = FolderLock(out, args.lock_wait, what="merge", enabled=args.folder_lock).acquire()
     try:
+        # the partitions' args.yaml must name this command's dataset (and --nclass, --nclass_sub: data/partitions.py)
         return merge_parts(base, args.nclass_sub, args.nclass, niter=final_iteration(args),
-                           allow_mismatch=args.allow_mismatch, log=log, out_flag="--save_dir")
+                           allow_mismatch=args.allow_mismatch, log=log, out_flag="--save_dir",
+                           expect={"dataset": (args.dataset, "-d/--dataset")})
     except UserError:
         lock.remove_created()
         raise

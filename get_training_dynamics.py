@@ -23,7 +23,7 @@ import math
 import os
 import time
 
-from cli.arguments import cli, str2bool
+from cli.arguments import cli, interrupt_note, rerun, str2bool
 from utils.errors import UserError
 from cli.options import GROUPS, add_tracking_args, compat_group, described_parser
 from utils.ranges import ranged
@@ -85,7 +85,8 @@ def get_args_parser():
 
 def resume_plan(args, out_dir, resume_dir):
     """``finished`` (``--resume`` of a complete run), ``resume`` (an interrupted run to continue) or ``fresh``;
-    a fresh run never goes over another run's dynamics (UserError)."""
+    a fresh run never goes over another run's dynamics (UserError) unless the command resumes the folder
+    (``--resume`` where nothing was saved yet starts it again)."""
     from utils.files import check_fresh_folder
     from yoco.dynamics import STATE
 
@@ -94,6 +95,8 @@ def resume_plan(args, out_dir, resume_dir):
         return "finished"
     if args.resume and os.path.isfile(os.path.join(resume_dir, STATE)):
         return "resume"
+    if args.resume:  # nothing saved to continue from (a run interrupted before its first save): from scratch
+        return "fresh"
     check_fresh_folder(out_dir, lambda n: n in ("args.yaml", "resume") or n.startswith(("td-", "ckpt-")),
                        "dynamics run", "--base-dir/--task-name")
     return "fresh"
@@ -143,6 +146,18 @@ def main(args):
         return train(args, out_dir, resume_dir, trainer, test, device, y)
 
 
+def note_kept(resume_dir, epoch, every):
+    """Ctrl-C or SIGTERM from here on: one line naming the resume state kept (epoch ``epoch``, or none yet) and the
+    command that continues (``cli.arguments.interrupt_note``; docs/failures.md#an-interruption-is-one-line)."""
+    def text():
+        again = rerun("--resume")
+        if epoch:
+            return f"the resume state after epoch {epoch} is kept in {resume_dir}; {again} to continue from it"
+        when = f"every {every} epochs, --save-every" if every > 0 else "--save-every 0: never"
+        return f"no resume state was saved yet ({when}); {again} to start the run again"
+    interrupt_note(text)
+
+
 def train(args, out_dir, resume_dir, trainer, test, device, y):
     """The run in its (held) output folder: from scratch or from ``resume/``, to the final files."""
     from utils.config import jsonable
@@ -156,6 +171,7 @@ def train(args, out_dir, resume_dir, trainer, test, device, y):
     log, chunks, start, best = DynamicsLog(), [], 0, {"acc": -1.0, "epoch": -1}
     if args.resume:
         start, best, chunks = load_state(resume_dir, trainer)
+    note_kept(resume_dir, start, args.save_every)
     msg = TextLog(os.path.join(out_dir, f"log-train-ipc{args.ipc}.log"), fresh=not args.resume)
     if not args.resume:
         save_config(args, os.path.join(out_dir, "args.yaml"))
@@ -206,6 +222,7 @@ def epochs(args, out_dir, resume_dir, trainer, test, y, log, chunks, start, best
         if done < args.epochs and (done == stop or (args.save_every > 0 and done % args.save_every == 0)):
             os.makedirs(resume_dir, exist_ok=True)
             save_state(resume_dir, trainer, log, chunks, done, best)
+            note_kept(resume_dir, done, args.save_every)
     bar.close()
     if stop < args.epochs:
         msg(f"stopped after epoch {stop - 1} ({time.time() - t0:.0f}s); continue with the same command and --resume")

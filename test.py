@@ -20,13 +20,24 @@ The work is done by the ``evaluation`` package: ``sources`` (which set, decoded 
 """
 import os
 
-from cli.arguments import cli
+from cli.arguments import cli, interrupt_note
 from cli.options import T, script_parser
 
 
 def get_args_parser():
     return script_parser("Evaluate a condensed set: train fresh networks on it, report test accuracy (MDC / YOCO "
                          "test.py)", T)
+
+
+def interrupted(partial):
+    """The text of an interruption's line (``cli.arguments.cli``): the finished repeats the ``.partial`` file keeps.
+    test.py has no ``--resume``: the same command finds the file by its settings (evaluation/records.py,
+    ``PartialRuns``; docs/failures.md#an-interruption-is-one-line)."""
+    n = sum(len(runs) for runs in partial.done.values())
+    if n == 0:
+        return "no repeat had finished, nothing was kept; re-run the same command to start again"
+    return (f"{n} finished repeat{'s' if n > 1 else ''} kept in {partial.path}; re-run the same command to continue "
+            "after them")
 
 
 def main(args):
@@ -46,6 +57,7 @@ def main(args):
     check_outputs(args, results_file)
     set_seed(args.seed, args.deterministic)
     partial = PartialRuns(results_file, args)
+    interrupt_note(lambda: interrupted(partial))  # Ctrl-C, SIGTERM: what the .partial file keeps
     x, y, source = build_train_set(args)
     pre_norm = args.slct_type in PRE_NORMALISED and args.condense_key == "idc"
     clean_stale_temps(os.path.dirname(os.path.abspath(results_file)))

@@ -13,6 +13,7 @@ parser, ``main(args)`` does the work, and ``cli(main, get_args_parser)`` runs it
 import argparse
 import os
 import re
+import signal
 import sys
 
 import yaml
@@ -94,10 +95,11 @@ def parse_args(parser, argv=None):
     """Parse ``argv`` and resolve the reference's derived settings, explicit flags winning."""
     argv = sys.argv[1:] if argv is None else list(argv)
     args = parser.parse_args(argv)
+    explicit = explicit_dests(parser, argv)
+    check_contradictions(parser, args, explicit, argv)  # two switches of one setting that disagree
     if not hasattr(args, "dataset") or not hasattr(args, "reproduce"):  # a script with its own parser
         ranges.check(parser, args)
         return args
-    explicit = explicit_dests(parser, argv)
     if args.reproduce or args.reproduce_condense:
         preset = {k: v for k, v in preset_values(args, args.presets).items() if k not in explicit}
         unknown = sorted(set(preset) - set(vars(args)))
@@ -111,6 +113,71 @@ def parse_args(parser, argv=None):
     resolve(args, explicit)
     check_together(args)
     return args
+
+
+def _pruning_setting(args, dest):
+    """The value ``--pruning_key`` gives the reference's flag ``dest`` (``use_hard``, ``balance``,
+    ``random_selection``; YOCO reference argument.py, its pruning-key block), or None for a key the later checks
+    refuse anyway."""
+    from yoco.registry import accepted_keys, rule_of
+
+    found = accepted_keys().get(str(args.pruning_key))
+    if found is None:
+        return None
+    base, modifiers = found
+    if dest == "random_selection":
+        return rule_of(base).flag == "random_selection"
+    return {"use_hard": base.hard, "balance": base.balance, **(modifiers if base.modifiers else {})}[dest]
+
+
+# Pairs of switches that set one thing (an alias of the reference's and ours, or a switch and the setting it
+# turns off): (dest a, dest b, do the values disagree?, the fix). Checked only where both were typed, or where b
+# is ``pruning_key``, whose default decides as much as a typed key (docs/failures.md#contradictory-switches-are-refused).
+CONTRADICTIONS = (
+    ("use_aim", "tracker", lambda a: a.use_aim != (a.tracker == "aim"),
+     "pass one of them: --tracker aim (or --use_aim True) tracks to Aim, --tracker none (or --use_aim False) "
+     "tracks nothing"),
+    ("folder_lock", "lock_wait", lambda a: not a.folder_lock and a.lock_wait != 0,
+     "without the lock there is nothing to wait for: leave out {b}, or keep the lock ({a} True)"),
+    ("eval_during", "eval_epochs", lambda a: not a.eval_during,
+     "{b} sets the epochs of the in-run evaluations that {a} False turns off: leave out one of them"),
+    ("test", "eval_during", lambda a: a.test and a.eval_during,
+     "{a} runs no in-run evaluations: leave out {b} True, or {a}"),
+    ("iterations", "epochs", lambda a: True,
+     "{a} sets the number of epochs (whole epochs of at least that many iterations): pass one of them"),
+    *((k, "pruning_key", lambda a, k=k: getattr(a, k) and _pruning_setting(a, k) is False,
+       "the key sets it (as the reference's argument.py): leave out {a}, or pass a --pruning_key that sets it")
+      for k in ("use_hard", "balance", "random_selection")),
+    *((f"load_{k}", "condense_key", lambda a, k=k: getattr(a, f"load_{k}") and a.condense_key != k,
+       f"the reference sets {{a}} from {{b}}: pass {{b}} {k} (and leave out {{a}})") for k in ("mtt", "dsa", "kip")),
+)
+
+
+def _typed(parser, dest, argv):
+    """The option string of ``dest`` as the user typed it (an alias too), else its first long one."""
+    strings = next((act.option_strings for act in parser._actions if act.dest == dest), [])
+    typed = [o for o in strings if any(t == o or t.startswith(o + "=") for t in argv)]
+    return (typed or [o for o in strings if o.startswith("--")] or strings)[0]
+
+
+def _shown(parser, args, dest, argv):
+    flag, value = _typed(parser, dest, argv), getattr(args, dest)
+    act = next(act for act in parser._actions if act.dest == dest)
+    return flag if act.nargs == 0 else f"{flag} {value}"
+
+
+def check_contradictions(parser, args, explicit, argv=()):
+    """Refuse two switches of one setting that disagree (``CONTRADICTIONS``), naming both, before any work;
+    consistent duplicates (``--tracker aim --use_aim True``) are accepted."""
+    for a, b, disagree, fix in CONTRADICTIONS:
+        if not (hasattr(args, a) and hasattr(args, b)) or a not in explicit:
+            continue
+        if b not in explicit and b != "pruning_key":
+            continue
+        if disagree(args):
+            fa, fb = _typed(parser, a, argv), _typed(parser, b, argv)
+            raise UserError(f"{_shown(parser, args, a, argv)} and {_shown(parser, args, b, argv)} contradict each "
+                            f"other; {fix.format(a=fa, b=fb)}")
 
 
 def _default(args, explicit, key, value):
@@ -300,8 +367,66 @@ def check_together(args):
                         f"of at least 2 pixels; use -f <= {args.size // 2} (1 = no multi-formation)")
 
 
+class Terminated(KeyboardInterrupt):
+    """A SIGTERM (Slurm's time limit, ``kill``'s default), raised in the main thread by ``cli``'s handler: it
+    unwinds as Ctrl-C does (every ``finally`` runs: the tracker process is closed, the folder lock let go) and the
+    script exits with 143 = 128 + SIGTERM (docs/failures.md#an-interruption-is-one-line)."""
+
+
+_INTERRUPT = {"note": None, "argv": ()}  # what the work in progress keeps (``interrupt_note``), the command line
+
+
+def interrupt_note(note):
+    """Tell ``cli`` what the running work keeps and how to resume it, should it be interrupted now: ``note()``
+    returns the text after ``interrupted; `` of the one line (read when the interruption comes, so it names the
+    latest checkpoint), or ``note`` is None (nothing kept: re-run the same command). Returns the previous note."""
+    previous, _INTERRUPT["note"] = _INTERRUPT["note"], note
+    return previous
+
+
+def rerun(flag, *aliases):
+    """``re-run the same command with FLAG``, or ``re-run the same command`` when the command line has it (or
+    one of its ``aliases``) already: the resume advice of an interruption."""
+    if any(a in (flag, *aliases) for a in _INTERRUPT["argv"]):
+        return "re-run the same command"
+    return f"re-run the same command with {flag}"
+
+
+def _interrupted_text():
+    note = _INTERRUPT["note"]
+    try:
+        text = note() if note is not None else None
+    except Exception:  # noqa: BLE001 -- the line must come whatever the work's state
+        text = None
+    return text or "nothing was kept; re-run the same command to start again"
+
+
+def _on_sigterm(signum, frame):
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # one is enough: a second one must not cut the cleanup short
+    raise Terminated()
+
+
 def cli(main, get_args_parser, argv=None):
-    """Parse, run ``main(args)`` and turn a ``UserError`` into a one-line message and exit 2."""
+    """Parse, run ``main(args)`` and turn a ``UserError`` into a one-line message and exit 2; Ctrl-C and SIGTERM
+    into one line saying what was kept and how to resume (``interrupt_note``), exit 130 and 143."""
+    try:
+        previous = signal.signal(signal.SIGTERM, _on_sigterm)
+    except ValueError:  # not the main thread (an embedding caller): its own signals stay its own
+        previous = None
+    _INTERRUPT["note"], _INTERRUPT["argv"] = None, tuple(sys.argv[1:] if argv is None else argv)
+    try:
+        return _run(main, get_args_parser, argv)
+    except KeyboardInterrupt as e:
+        term = isinstance(e, Terminated)
+        print(f"error: interrupted{' by SIGTERM' if term else ''}; {_interrupted_text()}", file=sys.stderr, flush=True)
+        sys.exit(143 if term else 130)
+    finally:
+        _INTERRUPT["note"] = None
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _run(main, get_args_parser, argv):
     try:
         args = parse_args(get_args_parser(), argv)  # -h ends here, before torch is imported
         from utils.config import tune_allocator
@@ -326,6 +451,3 @@ def cli(main, get_args_parser, argv=None):
         print(f"error: --deterministic True: {op} has no deterministic kernel on this device; run with "
               "--deterministic False (or on the CPU)", file=sys.stderr)
         sys.exit(2)
-    except KeyboardInterrupt:
-        print("error: interrupted; re-run the same command with --resume to continue", file=sys.stderr)
-        sys.exit(130)

@@ -25,6 +25,7 @@ from condensation.synthesizer import Synthesizer, grid_png, save_grid
 from data.condensed import save_condensed
 from evaluation.protocol import evaluate_set
 from condensation.mls.regularizer import Regularizer, average_featlog, is_window, subset_prefix_sizes
+from cli.arguments import interrupt_note, rerun
 from utils.config import Logger, jsonable, pack_rng, rng_state, set_rng_state, set_seed, unpack_rng
 from utils.errors import StopTraining, UserError
 from training.precision import amp_for
@@ -179,10 +180,15 @@ class Condenser:
         self.open_point = None  # the kept records of a save point a kill left open (``truncate_metrics``)
         self.n_iter = args.niter * 100 // args.inner_loop
         if args.resume or args.load_checkpoint:
-            self._resume_state()  # a broken resume state is refused before the folder is touched (read again below)
+            try:  # a broken resume state is refused before the folder is touched (read again below)
+                self._resume_state()
+            except UserError as e:  # unless another process holds the folder: its state is not final
+                self.lock.check_free(e)
         # the inputs are good: the run folder may appear, and it is this process's until the run ends
         # (utils/runlock.py); a second process refuses or waits here, before it reads the resume state
         self.lock.acquire()
+        # from here on an interruption (Ctrl-C, SIGTERM) names what this folder keeps (cli.arguments.interrupt_note)
+        interrupt_note(self.interrupted)
         try:
             check_run_folder(args, save_dir)  # again: the process that held the folder may have left a run in it
             clean_stale_temps(save_dir, self.log)
@@ -196,9 +202,19 @@ class Condenser:
             raise
 
     def release(self):
-        """Let the run folder go (``utils.runlock``): after the run, or when the run stops."""
+        """Let the run folder go (``utils.runlock``): after the run, or when the run stops (an interruption
+        included: the tracker process is closed, what it was sent is kept)."""
         self.tracker.close()
-        self.lock.release()
+        self.lock.release()  # the interruption note stays: what the folder keeps is still what it says
+
+    def interrupted(self):
+        """The text of an interruption's line (``cli.arguments.cli``): the checkpoint this folder keeps and the
+        command that continues from it (docs/failures.md#an-interruption-is-one-line)."""
+        again = rerun("--resume", "--load_checkpoint")
+        if self.last_saved:
+            return (f"the checkpoint of iteration {self.last_saved} is kept in {self.save_dir}; {again} to continue "
+                    "from it")
+        return f"no checkpoint was written yet in {self.save_dir}; {again} to start the run again"
 
     # ---- experiment tracking (tracking/client.py) ---------------------------------------------
     def open_tracking(self):

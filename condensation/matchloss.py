@@ -29,8 +29,8 @@ whole N-image graph again. With batch-dependent layers (BatchNorm in train mode,
 running stats) the split would change the statistics, so the reference's separate forward is used.
 
 Feature distances (MDC reference reg_ipcx.py, feat_loss_for_ipc_reg; docs/algorithms.md#feature-distance-per-subset) use
-their own ``no_grad`` forward (one concatenated forward of
-real and syn when the model is per-sample). They are only needed during window iterations (t = 0
+their own ``no_grad`` forwards (real, then syn: the reference's two batch sizes, see ``feature_distances``).
+They are only needed during window iterations (t = 0
 and (t+1) % P == 0, about 1% of the iterations), so re-using the matching forward (which would
 need hooks per architecture) is not worth the coupling.
 """
@@ -274,18 +274,17 @@ def feature_distances(model, real, syn, prefix_sizes, idx_from, idx_to=-1, metri
     """MDC's feature distance of every prefix subset (MDC reference reg_ipcx.py, feat_loss_for_ipc_reg;
     docs/algorithms.md#feature-distance-per-subset); floats only (never back-propagated).
 
-    Real and synthetic features come from a ``no_grad`` forward; the synthetic features are
-    computed once for the whole batch and indexed. For per-sample models one forward on
-    cat(real, syn) is used; otherwise (BatchNorm batch statistics) two forwards, as upstream.
+    Real and synthetic features come from a ``no_grad`` forward each, real first then synthetic, for every
+    model, as the reference's ``feat_loss_for_ipc_reg``: the synthetic features are computed once for the whole
+    batch and indexed. Not one forward of cat(real, syn), even for per-sample models: a convolution's kernel
+    (cuDNN's algorithm, oneDNN's blocking) is chosen per batch size and rounds differently, and these values are
+    averaged, rounded to 2 decimals and compared for the MLS, where a near-tie decides the choice
+    (docs/algorithms.md#ties-and-randomness). The prefix ``fs[:n]`` is the reference's ``fs[list(range(n))]``:
+    the same rows, shape, strides and alignment, so ``mean(0)`` reduces them in the same order.
     """
     with torch.no_grad():
-        if is_per_sample(model):
-            feats = _as_list(model.get_feature(torch.cat([real, syn], 0), idx_from, idx_to))
-            nr = real.shape[0]
-            f_real, f_syn = [f[:nr] for f in feats], [f[nr:] for f in feats]
-        else:
-            f_real = _as_list(model.get_feature(real, idx_from, idx_to))
-            f_syn = _as_list(model.get_feature(syn, idx_from, idx_to))
+        f_real = _as_list(model.get_feature(real, idx_from, idx_to))
+        f_syn = _as_list(model.get_feature(syn, idx_from, idx_to))
     return feature_distances_from_feats(f_real, f_syn, prefix_sizes, metric)
 
 

@@ -16,7 +16,6 @@ momentum, network and its optimiser, regulariser
 states, the next iteration, every global RNG state and the ``ClassSampler`` queues. It holds only
 tensors and plain Python values, so it loads with ``weights_only=True``.
 """
-import math
 import os
 import re
 
@@ -25,9 +24,9 @@ from data.datasets import dataset_folders
 from utils.config import jsonable, to_json
 from cli.options import NUMBER_KEYS
 from condensation.mls import folder_tag
+from evaluation.records import read_metrics_file, read_run_args
 from utils.errors import UserError
-from utils.files import (atomic_save, atomic_write_text, check_apart, check_fresh_folder, load_torch,
-                         load_yaml_mapping, nonfinite, read_jsonl)
+from utils.files import atomic_save, atomic_write_text, check_apart, check_fresh_folder, load_torch, nonfinite
 
 CHECKPOINT = "checkpoint.pt"
 METRICS = "metrics.jsonl"
@@ -147,24 +146,20 @@ def check_run_folder(args, save_dir):
 
 
 def check_resume_args(args, folder):
-    """UserError if the folder's args.yaml differs from ``args`` in a number-affecting setting."""
+    """UserError if the folder's args.yaml is damaged (a setting of another type than the command's, a non-finite
+    number: ``evaluation.records.read_run_args``) or differs from ``args`` in a number-affecting setting."""
     path = os.path.join(folder, "args.yaml")
     if not os.path.exists(path):
         return
-    old = load_yaml_mapping(path, "run settings", "restore the run's args.yaml from a backup, or delete it to "
-                            "resume without comparing the settings (or pass another --save_dir)")
     new = jsonable(vars(args))
+    old = read_run_args(path, "restore the run's args.yaml from a backup, or delete it to resume without comparing "
+                        "the settings (or pass another --save_dir)", like=new, keys=NUMBER_KEYS)
     diff = []
     for k in NUMBER_KEYS:
         if k not in old or k not in new:
             continue
         a, b = old[k], new[k]
-        if isinstance(a, float) or isinstance(b, float):
-            same = isinstance(a, (int, float)) and isinstance(b, (int, float)) and (
-                a == b or (math.isnan(a) and math.isnan(b)))
-        else:
-            same = a == b
-        if not same:
+        if a != b:  # both of one type and finite (read_run_args; every number option is finite, utils/ranges.py)
             diff.append(f"{k}: {a!r} -> {b!r}")
     if diff:
         raise UserError(f"cannot resume {folder}: it was run with different settings ({'; '.join(diff)}); "
@@ -226,7 +221,7 @@ def read_metrics(folder):
         return None
     fix = "remove its damaged lines (each line is one JSON object of the run), or delete it (losing the run's " \
           "metrics), and resume again"
-    return read_jsonl(path, fix)
+    return read_metrics_file(path, fix)
 
 
 def truncate_metrics(folder, it):

@@ -114,9 +114,15 @@ def save_condensed(path, data, targets):
     atomic_save([data.detach().float().cpu(), targets.detach().long().cpu()], path)
 
 
-def _load(path):
-    return load_torch(path, "condensed set", "check --test_data_dir (a condensed set is a torch file "
-                      "[data, targets] of tensors)")
+def set_fix(flag="--test_data_dir"):
+    """The advice when a condensed set cannot be read, for the command whose option ``flag`` names the set (None: a
+    command without such an option)."""
+    where = f"check {flag}" if flag else "check the path"
+    return f"{where} (a condensed set is a torch file [data, targets] of tensors)"
+
+
+def _load(path, fix=None):
+    return load_torch(path, "condensed set", fix or set_fix())
 
 
 def data_iteration(path):
@@ -154,7 +160,7 @@ def latest_data_file(folder, niter=None, strict=False):
     return os.path.join(folder, f"data_{its[-1]}.pt")
 
 
-def load_condensed(path, condense_key="idc", niter=None, experiment=0, strict=False):
+def load_condensed(path, condense_key="idc", niter=None, experiment=0, strict=False, fix=None):
     """Read a condensed set of any supported format as (float data [N,C,H,W], long targets [N]).
 
     idc / dream: ``[data, targets]`` (folder → ``data_{niter}.pt``/``data.pt``/latest, or a .pt file);
@@ -164,19 +170,20 @@ def load_condensed(path, condense_key="idc", niter=None, experiment=0, strict=Fa
     (its reference: "exp_idx=3 can recover 52.1 baseline of dsa"); kip: ``[images NHWC, one-hot labels]``.
     mtt/dsa/kip are stored normalised. ``strict``: a folder's ``data_{niter}.pt`` or an error
     (``latest_data_file``). Pixels must be floating point: an integer set (uint8 0…255) is refused, never
-    trained on as floats in 0…255.
+    trained on as floats in 0…255. ``fix``: the advice of a file that cannot be read (default ``set_fix()``, the
+    advice of ``test.py``: the caller chooses it, naming only options of its own command).
     """
     if condense_key == "mtt":
         folder = path if os.path.isdir(path) else os.path.dirname(path)
-        x = _load(os.path.join(folder, "images_best.pt"))
-        y = _load(os.path.join(folder, "labels_best.pt"))
+        x = _load(os.path.join(folder, "images_best.pt"), fix)
+        y = _load(os.path.join(folder, "labels_best.pt"), fix)
         if not (torch.is_tensor(x) and torch.is_tensor(y)):
             raise UserError(f"{folder}: images_best.pt / labels_best.pt must each hold one tensor (MTT format)")
         return _float_pixels(x, os.path.join(folder, "images_best.pt")), y.long()
     if os.path.isdir(path):
         idc = condense_key in ("idc", "dream")
         path = latest_data_file(path, niter, strict) if idc else os.path.join(path, "data.pt")
-    obj = _load(path)
+    obj = _load(path, fix)
     if condense_key == "dsa":
         if not isinstance(obj, dict) or "data" not in obj:
             raise UserError(f"{path} is not a DSA result dict with a 'data' entry")
@@ -207,16 +214,19 @@ def _float_pixels(x, path):
     return x.float()
 
 
-def check_condensed(data, targets, nclass, nch, size, ipc=None, path="", ipc_fix=None):
+def check_condensed(data, targets, nclass, nch, size, ipc=None, path="", ipc_fix=None,
+                    set_flag="--test_data_dir"):
     """Shape and class-layout checks with one-line errors (class-major, equal ipc per class). ``ipc_fix``:
-    the advice when the set does not hold ``ipc`` images per class (default: pass the right ``--ipc``)."""
+    the advice when the set does not hold ``ipc`` images per class (default: pass the right ``--ipc``);
+    ``set_flag``: the option of the calling command that names the set."""
     where = f"{path}: " if path else ""
     if len(data) == 0:
-        raise UserError(f"{where}the condensed set holds no images; point --test_data_dir at a finished run")
+        raise UserError(f"{where}the condensed set holds no images; point {set_flag} at a finished run")
     bad = int((~torch.isfinite(data)).sum()) if data.is_floating_point() else 0
     if bad:
-        raise UserError(f"{where}the condensed set holds {bad} NaN/Inf pixel values (a diverged run); evaluate an "
-                        "earlier data_{it}.pt or condense again with a lower --lr_img")
+        raise UserError(f"{where}the condensed set holds {bad} NaN/Inf pixel values (a diverged run); point "
+                        f"{set_flag} at an earlier data_{{it}}.pt or condense again with a lower "
+                        "`condense_reg.py --lr_img`")
     if data.shape[1] != nch or data.shape[-1] != size or data.shape[-2] != size:
         raise UserError(f"{where}images are {tuple(data.shape[1:])}, the dataset needs ({nch}, {size}, {size}); "
                         "check -d/--dataset")
@@ -232,7 +242,8 @@ def check_condensed(data, targets, nclass, nch, size, ipc=None, path="", ipc_fix
 
 
 def load_decoded(paths, nclass, nch, size, factor, *, condense_key="idc", niter=None, ipc=None,
-                 decode_type="single", where=None, experiment=0, strict=False, ipc_fix=None):
+                 decode_type="single", where=None, experiment=0, strict=False, ipc_fix=None,
+                 set_flag="--test_data_dir"):
     """Load, check and decode a condensed set: the one way from files on disk to training images
     (``test.py``, ``get_training_dynamics.py``, ``generate_importance_score.py``).
 
@@ -240,11 +251,13 @@ def load_decoded(paths, nclass, nch, size, factor, *, condense_key="idc", niter=
     concatenated before the checks (the class partitions of ``condense_reg_mp.py``). ``ipc`` pins the
     stored images per class (a mismatch is a one-line error naming the right ``--ipc``); ``where``
     names the set in messages; ``experiment``: which run of a DC/DSA result dict; ``strict``: ``niter`` was
-    asked for explicitly (``latest_data_file``); ``ipc_fix``: see ``check_condensed``. Returns (decoded images,
-    labels, stored images per class)."""
+    asked for explicitly (``latest_data_file``); ``ipc_fix``: see ``check_condensed``; ``set_flag``: the option of
+    the calling command that names the set (its messages' advice). Returns (decoded images, labels, stored images
+    per class)."""
     paths = [paths] if isinstance(paths, (str, os.PathLike)) else list(paths)
-    parts = [load_condensed(p, condense_key, niter, experiment, strict) for p in paths]
+    fix = set_fix(set_flag)
+    parts = [load_condensed(p, condense_key, niter, experiment, strict, fix=fix) for p in paths]
     x, y = parts[0] if len(parts) == 1 else (torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts]))
-    per = check_condensed(x, y, nclass, nch, size, ipc, where or paths[0], ipc_fix)
+    per = check_condensed(x, y, nclass, nch, size, ipc, where or paths[0], ipc_fix, set_flag)
     x, y = decode(x, y, factor, decode_type, nclass)
     return x, y, per

@@ -15,8 +15,8 @@ import sys
 from collections import Counter
 
 from condensation.mls import first_of, read_frozen, read_mls_record
+from evaluation.records import METRICS_FIX, read_metrics_file
 from utils.errors import UserError
-from utils.files import read_jsonl
 
 
 def _spans(pairs):
@@ -39,11 +39,11 @@ def trace(folder):
     path = os.path.join(folder, "metrics.jsonl")
     if not os.path.exists(path):
         raise UserError(f"{path} does not exist: point mls_trace at a condensation run folder of condense_reg.py")
-    recs = list(read_jsonl(path))
+    recs = read_metrics_file(path, METRICS_FIX)
     # class 0's values, through the MLS registry's readers (condensation/mls)
     mls = [(m.it, first_of(m.mls)) for m in map(read_mls_record, (r for r in recs if r.get("type") == "mls"))]
     if not mls:
-        raise UserError(f"{path} has no MLS records: the run was not an MDC run (--adaptive_reg True)")
+        raise UserError(f"{path} has no MLS records: the run was not an MDC run, one of condense_reg.py --adaptive_reg True")
     frozen = [(r["it"], first_of((read_frozen(r) or (False, [-1]))[1])) for r in recs if r.get("type") == "loss"]
     choices = ", ".join(f"{v} ({_its(a, b)})" for v, a, b in _spans(mls))
     events = [f"IPC-{v} ({_its(a, b)})" for v, a, b in _spans(frozen) if v is not None and v > 0]

@@ -25,10 +25,12 @@ import platform
 import re
 import time
 import uuid
+from collections import namedtuple
 
 from utils.config import jsonable, to_json
 from utils.errors import UserError
-from utils.files import atomic_write_text, check_output_file, locked
+from utils.fields import Fields
+from utils.files import atomic_write_text, check_output_file, load_yaml_mapping, locked, read_jsonl
 
 
 class PartialRuns:
@@ -36,7 +38,8 @@ class PartialRuns:
     is written, so that re-running the same command after an interruption resumes (never loses runs).
     The file name carries a hash of the settings: evaluations with other settings that share the results file
     (the IPC-y prefixes of a table, run in parallel) keep their own; a file whose content is of other
-    settings anyway (a hash collision) is ignored and replaced."""
+    settings anyway (a hash collision), or no JSON object, is ignored and replaced; one of these settings is checked
+    field by field, as the repeats of a record (``read_record``)."""
 
     IGNORED = ("explicit", "results_file", "save_subset", "device", "pruning")
 
@@ -49,12 +52,17 @@ class PartialRuns:
             try:
                 with open(self.path) as f:
                     st = json.load(f)
-                if st.get("key") == self.key:
-                    self.done = st["runs"]
-                    self.run_id = st.get("run_id", self.run_id)
-                    self.prior_seconds = float(st.get("seconds", 0.0))
-            except (OSError, ValueError, KeyError, TypeError):
-                pass
+            except (OSError, ValueError):
+                st = None
+            if isinstance(st, dict) and st.get("key") == self.key:
+                f = Fields(st, self.path, "delete it (its finished repeats are run again)")
+                runs = f.sub("runs")
+                for net in runs.doc:  # every repeat checked as in a record (read_record)
+                    for run in runs.each(net):
+                        _run(run)
+                self.done = runs.doc
+                self.run_id = f.get("run_id", str, default=self.run_id, nonempty=True)
+                self.prior_seconds = float(f.get("seconds", float, default=0.0, finite=True, lo=0))
 
     def elapsed(self):
         """Wall seconds of this evaluation: earlier invocations (up to their last finished repeat) + this one."""
@@ -92,6 +100,102 @@ def default_results_file(args, source):
 
 
 RECORD_KEYS = ("args", "results")  # what every record of make_record has and the report reads
+TEST_TYPES = ("other", "cx_cy", "baseline_b")
+ACCURACY = dict(finite=True, lo=0, hi=100)  # an accuracy in percent
+SPREAD = dict(finite=True, lo=0, hi=100)    # a std of accuracies
+
+Evaluation = namedtuple("Evaluation", "test_type n_train args nets")
+Evaluation.__doc__ = """One record of a results file, checked (``read_record``): ``args`` holds the settings the
+report reads (``REPORTED_ARGS``, defaults filled in); ``nets`` is {network: ``NetResult``} in the record's order."""
+NetResult = namedtuple("NetResult", "runs std")
+NetResult.__doc__ = """The best accuracy of every repeat (or the record's mean when it lists no repeats, then with
+its ``std``; else ``std`` is None)."""
+
+# the settings of a record's args that the report reads: (key, type, default (None: required), range)
+REPORTED_ARGS = (("dataset", str, None, None), ("nclass", int, None, ">= 1"), ("ipc", int, None, "-1 or >= 1"),
+                 ("factor", int, 1, ">= 1"), ("ipcy", int, -1, "-1 or >= 1"), ("slct_ipc", int, 0, ">= 0"),
+                 ("run_tag", str, "", None), ("pruning_key", str, "", None), ("condense_key", str, "idc", None),
+                 ("reproduce_exp", str, "", None))
+
+
+def read_record(doc, source, fix, index):
+    """``Evaluation`` of one record of ``make_record``'s layout, every field checked (utils/fields.py): the
+    bookkeeping strings, ``test_type``, ``n_train`` >= 1, the reported settings (``REPORTED_ARGS``, their
+    ranges and the test type's rules), and per network the repeats (``best``/``last`` accuracies in 0..100,
+    curve points, seconds) and the ``best``/``last`` summaries (mean in 0..100, std >= 0), all finite. A bad
+    field is a one-line ``UserError`` naming the file, the record (its position in the list), the field and
+    ``fix``."""
+    r = Fields(doc, source, fix, index=index)
+    for key in ("run_id", "time", "device", "device_name", "torch", "source"):
+        r.get(key, str, default=None)
+    r.get("wall_seconds", (float, None), default=None, finite=True, lo=0)
+    test_type = r.get("test_type", str, choices=TEST_TYPES)
+    n_train = r.get("n_train", int, lo=1)
+    a = r.sub("args")
+    args = {k: a.get(k, t, valid=valid, nonempty=k == "dataset", **({} if d is None else {"default": d}))
+            for k, t, d, valid in REPORTED_ARGS}
+    ipc, ipcy = args["ipc"], args["ipcy"]
+    if test_type != "other" and not 1 <= ipcy <= ipc:  # an IPC-y prefix (evaluation/sources.py, validate_args)
+        a.fail(f"is {ipcy} with ipc {ipc}: a {test_type} record evaluates IPC-y of an IPC-N set, 1 <= y <= N",
+               "ipcy")
+    if 0 < ipc <= args["slct_ipc"]:
+        a.fail(f"is {args['slct_ipc']} with ipc {ipc}: YOCO prunes IPC_F to a smaller IPC_T", "slct_ipc")
+    if test_type == "other" and ipc < 0 and round(n_train / (args["nclass"] * args["factor"] ** 2)) < 1:
+        r.fail(f"is {n_train}: less than one image per class (nclass {args['nclass']}, factor {args['factor']}), "
+               "the IPC the report derives when ipc is -1", "n_train")
+    res = r.sub("results")
+    if not res.doc:
+        res.fail("is empty (no evaluation network)")
+    nets = {}
+    for net in res.doc:
+        n = res.sub(net)
+        runs = [_run(x) for x in n.each("runs", default=[])]
+        best = _summary(n, "best", required=not runs)
+        _summary(n, "last", required=False)
+        nets[net] = NetResult(runs, None) if runs else NetResult([best["mean"]], best["std"])
+    return Evaluation(test_type, n_train, args, nets)
+
+
+def _run(run):
+    """One repeat of ``evaluation.protocol.train_protocol``: its best accuracy, the rest checked."""
+    run.get("last", float, default=None, **ACCURACY)
+    for i, point in enumerate(run.items("curve", list, default=[])):
+        if len(point) != 2:
+            run.fail(f"is {json.dumps(point)[:40]}, expected [epoch, accuracy]", ("curve", i))
+        run.check(("curve", i, 0), point[0], int, lo=1)
+        run.check(("curve", i, 1), point[1], float, **ACCURACY)
+    run.get("seconds", float, default=None, finite=True, lo=0)
+    return run.get("best", float, **ACCURACY)
+
+
+def _summary(net, key, required):
+    """The ``{"mean", "std"}`` of ``evaluation.protocol.summarize`` under ``key``, checked (None when missing and
+    not ``required``)."""
+    if not (required or net.has(key)):
+        return None
+    s = net.sub(key)
+    return {"mean": s.get("mean", float, **ACCURACY), "std": s.get("std", float, **SPREAD)}
+
+
+def _parse(path, fix, found=False):
+    """The JSON list of records in ``path``, its shape checked (``records_problem``); ``found``: a file found in a
+    folder, None when it is not JSON or not such a list."""
+    try:
+        with open(path) as f:
+            data = json.load(f)
+    except IsADirectoryError:
+        raise UserError(f"{path} is a folder, not a results file; {fix}") from None
+    except OSError as e:
+        raise UserError(f"cannot read the results file {path} ({e.strerror}); {fix}") from None
+    except ValueError as e:
+        problem = f"not valid JSON ({str(e).splitlines()[0][:80]})"
+    else:
+        problem = records_problem(data)
+    if problem and found:
+        return None
+    if problem:
+        raise UserError(f"{path} is not a results file of test.py: not a JSON list of records ({problem}); {fix}")
+    return data
 
 
 def records_problem(data):
@@ -108,23 +212,29 @@ def records_problem(data):
     return None
 
 
-def load_records(path, fix):
-    """The records of an existing results file; anything else (not JSON, not a list of records) is a one-line
-    ``UserError`` naming the file, what is wrong and ``fix``."""
-    try:
-        with open(path) as f:
-            data = json.load(f)
-    except IsADirectoryError:
-        raise UserError(f"{path} is a folder, not a results file; {fix}") from None
-    except OSError as e:
-        raise UserError(f"cannot read the results file {path} ({e.strerror}); {fix}") from None
-    except ValueError as e:
-        problem = f"not valid JSON ({str(e).splitlines()[0][:80]})"
-    else:
-        problem = records_problem(data)
-    if problem:
-        raise UserError(f"{path} is not a results file of test.py: not a JSON list of records ({problem}); {fix}")
+def load_records(path, fix, record_fix=None):
+    """The records of an existing results file, every field checked (``read_record``); anything else (not JSON,
+    not a list of records, a bad field) is a one-line ``UserError`` naming the file, what is wrong and ``fix``
+    (``record_fix`` for a bad field of a record, when given)."""
+    data = _parse(path, fix)
+    for i, rec in enumerate(data):
+        read_record(rec, path, record_fix or fix, i)
     return data
+
+
+def load_evaluations(path, fix, record_fix=None, found=False):
+    """The checked records (``Evaluation``) of a results file the report reads (``load_records``): it must hold
+    at least one. ``found``: a file found in a folder, None when it is not JSON or not a non-empty list of
+    records (a list of records with a bad field is an error all the same)."""
+    data = _parse(path, fix, found)
+    if data is None or (found and not data):
+        return None
+    if not data:
+        raise UserError(f"{path} holds no records (an empty list); {fix}")
+    return [read_record(rec, path, record_fix or fix, i) for i, rec in enumerate(data)]
+
+
+RECORD_FIX = "repair or remove that record, or re-run its evaluation with test.py"
 
 
 def read_records(path):
@@ -132,7 +242,8 @@ def read_records(path):
     error."""
     if not os.path.exists(path):
         return []
-    return load_records(path, "pass another --results_file (or move this file away)")
+    return load_records(path, "pass another --results_file (or move this file away)",
+                        "repair or remove that record, or pass another --results_file")
 
 
 def check_results_file(path):
@@ -167,3 +278,84 @@ def make_record(args, device, source, n_train, results, wall_seconds, run_id=Non
         "source": source, "test_type": args.test_type, "n_train": n_train, "results": results,
         "args": {k: v for k, v in vars(args).items() if k != "explicit"},
     }
+
+
+# ------------------------------------------------------------------------------------------------
+# the files of a condensation run that the report and a resume read (condensation/run_files.py reads them here:
+# evaluation sits below condensation in the layering of docs/DESIGN.md)
+
+METRIC_TYPES = ("net", "loss", "mls", "save", "eval")  # what condensation/loop.py writes
+METRICS_FIX = "remove its damaged lines (each line is one JSON object of the run) or pass another run folder"
+
+
+def _metrics_net(r):
+    r.get("top1", float, **ACCURACY)
+    r.get("loss", float, finite=True, lo=0)
+
+
+def _metrics_loss(r):
+    r.get("loss", float, default=None, finite=True)
+    r.tree("mls", int, 2, default=None, lo=1)  # the active MLS: [x] (global) or one such list per class
+    r.tree("frozen", int, 1, default=None, lo=-1)  # the frozen prefix (-1: none): x, or one per class
+    r.get("seconds", float, default=None, finite=True, lo=0)
+    r.get("sec_per_it", (float, None), default=None, finite=True, lo=0)
+
+
+def _metrics_mls(r):
+    """``condensation.mls.mls_record``: one decision, or one per class (lists); d̄ and Δ per prefix (null: none)."""
+    mls = r.tree("mls", int, 1, lo=1)
+    depth = 2 if isinstance(mls, list) else 1
+    for key in ("dbar", "delta"):
+        r.tree(key, (float, None), depth, default=None, finite=True)
+
+
+def _metrics_save(r):
+    r.get("file", str, nonempty=True)
+
+
+def _metrics_eval(r):
+    subset = r.get("subset", str)
+    if not re.fullmatch(r"ipc[1-9]\d*", subset):
+        r.fail(f"is {subset!r}, expected ipcN (the IPC-N subset evaluated)", "subset")
+    r.get("net", str, nonempty=True)
+    r.get("best", float, **ACCURACY)
+    r.get("best_std", float, **SPREAD)
+    r.get("last", float, **ACCURACY)
+    r.get("epochs", int, default=None, lo=1)
+
+
+METRIC_FIELDS = {"net": _metrics_net, "loss": _metrics_loss, "mls": _metrics_mls, "save": _metrics_save,
+                 "eval": _metrics_eval}
+
+
+def read_metrics_file(path, fix):
+    """The records of a run's ``metrics.jsonl`` (``utils.files.read_jsonl``: one JSON object a line, a line cut by
+    a kill skipped), every field checked: ``type`` one of ``METRIC_TYPES``, ``it`` >= 0 and the fields of its type
+    (``METRIC_FIELDS``: accuracies in 0..100, finite numbers, MLS >= 1, frozen >= -1, ...). A bad field is a
+    one-line ``UserError`` naming the file, the line, the field and ``fix``."""
+    records = read_jsonl(path, fix)
+    with open(path, "rb") as f:  # read_jsonl keeps the non-blank lines, in order
+        lines = [n for n, text in enumerate(f.read().split(b"\n"), 1) if text.strip()]
+    for rec, line in zip(records, lines):
+        r = Fields(rec, path, fix, index=line, unit="line")
+        kind = r.get("type", str, choices=METRIC_TYPES)
+        r.get("it", int, lo=0)
+        METRIC_FIELDS[kind](r)
+    return records
+
+
+def read_run_args(path, fix, like=None, keys=()):
+    """A run's ``args.yaml`` (``utils.files.save_config``) as a mapping, checked: ``dataset`` a non-empty string,
+    and with ``like`` (the settings of the command that reads it) every key of ``keys`` that both have of the
+    type of the command's value (or null), numbers finite (every number option refuses NaN/Inf, utils/ranges.py).
+    A bad field is a one-line ``UserError`` naming the file, the field and ``fix``."""
+    doc = load_yaml_mapping(path, "run settings", fix)
+    r = Fields(doc, path, fix)
+    for key in doc:
+        if not isinstance(key, str):
+            r.fail(f"is a key of type {type(key).__name__}, expected setting names", str(key))
+    r.get("dataset", str, default=None, nonempty=True)
+    for key in keys if like is not None else ():
+        if key in like:
+            r.like(key, like[key], finite=True)
+    return doc

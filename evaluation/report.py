@@ -14,14 +14,13 @@ file (``test_results.json``: its folder). Tables: see ``evaluation/tables.py``.
 import argparse
 import csv
 import io
-import json
 import os
 import sys
 
-from evaluation.records import load_records, records_problem
+from evaluation.records import METRICS_FIX, RECORD_FIX, load_evaluations, read_metrics_file, read_run_args
 from evaluation.tables import MISSING, TABLES, Cell, pivot
 from utils.errors import UserError
-from utils.files import atomic_write_text, check_output_dir, check_output_file, load_yaml_mapping, read_jsonl
+from utils.files import atomic_write_text, check_output_dir, check_output_file
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -33,69 +32,47 @@ def _label(path, label):
     return os.path.basename(os.path.dirname(os.path.abspath(path))) if stem in ("test_results", "metrics") else stem
 
 
-def record_cells(rec, label, order):
-    """The cells of one ``test.py`` record: one per evaluation network."""
-    a = rec["args"]
-    yoco = a.get("slct_ipc", 0) > 0
+def record_cells(ev, label, order):
+    """The cells of one checked ``test.py`` record (``evaluation.records.Evaluation``): one per evaluation
+    network."""
+    a = ev.args
+    yoco = a["slct_ipc"] > 0
     if yoco:
         ipc, ipc_f = a["slct_ipc"], a["ipc"]
-    elif rec.get("test_type") in ("cx_cy", "baseline_b"):
+    elif ev.test_type in ("cx_cy", "baseline_b"):
         ipc, ipc_f = a["ipcy"], a["ipc"]
     else:
-        ipc = a["ipc"] if a.get("ipc", -1) > 0 else round(rec["n_train"] / (a["nclass"] * a.get("factor", 1) ** 2))
+        ipc = a["ipc"] if a["ipc"] > 0 else round(ev.n_train / (a["nclass"] * a["factor"] ** 2))
         ipc_f = ipc
-    name = label or a.get("run_tag") or ""
-    out = []
-    for i, (net, res) in enumerate(rec["results"].items()):
-        runs = [r["best"] for r in res.get("runs", [])] or [res["best"]["mean"]]
-        out.append(Cell(label=name, dataset=a["dataset"], net=net, ipc=ipc, ipc_f=ipc_f,
-                        key=a.get("pruning_key", "") if yoco else "", condense_key=a.get("condense_key", "idc"),
-                        exp=a.get("reproduce_exp", "") if yoco else "", runs=runs, order=order,
-                        std=None if res.get("runs") else res["best"]["std"], first_net=i == 0))
-    return out
+    name = label or a["run_tag"]
+    return [Cell(label=name, dataset=a["dataset"], net=net, ipc=ipc, ipc_f=ipc_f, key=a["pruning_key"] if yoco else "",
+                 condense_key=a["condense_key"], exp=a["reproduce_exp"] if yoco else "", runs=list(res.runs),
+                 order=order, std=res.std, first_net=i == 0)
+            for i, (net, res) in enumerate(ev.nets.items())]
 
 
 RESULTS_FIX = "pass the results files of test.py (or folders of them)"
 
 
 def _records(path):
-    """The records of a JSON file found in a folder, or None when it is not a list of test.py records. A file
-    named as test.py names results files (``test_results*.json``) must be one: a damaged one is an error."""
+    """The checked records of a JSON file found in a folder, or None when it is not a list of test.py records. A
+    file named as test.py names results files (``test_results*.json``) must be one: a damaged one is an error."""
     if os.path.basename(path).startswith("test_results"):
-        return load_records(path, f"repair or move it away, or {RESULTS_FIX}")
-    try:
-        with open(path) as f:
-            data = json.load(f)
-    except (OSError, ValueError):
-        return None
-    return data if records_problem(data) is None else None
-
-
-METRICS_FIX = "remove its damaged lines (each line is one JSON object of the run) or pass another run folder"
+        return load_evaluations(path, f"repair or move it away, or {RESULTS_FIX}", RECORD_FIX)
+    return load_evaluations(path, RESULTS_FIX, RECORD_FIX, found=True)
 
 
 def metrics_cells(path, label):
     """The in-run evaluations (``"type": "eval"``) of a condensation run's ``metrics.jsonl``; a damaged file
-    (or its run's ``args.yaml``) is a one-line error naming it."""
+    (or its run's ``args.yaml``) is a one-line error naming it (``evaluation.records`` checks every field)."""
     folder = os.path.dirname(os.path.abspath(path))
     cfg_path = os.path.join(folder, "args.yaml")
     dataset = "?"
     if os.path.exists(cfg_path):
-        cfg = load_yaml_mapping(cfg_path, "run settings", "restore the run's args.yaml or delete it")
-        dataset = cfg.get("dataset", "?")
-    cells = []
-    for i, e in enumerate(read_jsonl(path, METRICS_FIX)):
-        if e.get("type") != "eval":
-            continue
-        try:
-            ipc = int(str(e["subset"])[3:])
-            cells.append(Cell(label=label or os.path.basename(folder), dataset=dataset, net=str(e["net"]), ipc=ipc,
-                              ipc_f=ipc, runs=[float(e["best"])], std=float(e.get("best_std") or 0.0),
-                              step=int(e["it"])))
-        except (KeyError, TypeError, ValueError):
-            raise UserError(f"{path} is damaged: its record {i + 1} (an evaluation) lacks a valid it, subset (ipcN), "
-                            f"net or best; {METRICS_FIX}") from None
-    return cells
+        dataset = read_run_args(cfg_path, "restore the run's args.yaml or delete it").get("dataset", "?")
+    return [Cell(label=label or os.path.basename(folder), dataset=dataset, net=e["net"], ipc=int(e["subset"][3:]),
+                 ipc_f=int(e["subset"][3:]), runs=[float(e["best"])], std=float(e["best_std"]), step=e["it"])
+            for e in read_metrics_file(path, METRICS_FIX) if e["type"] == "eval"]
 
 
 def load_cells(table, specs, tag=""):
@@ -112,17 +89,16 @@ def load_cells(table, specs, tag=""):
                 cells += metrics_cells(f, label)
             continue
         if os.path.isfile(path):
-            found = [(path, load_records(path, RESULTS_FIX))]
+            found = [(path, load_evaluations(path, RESULTS_FIX, RECORD_FIX))]
         else:
             found = [(f, _records(f)) for f in sorted(os.path.join(d, f) for d, _, fs in os.walk(path)
                                                       for f in fs if f.endswith(".json"))]
         for f, records in found:
-            for rec in records or []:
-                if tag and rec["args"].get("run_tag") != tag:
+            for ev in records or []:
+                if tag and ev.args["run_tag"] != tag:
                     continue
                 order += 1
-                cells += record_cells(rec, _label(f, label) if label or not rec["args"].get("run_tag") else "",
-                                      order)
+                cells += record_cells(ev, _label(f, label) if label or not ev.args["run_tag"] else "", order)
     if not cells:
         raise UserError(f"no evaluation{' tagged ' + tag if tag else ''} found in {', '.join(specs)}: run the "
                         "table's script first (or pass the folders it wrote)")

@@ -18,13 +18,12 @@ from data.datasets import dataset_folders, first_per_class, imagenet_folder, ima
 from data.partitions import describe_parts, resolve_parts
 from cli.arguments import ipc_epoch
 from evaluation.protocol import check_eval_nets
-from evaluation.records import check_results_file
+from evaluation.records import TEST_TYPES, check_results_file
 from utils.errors import UserError
 from utils.files import check_apart, check_output_file
 from yoco.selection import check_pruning_key
 from yoco.pruning import condensed_dir, default_factor, prune_decoded, pruning_config
 
-TEST_TYPES = ("other", "cx_cy", "baseline_b")
 PRE_NORMALISED = ("dc", "dsa", "kip", "mtt")  # MDC's -s loaders: stored normalised, no Normalize
 
 
@@ -93,7 +92,7 @@ def baseline_b(args, base):
     for k in range(args.ipcy):
         folder = base if k == 0 else f"{base}_idx_{k}"
         if not os.path.exists(folder):
-            raise UserError(f"baseline_b needs the --start_idx {k} run at {folder}")
+            raise UserError(f"baseline_b needs the run of condense_reg.py --start_idx {k} at {folder}")
         d, dy, _ = load_decoded(folder, args.nclass, args.nch, args.size, args.factor, niter=args.niter, ipc=1,
                                 strict="niter" in args.explicit,
                                 ipc_fix="baseline_b evaluates separate IPC-1 runs (one per --start_idx): point "

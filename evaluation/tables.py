@@ -20,6 +20,7 @@ from typing import Callable
 
 import numpy as np
 
+from utils.errors import UserError
 from yoco.registry import key_names, pruning_bases
 from yoco.selection import DEFAULT_PRUNING_KEY  # importing yoco.selection registers every pruning base
 
@@ -45,7 +46,12 @@ class Cell:
 
 
 def mean_std(values):
+    """Mean and (population) std of accuracies; a non-finite or missing value is a ``UserError``, never a printed
+    ``nan`` (the readers refuse them per field, evaluation/records.py: this is the last line of defence)."""
     a = np.asarray(values, dtype=np.float64)
+    if a.size == 0 or not np.isfinite(a).all():
+        raise UserError(f"cannot aggregate the accuracies {list(values)[:5]}: every cell needs finite accuracies; "
+                        "pass records checked by evaluation.records (test.py's results files)")
     return float(a.mean()), float(a.std())
 
 
@@ -210,7 +216,7 @@ def pivot(table, cells):
             per_exp = [mean_std(c.runs)[0] for c in group]
             values[rk] = (*mean_std(per_exp), len(per_exp))
         elif len(group) == 1 and group[0].std is not None:
-            values[rk] = (float(group[0].runs[0]), group[0].std, 1)
+            values[rk] = (mean_std(group[0].runs[:1])[0], mean_std([group[0].std])[0], 1)
         else:
             runs = [x for c in group for x in c.runs]
             values[rk] = (*mean_std(runs), len(runs))

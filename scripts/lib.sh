@@ -4,9 +4,37 @@
 #   DRY_RUN=jobs  for programs (python -m sweep, its Slurm backend, the tests): each command one JSON
 #                 object on a line of its own, {"argv", "cwd", "env", "kind", "stage", "program"[, "tee"]}
 #                 (docs/reproducing.md: "The job list"); the script's other output lines are notes
-# tests/test_scripts.py parses every command with its script's parser, so a flag typo fails CI.
+# Before anything starts every command is parsed by its program's parser (the pre-check below), so a flag typo
+# fails at once (and in CI: tests/test_scripts.py, tests/test_table_precheck.py).
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+
+# The pre-check (sweep/precheck.py; docs/reproducing.md#the-pre-check): before anything starts, the script's
+# arguments and switches are checked against their `#:` declarations (the script's and these), and every job
+# of its job list is parsed by the parser of the program it calls; a bad one is one `error:` line, exit 2.
+# Dry runs check the parse; a real run (and python -m sweep) also runs each program's pre-work checks.
+# The switches every script reads, with their values (the only list of them):
+#: env DEVICE auto|cpu|cuda     the jobs' --device
+#: env BUDGET paper|cpu|smoke   the budget (below)
+#: env DRY_RUN 0|1|jobs         print the commands, run nothing (above)
+#: env INSTALL 0|1              0: no pip install (install_requirements)
+#: env WORKDIR dir              the folder the commands run in (default the project root)
+_PRE_CWD=$PWD; _PRE_SCRIPT=$0; _PRE_ARGS=("$@")  # a sourced file sees the script's arguments
+_precheck() {
+  (cd "$_PRE_CWD" && PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}" python3 -m sweep.precheck "$@" "$_PRE_SCRIPT" \
+    "${_PRE_ARGS[@]}") || exit $?
+}
+_PRECHECK_PENDING=0
+if [ -z "${_MDC_PRECHECKED:-}" ]; then  # (set for the dry run the pre-check itself reads)
+  if [ "${DRY_RUN:-0}" != 0 ]; then
+    if [ "${_MDC_PRECHECK_DEEP:-0}" = 1 ]; then _precheck --deep; else _precheck; fi
+  elif [ "${INSTALL:-1}" = 0 ] || python3 -c 'import importlib.util as u, sys
+sys.exit(not all(u.find_spec(m) for m in ("yaml", "torch")))' 2>/dev/null; then
+    _precheck --deep
+  else
+    _PRECHECK_PENDING=1  # the requirements are missing: checked right after install_requirements installs them
+  fi
+fi
 cd "${WORKDIR:-$ROOT}"
 if [ "$PWD" = "$ROOT" ]; then P=""; else P="$ROOT/"; fi
 export PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}"  # python -m evaluation.report from anywhere
@@ -31,7 +59,7 @@ case $BUDGET in
   smoke) COND_BUDGET=(--niter 1 --inner_loop 100 --n_data 16 --batch_real 8 --adaptive_period 1 --width 0.125)
          EVAL_BUDGET=(--epochs 2 --repeat 1 --width 0.125); DYN_BUDGET=(--epochs 2 --test-period 1)
          SCORE_BUDGET=(--stop_epoch 2 --topk 2); EXPS_DEFAULT="reproduce_1 reproduce_2" ;;
-  *) echo "error: BUDGET=$BUDGET is not a budget: use paper, cpu or smoke" >&2; exit 2 ;;
+  *) echo "error: BUDGET=$BUDGET is not a budget: see its '#: env BUDGET' line above" >&2; exit 2 ;;
 esac
 
 dry() { [ "${DRY_RUN:-0}" != 0 ]; }
@@ -114,6 +142,7 @@ install_requirements() {
     echo "installing requirements.txt + requirements-plots.txt into $py"
   fi
   python3 -m pip install -q --disable-pip-version-check -r requirements.txt -r requirements-plots.txt
+  if [ "$_PRECHECK_PENDING" = 1 ]; then _PRECHECK_PENDING=0; _precheck --deep; fi
 }
 
 # yoco_eval TABLE EXP FLAGS...: evaluate one pruned set for a YOCO table: 3 repeats at the paper budget, its
@@ -140,14 +169,13 @@ yoco_eval() {
 mdc_setup() {
   MDC_DATASET=$1; MDC_N=$2; shift 2
   MDC_EXTRA=("$@")
-  case $MDC_N in ''|*[!0-9]*) echo "error: N=$MDC_N is not a number: the IPC to condense to (N >= 2)" >&2; exit 2 ;; esac
-  if [ "$MDC_N" -lt 2 ]; then echo "error: N=$MDC_N: MDC tables need N >= 2 (subsets IPC-1 … IPC-(N-1))" >&2; exit 2; fi
+  # DATASET and N (N >= 2: MDC's subsets are IPC-1 … IPC-(N-1)) are checked by the pre-check against the
+  # script's `#: arg` lines; the fallback below is reached only without it
   case $MDC_DATASET in
     imagenet) MDC_DATA=(-d imagenet --nclass 10); MDC_F=3 ;;
-    cifar10|cifar100|svhn|fashion|mnist) MDC_DATA=(-d "$MDC_DATASET"); MDC_F=2 ;;
-    *) echo "error: dataset $MDC_DATASET: use cifar10, cifar100, svhn, fashion, mnist or imagenet (ImageNet-10)" >&2
-       exit 2 ;;
+    *) MDC_DATA=(-d "$MDC_DATASET"); MDC_F=2 ;;
   esac
+  case $MDC_N in ''|*[!0-9]*) echo "error: N=$MDC_N: see the script's '#: arg N' line" >&2; exit 2 ;; esac
   MDC_COND=(--reproduce "${MDC_DATA[@]}" -f "$MDC_F" --eval_during False "${COND_BUDGET[@]}" --device "$DEVICE")
   MDC_EVAL=(--reproduce "${MDC_DATA[@]}" -f "$MDC_F" --repeat 3 "${EVAL_BUDGET[@]}" --device "$DEVICE")
   RUNS=${RUNS:-raid/mdc_table1/$MDC_DATASET}

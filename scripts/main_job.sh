@@ -13,6 +13,10 @@
 # Usage: bash scripts/main_job.sh [OUT_DIR]        (default raid/main_job; DRY_RUN=1 prints the commands)
 #        DEVICE=auto|cpu|cuda (default auto), EPOCHS=<evaluation epochs> (default 60), BUDGET=cpu|smoke|paper,
 #        PRECISION=fp32|tf32|bf16 (default fp32: the faithful arithmetic; docs/benchmarks.md)
+# Declarations (checked by the pre-check before anything starts, sweep/precheck.py):
+#: arg OUT_DIR text          where the results go (default raid/main_job)
+#: env EPOCHS flag:--epochs  evaluation epochs (test.py's --epochs)
+#: env PRECISION flag:--precision  the arithmetic of every job (--precision)
 set -euo pipefail
 BUDGET=${BUDGET:-cpu}
 source "$(dirname "$0")/lib.sh"

@@ -14,6 +14,11 @@
 # in-run evaluations at 21 points (iterations 0, 100, …, 2000) x 1 repeat x 1000 epochs: MDC 21 x N = 210
 # evaluations (full set + 9 prefixes), C 21. GPU hours: not measured (no GPU has been lent to this
 # project); the report lands in $OUT/report/mdc10.{md,csv,png}.
+# Declarations (checked by the pre-check before anything starts, sweep/precheck.py):
+#: arg DATASET flag:-d       the dataset (imagenet: ImageNet-10); its values are condense_reg.py's -d
+#: arg N int>=2              the IPC to condense to (MDC's subsets are IPC-1 … IPC-(N-1))
+#: rest condense_reg.py      EXTRA condensation flags, appended to every condensation
+#: env OUT text              the table's folder
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 DATASET=${1:-cifar10}; N=${2:-10}; shift $(( $# > 2 ? 2 : $# )) || true

@@ -11,6 +11,12 @@
 # Work at the paper budget, N = 10: 3 condensations of 2000 outer iterations x 100 inner steps (1 if Table 1
 # has run) and 3N = 30 evaluations x 3 repeats x 1000 epochs. GPU hours: not measured (no GPU has been
 # lent to this project); the report lands in $OUT/report/mdc11.{md,csv,png}.
+# Declarations (checked by the pre-check before anything starts, sweep/precheck.py):
+#: arg DATASET flag:-d       the dataset (imagenet: ImageNet-10); its values are condense_reg.py's -d
+#: arg N int>=2              the IPC to condense to (MDC's subsets are IPC-1 … IPC-(N-1))
+#: rest condense_reg.py      EXTRA condensation flags, appended to every condensation
+#: env OUT text              the table's folder
+#: env RUNS text             the folder of the runs shared between tables
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 DATASET=${1:-cifar10}; N=${2:-10}; shift $(( $# > 2 ? 2 : $# )) || true

@@ -23,6 +23,14 @@
 # MDC; none if Tables 1 and 8 have run) and 6N = 60 evaluations x 3 repeats x 1000 epochs (the DC, DSA
 # and MTT condensations are not counted: their authors' code). GPU hours: not measured (no GPU has been
 # lent to this project); the report lands in $OUT/report/mdc2.{md,csv,png}.
+# Declarations (checked by the pre-check before anything starts, sweep/precheck.py):
+#: arg EXTERNAL_DIR text     the folder of the DC, DSA and MTT sets
+#: arg DATASET flag:-d       the dataset (imagenet: ImageNet-10); its values are condense_reg.py's -d
+#: arg N int>=2              the IPC to condense to (MDC's subsets are IPC-1 … IPC-(N-1))
+#: rest condense_reg.py      EXTRA condensation flags, appended to every condensation
+#: env OUT text              the table's folder
+#: env RUNS text             the folder of the runs shared between tables
+#: env EXTERNAL_METHODS words:dc|dsa|mtt  the external methods evaluated (empty: none)
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 if [ $# -lt 1 ] || [ -z "$1" ]; then

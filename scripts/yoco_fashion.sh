@@ -8,6 +8,9 @@
 #      forgetting, ccs (cut-off ratios of CIFAR-10's table: 0.3 / 0.1 / 0.0), ConvNet-3 only,
 #      60 evaluation epochs, 4 validations, --repeat 1.
 # Usage: bash scripts/yoco_fashion.sh [OUT_DIR]     (default raid/yoco_fashion; DRY_RUN=1 prints the commands)
+# Declarations (checked by the pre-check before anything starts, sweep/precheck.py):
+#: arg OUT_DIR text          where the results go (default raid/yoco_fashion)
+#: env EPOCHS flag:--epochs  evaluation epochs (test.py's --epochs)
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 install_requirements

@@ -14,6 +14,12 @@
 # plus with GENERATE=1 2 IDC condensations and 6 dynamics runs of 1000 epochs. GPU hours: not measured yet
 # (no GPU has been lent to this project). Report (every dataset run so far):
 # raid/yoco_table1/yoco1.{md,csv}.
+# Declarations (checked by the pre-check before anything starts, sweep/precheck.py):
+#: arg DATASET cifar10|cifar100|imagenet  the datasets of YOCO Table 1
+#: arg REPRODUCE_EXP words:re:reproduce_[0-9]+  the reproduce runs (default: the budget's)
+#: rest test.py              EXTRA test.py flags, appended to every evaluation
+#: env PAIRS words:F:T       the (IPC_F:IPC_T) pairs
+#: env GENERATE 0|1          1: make the IDC sets, dynamics and scores here
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 install_requirements
@@ -22,7 +28,7 @@ case $DATASET in
   cifar10)  DEFAULT_PAIRS="10:1 10:2 10:5 50:1 50:2 50:5 50:10"; F=2 ;;
   cifar100) DEFAULT_PAIRS="10:1 10:2 10:5 20:1 20:2 20:5 50:1 50:2 50:5 50:10"; F=2 ;;
   imagenet) DEFAULT_PAIRS="10:1 10:2 10:5 20:1 20:2 20:5"; F=3 ;;
-  *) echo "error: dataset $DATASET: YOCO Table 1 has cifar10, cifar100 and imagenet" >&2; exit 2 ;;
+  *) echo "error: dataset $DATASET: see the '#: arg DATASET' line above" >&2; exit 2 ;;  # (the pre-check's)
 esac
 PAIRS=${PAIRS:-$DEFAULT_PAIRS}
 KEYS="random ssp entropy accumulated_margin forgetting el2n ccs yoco"

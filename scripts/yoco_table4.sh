@@ -7,6 +7,9 @@
 # generate_importance_score.py runs).
 # Work at the paper budget: 3 runs x 4 condensers x 7 rules x 3 repeats of 1000-epoch evaluations.
 # GPU hours: not measured yet (no GPU has been lent to this project). Report: raid/yoco_table4/yoco4.{md,csv}.
+# Declarations (checked by the pre-check before anything starts, sweep/precheck.py):
+#: arg REPRODUCE_EXP words:re:reproduce_[0-9]+  the reproduce runs (default: the budget's)
+#: rest test.py              EXTRA test.py flags, appended to every evaluation
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 install_requirements

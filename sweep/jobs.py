@@ -157,11 +157,14 @@ def read_job_list(text, env=None, shown="the script"):
     return stages, notes
 
 
-def job_list(script, script_args=(), env=None, shown=None):
+def job_list(script, script_args=(), env=None, shown=None, deep=False):
     """Run ``DRY_RUN=jobs bash SCRIPT ARGS`` (nothing is installed, trained or written); returns
-    (stages, notes). ``env`` reaches the dry run (BUDGET, DEVICE, OUT, ...)."""
+    (stages, notes). ``env`` reaches the dry run (BUDGET, DEVICE, OUT, ...). The dry run checks every job first
+    (lib.sh's pre-check, ``sweep/precheck.py``); ``deep``: also each program's pre-work checks, as a real run."""
     shown = shown or script
     denv = dict(os.environ if env is None else env, DRY_RUN="jobs")
+    if deep:
+        denv["_MDC_PRECHECK_DEEP"] = "1"
     try:
         p = subprocess.run(["bash", script, *script_args], env=denv, capture_output=True, stdin=subprocess.DEVNULL,
                            timeout=DRY_RUN_TIMEOUT)
@@ -171,6 +174,8 @@ def job_list(script, script_args=(), env=None, shown=None):
     out, err = (p.stdout.decode("utf-8", "surrogateescape"), p.stderr.decode("utf-8", "surrogateescape"))
     if p.returncode != 0:
         msg = (err.strip().splitlines() or ["(no message)"])[-1]
+        if msg.startswith("error: "):  # the script's (or its pre-check's) own message names the fix
+            raise UserError(f"the dry run of {shown} failed (exit {p.returncode}): {msg[len('error: '):]}")
         raise UserError(f"the dry run of {shown} failed (exit {p.returncode}): {msg} -- fix the script's "
                         f"arguments or environment (`DRY_RUN=1 bash {shown} ...` shows the same)")
     stages, notes = read_job_list(out, denv, shown)

@@ -77,13 +77,39 @@ def resolve_slots(gpus, cpu_slots, env=None):
         ids = detect_gpus(env)
     else:
         ids = [g.strip() for g in gpus.split(",")]
-        bad = [g for g in ids if not re.fullmatch(r"[A-Za-z0-9:/._-]+", g)]
+        bad = [g for g in ids if not re.fullmatch(r"\d+", g)]
         if bad or not ids:
-            raise UserError(f"--gpus {gpus!r}: give GPU ids separated by commas (--gpus 0,1,2,3) or --gpus cpu")
+            raise UserError(f"--gpus {gpus!r}: {bad[0]!r} is not a GPU id; give GPU ids (integers >= 0) separated by "
+                            "commas (--gpus 0,1,2,3) or --gpus cpu" if bad and bad[0] else
+                            f"--gpus {gpus!r}: give GPU ids (integers >= 0) separated by commas (--gpus 0,1,2,3) or "
+                            "--gpus cpu")
         dup = sorted({g for g in ids if ids.count(g) > 1})
         if dup:
             raise UserError(f"--gpus {gpus}: GPU {', '.join(dup)} is listed twice; list each GPU once")
+        present = machine_gpus(env)
+        missing = [g for g in ids if present is not None and g not in present]
+        if missing:
+            raise UserError(f"--gpus {gpus}: GPU {missing[0]} is not on this machine (it has "
+                            f"{', '.join(present) or 'none'}); pass ids from that list, or --gpus cpu")
     return [(f"GPU {g}", g) for g in ids]
+
+
+def machine_gpus(env=None):
+    """The GPU ids this machine has, when it can say (``nvidia-smi -L``; else an integer ``CUDA_VISIBLE_DEVICES``
+    list), or None: then any integer id is accepted."""
+    env = os.environ if env is None else env
+    smi = shutil.which("nvidia-smi", path=env.get("PATH", os.defpath))
+    if smi:
+        try:
+            p = subprocess.run([smi, "-L"], capture_output=True, text=True, timeout=60)
+            if p.returncode == 0:
+                return [str(i) for i in range(sum(line.startswith("GPU ") for line in p.stdout.splitlines()))]
+        except (OSError, subprocess.TimeoutExpired):
+            pass
+    visible = [g.strip() for g in env.get("CUDA_VISIBLE_DEVICES", "").split(",") if g.strip()]
+    if visible and all(re.fullmatch(r"\d+", g) for g in visible):
+        return visible
+    return None
 
 
 # ---- running -------------------------------------------------------------------------------------------------
@@ -290,7 +316,9 @@ def main(args):
     slots = None if args.backend == "slurm" or (args.list and args.gpus is None and args.cpu_slots is None) \
         else resolve_slots(args.gpus, args.cpu_slots)
     env = dict(os.environ)
-    stages, notes = job_list(os.path.abspath(script), args.script_args, env, shown=script)
+    # the dry run checks every job before anything starts (sweep/precheck.py), with each program's pre-work
+    # checks when jobs are to run or be submitted
+    stages, notes = job_list(os.path.abspath(script), args.script_args, env, shown=script, deep=not args.list)
     name = os.path.splitext(os.path.basename(script))[0]
     cwd = stages[0].commands[0].cwd
     logs = os.path.abspath(args.logs) if args.logs else os.path.join(cwd, "raid", "sweeps", name)

@@ -60,6 +60,16 @@ EXTRA_KEYS = ("programs", "steps", "setup")
 STEP_DEFAULTS = {"gpus_per_job": 0, "cpus_per_job": 1}
 
 
+def stop_signal(rc):
+    """The name of the signal that stopped a command of exit status ``rc``, or None: killed by it (``rc`` < 0), or
+    ended by our scripts' own handler of SIGTERM/SIGINT (exit 128 + signal: 143, 130; cli.arguments.cli)."""
+    if rc < 0:
+        return signal.Signals(-rc).name if -rc in signal.valid_signals() else str(-rc)
+    if rc in (128 + signal.SIGTERM, 128 + signal.SIGINT):
+        return signal.Signals(rc - 128).name
+    return None
+
+
 def add_arguments(g):
     g.add_argument("--profile", default=None, help="YAML cluster profile: partition, account, qos, time, "
                    "gpus_per_job, cpus_per_job, mem_per_job, constraint, array_parallelism, signal_delay_s, "
@@ -279,8 +289,9 @@ class CommandJob:
                 log.write(f"\n# exit status {rc} after {time.time() - t0:.1f} s\n")
             doc = dict(marker, rc=rc, seconds=round(time.time() - t0, 1), on=where,
                        finished=time.strftime("%Y-%m-%dT%H:%M:%S"))
-            if rc < 0:  # killed by a signal: scancel, preemption, the time limit (Slurm's SIGTERM)
-                doc["signal"] = signal.Signals(-rc).name if -rc in signal.valid_signals() else str(-rc)
+            stop = stop_signal(rc)
+            if stop:  # scancel, preemption, the time limit (Slurm's SIGTERM)
+                doc["signal"] = stop
             if rc != 0:
                 write_marker(failed_path, doc)
                 raise RuntimeError(f"`{cmd.text}` failed with exit status {rc}; log {log_path}")

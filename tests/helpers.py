@@ -78,26 +78,41 @@ def parser_of(cmd):
 
 
 def check_commands(cmds):
-    """Parse every python command (argv) of a job list; returns how many there were."""
-    from cli.arguments import parse_args
-    from evaluation.sources import validate_args
-    from yoco.selection import check_pruning_key
+    """Parse every python command (argv) of a job list with the pre-check of the scripts and the sweep
+    (``sweep.precheck.check_job``, deep: each program's pre-work checks too); returns how many there were."""
+    from sweep.jobs import Command
+    from sweep.precheck import check_job
+    from utils.errors import UserError
 
     n = 0
     for cmd in cmds:
         if not cmd[0].startswith("python"):
             continue
-        factory, argv = parser_of(cmd)
+        program = cmd[2] if cmd[1] == "-m" else os.path.basename(cmd[1])
         try:
-            args = parse_args(factory(), argv)
-        except SystemExit:
-            raise AssertionError(f"the command does not parse: {shlex.join(cmd)}")
-        if os.path.basename(cmd[1]) == "test.py":  # test.py's argument checks (no files): a refusal fails here
-            validate_args(args)
-        if getattr(args, "slct_ipc", 0) > 0:
-            check_pruning_key(args.pruning_key)  # a key outside the grammar fails here, not days later
+            check_job(Command(list(cmd), ROOT, {}, "--device" in cmd, program), deep=True)
+        except UserError as e:
+            raise AssertionError(f"the command does not parse: {shlex.join(cmd)}: {e}")
         n += 1
     return n
+
+
+def precheck_refused(argv, env=None, cwd=None, needle=(), runner=None):
+    """Run ``argv`` (a table script or ``python -m sweep``) expecting the pre-check's refusal: exit 2, one line
+    ``error: ...`` on stderr holding every ``needle``, nothing on stdout, and nothing created or changed in
+    ``cwd`` (the working folder, snapshot before/after). Returns the error line."""
+    cwd = cwd or ROOT
+    before = snapshot(cwd)
+    p = subprocess.run(argv, cwd=cwd, env={**os.environ, "INSTALL": "0", **(env or {})}, capture_output=True,
+                       text=True, timeout=300)
+    lines = [ln for ln in p.stderr.splitlines() if ln.strip()]
+    assert p.returncode == 2, (p.returncode, p.stdout[-2000:], p.stderr[-2000:])
+    assert len(lines) == 1 and lines[0].startswith("error: "), p.stderr
+    assert "Traceback" not in p.stderr and not [ln for ln in p.stdout.splitlines() if ln.startswith("{")], p.stdout
+    for n in needle:
+        assert n in lines[0], (n, lines[0])
+    assert snapshot(cwd) == before, "a refused invocation changed the working folder"
+    return lines[0]
 
 
 # ---- a fake table script in the format of scripts/*.sh (tests/test_sweep*.py, tests/test_slurm_profile.py) -----
@@ -283,3 +298,26 @@ def refused(world, script, args, needle, status=2, runner=run_cli):
     assert named <= flags_of(script), f"the message names options {script} does not have: {named - flags_of(script)}"
     assert snapshot(world) == before, "a refused command changed the working folder"
     return lines[0]
+
+
+def run_main(module, *args, cwd=None, check=False):
+    """A module's command line (``python -m evaluation.report``, ``evaluation.mls_trace``) in process, through its
+    own ``main(argv)``: returns ``returncode``, ``stdout`` and ``stderr`` like ``conftest.run_cli`` (a runner for
+    ``refused``)."""
+    import contextlib
+    import io
+    import types
+
+    main = importlib.import_module(module).main
+    out, err, old = io.StringIO(), io.StringIO(), os.getcwd()
+    os.chdir(cwd or old)
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                code = main([str(a) for a in args])
+            except SystemExit as e:
+                code = e.code
+    finally:
+        os.chdir(old)
+    assert not check or code == 0, err.getvalue()
+    return types.SimpleNamespace(returncode=code, stdout=out.getvalue(), stderr=err.getvalue())

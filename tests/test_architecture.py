@@ -17,7 +17,10 @@ ALLOWED = {
     "cli": {"utils", "tracking", "condensation", "yoco"},
     # the torch-free MLS registry by its exact name (``condensation.mls``): the reader of the ``mls`` record
     "tracking": {"utils", "condensation.mls"},
-    "sweep": {"utils"},
+    # sweep.precheck checks every job of a table before anything starts: each job's argv through its program's
+    # parser (cli.arguments.parse_args) and the pre-work argument checks of its main (evaluation.sources,
+    # condensation, yoco), imported inside its functions; the runners themselves import only utils
+    "sweep": {"utils", "cli", "evaluation", "condensation", "yoco"},
     "training": {"utils", "cli"},
     "data": {"utils", "cli", "training"},
     "models": {"utils", "training"},

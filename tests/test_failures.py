@@ -22,7 +22,7 @@ import torch
 
 from conftest import ROOT, run_cli, run_script
 from fakedata import make_cifar, make_mnist_like
-from helpers import refused, snapshot
+from helpers import refused, run_main, snapshot
 
 FAST = ["--device", "cpu"]
 CONDENSE = ["-d", "cifar10", "--data_dir", "data", "--width", "0.125", "--niter", "1", "--inner_loop", "5",
@@ -394,7 +394,7 @@ def test_metrics_truncation_is_atomic(tmp_path, monkeypatch):
     """Resume drops metric lines after the checkpoint through a temp file + rename: the file is never cut."""
     import condensation.run_files as rf
 
-    lines = [json.dumps({"it": i, "loss": 1.0 / (i + 1)}) + "\n" for i in range(6)]
+    lines = [json.dumps({"type": "loss", "it": i, "loss": 1.0 / (i + 1)}) + "\n" for i in range(6)]
     (tmp_path / rf.METRICS).write_text("".join(lines) + '{"it": 9, "lo')  # a line cut by a kill
     seen = []
     monkeypatch.setattr(rf, "atomic_write_text", lambda p, t: seen.append(p) or open(p, "w").write(t))
@@ -662,28 +662,6 @@ def test_read_jsonl_skips_only_a_cut_last_line(tmp_path):
             read_jsonl(str(p))
 
 
-def run_report(script, *args, cwd=None, check=False):
-    """``python -m evaluation.report`` in process (its own ``main(argv)``), like ``conftest.run_cli``."""
-    import contextlib
-    import io
-    import types
-
-    from evaluation.report import main
-
-    out, err = io.StringIO(), io.StringIO()
-    old = os.getcwd()
-    os.chdir(cwd)
-    try:
-        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-            try:
-                code = main([str(a) for a in args])
-            except SystemExit as e:
-                code = e.code
-    finally:
-        os.chdir(old)
-    return types.SimpleNamespace(returncode=code, stdout=out.getvalue(), stderr=err.getvalue())
-
-
 REPORT_CASES = [
     (["mdc1", "bad/ints.json"], "bad/ints.json is not a results file of test.py: not a JSON list of records "
                                 "(item 0 is 1, not a record"),
@@ -702,9 +680,9 @@ REPORT_CASES = [
 
 @pytest.mark.parametrize("argv,needle", REPORT_CASES, ids=[" ".join(c[0]) for c in REPORT_CASES])
 def test_report_refuses_bad_inputs_and_outputs_before_printing(bad, argv, needle):
-    p = run_report("evaluation.report", *argv, cwd=bad)
+    p = run_main("evaluation.report", *argv, cwd=bad)
     assert p.stdout == "", "the table was printed before the refusal"
-    refused(bad, "evaluation.report", argv, needle, runner=run_report)
+    refused(bad, "evaluation.report", argv, needle, runner=run_main)
 
 
 @pytest.mark.skipif(os.geteuid() == 0 if hasattr(os, "geteuid") else True, reason="root writes anywhere")
@@ -713,7 +691,7 @@ def test_report_refuses_an_unwritable_out(bad, tmp_path):
     ro.mkdir()
     ro.chmod(0o555)
     try:
-        p = run_report("evaluation.report", "mdc1", str(bad / "bad/good.json"), "--out", str(ro / "report"), cwd=bad)
+        p = run_main("evaluation.report", "mdc1", str(bad / "bad/good.json"), "--out", str(ro / "report"), cwd=bad)
     finally:
         ro.chmod(0o755)
     assert p.returncode == 2 and p.stdout == "" and "is not writable" in p.stderr and not (ro / "report").exists()
@@ -722,7 +700,7 @@ def test_report_refuses_an_unwritable_out(bad, tmp_path):
 def test_report_rewrites_its_own_outputs(bad, tmp_path):
     """Its own files in --out are regenerated from the records on every run (the table scripts re-run it)."""
     for _ in range(2):
-        p = run_report("evaluation.report", "mdc1", str(bad / "bad/good.json"), "--out", str(tmp_path / "r"), cwd=bad)
+        p = run_main("evaluation.report", "mdc1", str(bad / "bad/good.json"), "--out", str(tmp_path / "r"), cwd=bad)
         assert p.returncode == 0, p.stderr
     assert {"mdc1.csv", "mdc1.md"} <= set(os.listdir(tmp_path / "r")) <= {"mdc1.csv", "mdc1.md", "mdc1.png"}
 
@@ -801,6 +779,6 @@ def test_records_are_strict_json(tmp_path):
     part = PartialRuns(path, args)
     part.save("convnet", res["convnet"]["runs"])
     assert strict(open(part.path).read())["runs"]["convnet"][0]["best"] is None
-    append_jsonl(str(tmp_path / rf.METRICS), {"type": "loss", "it": 1, "loss": nan, "mls": [inf, 1.0]})
+    append_jsonl(str(tmp_path / rf.METRICS), {"type": "loss", "it": 1, "loss": 1.0, "sec_per_it": inf})
     rf.truncate_metrics(str(tmp_path), 5)  # rewritten on resume: strict as well
-    assert strict((tmp_path / rf.METRICS).read_text()) == {"type": "loss", "it": 1, "loss": None, "mls": [None, 1.0]}
+    assert strict((tmp_path / rf.METRICS).read_text()) == {"type": "loss", "it": 1, "loss": 1.0, "sec_per_it": None}

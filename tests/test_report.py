@@ -155,7 +155,7 @@ def test_every_table_renders(table1):
 
 def test_mdc_table6_rows_in_the_order_of_p(tmp_path, capsys):
     """Whatever periods were run (the paper's or ones scaled to a CPU budget), rows go by P."""
-    files = [write(tmp_path / f"P{p}.json", [rec("cx_cy", 2, y, runs=(p + y,), run_tag=f"P={p}") for y in (1, 2)])
+    files = [write(tmp_path / f"P{p}.json", [rec("cx_cy", 2, y, runs=(p / 2 + y,), run_tag=f"P={p}") for y in (1, 2)])
              for p in (40, 5, 100, 1)]
     assert main(["mdc6", *files]) == 0
     methods = [r[0] for r in rows_of(capsys.readouterr().out).values() if r[0].startswith("P=")]

@@ -91,8 +91,8 @@ def test_sbatch_file_dry_run_prints_an_srun_of_a_command_that_parses(tmp_path):
 
 
 def test_sbatch_file_outside_a_job_names_the_fix():
-    p = subprocess.run(["bash", SBATCH, "-d", "cifar10"], env=_no_slurm_env(), capture_output=True, text=True,
-                       timeout=60)
+    p = subprocess.run(["bash", SBATCH, "-d", "cifar10", "--ipc", "2", "--nclass_sub", "5"], env=_no_slurm_env(),
+                       capture_output=True, text=True, timeout=60)
     assert p.returncode == 2 and "submit it with sbatch" in p.stderr
 
 

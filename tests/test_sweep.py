@@ -372,3 +372,12 @@ def test_gpus_default_to_the_count_of_nvidia_smi(tmp_path):
     assert sweep.resolve_slots(None, None, env) == [("GPU 0", "0"), ("GPU 1", "1")]
     assert sweep.resolve_slots(None, None, dict(env, CUDA_VISIBLE_DEVICES="3")) == [("GPU 3", "3")]
     assert sweep.resolve_slots("cpu", 3, env) == [("cpu1", ""), ("cpu2", ""), ("cpu3", "")]
+
+
+def test_a_command_ended_by_a_signal_is_stopped_not_failed():
+    """Killed by a signal, or ended by our scripts' SIGTERM/Ctrl-C handler (exit 143/130): "stopped" (submit again:
+    it resumes), never "failed"."""
+    from sweep.slurm import stop_signal
+
+    assert [stop_signal(rc) for rc in (-9, -15, 143, 130, 0, 1, 2, 3)] == [
+        "SIGKILL", "SIGTERM", "SIGTERM", "SIGINT", None, None, None, None]

@@ -23,7 +23,10 @@ def serve(kind, params, calls, status, done, parent):
     closed its tracker), or until nothing more arrives and the run's process is gone (killed: what it tracked is
     kept; a call it left half written is never read). Reports ``("error", text)`` on ``status`` and stops at the
     first failure."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl+C is the run's to handle; it closes the tracker
+    # Ctrl+C and SIGTERM (Slurm signals every process of the job, ``kill -TERM -PGID`` the group) are the run's to
+    # handle: it closes the tracker, which finishes what was queued; a run that dies instead ends it too (below)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     inbox = queue.Queue()
 
     def read():

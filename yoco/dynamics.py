@@ -12,6 +12,7 @@ ImageNet / 1 mtt·dsa·kip), ConvNet-3
 """
 import math
 import os
+import re
 import shutil
 import time
 
@@ -28,11 +29,12 @@ from cli.arguments import check_aug_strategy
 from training.augment import DiffAug, Normalize, imagenet_train_transform
 from utils.config import pack_rng, rng_state, set_rng_state, unpack_rng
 from utils.errors import UserError
+from utils.fields import Fields
 from utils.files import atomic_save, load_torch, nonfinite
 from training.precision import amp_for
 from training.epochs import train_one_epoch
 from cli.yoco_options import DSA_STRATEGY, reproduce_seed
-from yoco.dynamics_io import save_compact, save_reference_pickle
+from yoco.dynamics_io import array_field, save_compact, save_reference_pickle
 from yoco.dynamics_stats import save_stats
 from yoco.pruning import condensed_dir, default_factor, dynamics_base, ipc_from_folder, td_name
 
@@ -46,7 +48,8 @@ def data_settings(args):
     for k in ("mtt", "dsa", "kip"):
         if getattr(args, f"load_{k}"):
             if args.condense_key not in ("idc", k):
-                raise UserError(f"--load_{k} contradicts --condense_key {args.condense_key}")
+                raise UserError(f"--load_{k} and --condense_key {args.condense_key} contradict each other; pass "
+                                f"--condense_key {k} alone")
             args.condense_key = k
     d = args.dataset
     if d == "imagenet":
@@ -101,7 +104,7 @@ def load_condensed_set(args):
     docs/algorithms.md#yoco-condensed-inputs) through ``data.condensed.load_decoded``;
     sets args.ipc (from the data when not given) and args.num_samples."""
     x, y, args.ipc = load_decoded(args.custom_data_dir, args.nclass, args.nch, args.size, args.factor,
-                                  condense_key=args.condense_key, ipc=args.ipc)
+                                  condense_key=args.condense_key, ipc=args.ipc, set_flag="--custom-data-dir")
     args.num_samples = len(x)
     return x, y
 
@@ -188,10 +191,21 @@ def save_chunk(path, records):
                  "output": torch.cat([r["output"] for r in records])}, path)
 
 
+RESUME_FIX = "start over without --resume"
+
+
 def load_chunk(path):
-    c = load_torch(path, "dynamics chunk of an interrupted run", "start over without --resume")
+    """The records of a chunk (``save_chunk``), every field checked: ``meta`` int [R, 3] (epoch, iteration, batch
+    size, all >= 0), ``idx`` int [sum of the sizes] >= 0, ``output`` float [same, C] without NaN/+Inf."""
+    c = load_torch(path, "dynamics chunk of an interrupted run", RESUME_FIX)
+    rec = Fields(c, path, RESUME_FIX)
+    meta = array_field(rec, "meta", ("int",), shape=(None, 3), lo=0)
+    total = int(meta[:, 2].sum())
+    idx = array_field(rec, "idx", ("int",), shape=(total,), lo=0)
+    output = array_field(rec, "output", ("float",), shape=(total, None), neg_inf=True)
+    c = {"idx": idx, "output": output}
     out, s = [], 0
-    for e, it, b in c["meta"].tolist():
+    for e, it, b in meta.tolist():
         out.append({"epoch": e, "iteration": it, "idx": c["idx"][s:s + b].clone(),
                     "output": c["output"][s:s + b].clone()})
         s += b
@@ -220,18 +234,31 @@ def load_state(resume_dir, trainer):
     path = os.path.join(resume_dir, STATE)
     if not os.path.isfile(path):
         raise UserError(f"--resume: no interrupted run in {resume_dir}; run without --resume")
-    st = load_torch(path, "resume state", "start over without --resume")
-    if not isinstance(st, dict) or "signature" not in st or "trainer" not in st:
-        raise UserError(f"--resume: {path} is not a dynamics resume state; start over without --resume")
+    st = load_torch(path, "resume state", RESUME_FIX)
+    rec = Fields(st, path, RESUME_FIX)
+    if not (rec.has("signature") and rec.has("trainer")):
+        raise UserError(f"--resume: {path} is not a dynamics resume state; {RESUME_FIX}")
+    sig = rec.get("signature", dict)
+    part = rec.sub("trainer")
+    for key in ("model", "optimizer", "scheduler"):
+        part.get(key, dict)
+    rec.get("rng", dict)
+    best = rec.sub("best")
+    best.get("acc", float, finite=True, lo=-1, hi=100)
+    best.get("epoch", int, lo=-1)
+    for i, name in enumerate(rec.items("chunks", str)):
+        if not re.fullmatch(r"chunk-\d{4}\.pt", name) or not os.path.isfile(os.path.join(resume_dir, name)):
+            rec.fail(f"is {name!r}, not a chunk-NNNN.pt file of {resume_dir}", ("chunks", i))
     bad = nonfinite(st["trainer"])
     if bad:
         raise UserError(f"--resume: the resume state {path} holds NaN/Inf values ({', '.join(bad[:3])}); "
                         "start over without --resume (with a lower --lr)")
     want = run_signature(trainer.args)
-    diff = [k for k in want if st["signature"].get(k) != want[k]]
+    diff = [k for k in want if sig.get(k) != want[k]]
     if diff:
         raise UserError(f"--resume: the interrupted run used other settings ({', '.join(diff)}); "
                         "repeat its command line or start over without --resume")
+    rec.get("epoch_done", int, lo=1, hi=max(1, int(trainer.args.epochs)))
     trainer.load_state_dict(st["trainer"])
     set_rng_state(unpack_rng(st["rng"]), trainer.device)
     return st["epoch_done"], st["best"], list(st["chunks"])
@@ -277,9 +304,21 @@ def clean_pass(model, x, dataset, batch_size, device):
 
 def load_dynamics_model(args, path, device):
     """The network of a dynamics run (``ckpt-last.pt``) for the clean passes of the score generator."""
-    st = load_torch(path, "model checkpoint", "run get_training_dynamics.py first (or pass --ckpt)")
-    if not isinstance(st, dict) or "model_state_dict" not in st:
-        raise UserError(f"{path} is not a dynamics checkpoint ({{'model_state_dict', 'epoch'}})")
+    fix = "run get_training_dynamics.py first (or pass --ckpt)"
+    st = load_torch(path, "model checkpoint", fix)
+    rec = Fields(st, path, fix)
+    if not rec.has("model_state_dict"):
+        raise UserError(f"{path} is not a dynamics checkpoint ({{'model_state_dict', 'epoch'}}); {fix}")
+    weights = rec.get("model_state_dict", dict, nonempty=True)
+    rec.get("epoch", int, lo=0, default=None)
+    for k, v in weights.items():
+        if not torch.is_tensor(v):
+            rec.sub("model_state_dict").fail(f"is {type(v).__name__}, expected a tensor", k)
+    bad = nonfinite(weights)
+    if bad:
+        raise UserError(f"{path}: field 'model_state_dict.{bad[0]}' holds NaN/Inf values ({len(bad)} tensors): the "
+                        "dynamics run diverged; pass another --ckpt, or re-run get_training_dynamics.py with a lower "
+                        "--lr")
     model = create_model(args.network, nclass=args.nclass, nch=args.nch, size=args.size, depth=3,
                          norm_type="instance", dataset=args.dataset)
     try:

@@ -23,17 +23,22 @@ class EpochStats(NamedTuple):
     logp_y: torch.Tensor  # [N] float32 log p_y (the stored value, exactly)
     p_other: torch.Tensor  # [N] float32 max_{k != y} p_k
     sq_other: torch.Tensor  # [N] float32 sum_{k != y} p_k^2
-    correct: torch.Tensor  # [N] bool argmax_k logp_k == y (torch.argmax: the first maximal index on ties)
+    correct: torch.Tensor  # [N] bool argmax_k p_k == y (torch.argmax: the first maximal index on ties)
 
     @classmethod
     def from_logp(cls, logp, targets):
-        """``logp`` [N, C] log-softmax of one epoch (any float dtype, computed in float32), ``targets`` [N]."""
+        """``logp`` [N, C] log-softmax of one epoch (any float dtype, computed in float32), ``targets`` [N].
+
+        ``correct`` is the argmax of the float32 probabilities ``exp(logp)``, not of ``logp``, as the YOCO
+        reference's ``generate_importance_score.py`` (``training_dynamics_metrics``: ``exp(output).argmax``): exp
+        can round two distinct float32 log-probabilities to one probability, and the tie then goes to the first
+        class (docs/algorithms.md#ties-and-randomness). For an fp16 log both argmaxes agree (exp keeps its grid apart)."""
         lp = logp.float()
         y = torch.as_tensor(targets).long().reshape(-1, 1)
         p = lp.exp()
         q = p.scatter(1, y, 0.0)
         return cls(lp.gather(1, y).squeeze(1), p.scatter(1, y, float("-inf")).max(1).values, (q * q).sum(1),
-                   lp.argmax(1) == y.squeeze(1))
+                   p.argmax(1) == y.squeeze(1))
 
 
 class DynamicsStats(NamedTuple):

@@ -28,7 +28,7 @@ from typing import Callable, NamedTuple
 
 from utils.errors import UserError
 from utils.lazy import lazy_module
-from yoco.registry import SCORES, Base, Output, computation_order, declared, register_score
+from yoco.registry import SCORES, Base, Output, computation_order, declared, output_of, register_score
 
 torch = lazy_module("torch")  # imported on first use: the command line imports this module (its registrations) for -h
 
@@ -167,8 +167,15 @@ def _dynamics(epochs, labels, batch_ids):
                          Output("el2n", base=Base(label="EL2N", variants={"_easy": "EL2N (easy)"}, row=5))))
 def _el2n(error_norms):
     """EL2N (docs/algorithms.md#el2n-and-lbpe): ``LBPE_0_10`` = sum of the error norm over epochs 0..9 (those
-    available); ``el2n`` is the SAME tensor object (identity survives pickling)."""
-    t = error_norms[:10].sum(0)
+    available); ``el2n`` is the SAME tensor object (identity survives pickling).
+
+    The sum is the YOCO reference's sequence (``generate_importance_score.py``, ``LBPE``: a float32 zero vector
+    and ``+=`` epoch after epoch), ((0 + e_0) + e_1) + ..., not ``error_norms[:10].sum(0)``, whose CPU reduction
+    groups the epochs differently and rounds differently; the score is ranked, so a near-tie decides the
+    selection (docs/algorithms.md#ties-and-randomness)."""
+    t = torch.zeros_like(error_norms[0])
+    for e in range(min(10, error_norms.shape[0])):
+        t = t + error_norms[e]
     return {"LBPE_0_10": t, "el2n": t}
 
 
@@ -301,13 +308,70 @@ def save_score_file(path, d):
     atomic_pickle(d, path)
 
 
-def load_score_file(path):
-    """Read a score pickle (ours or the reference's) with the restricted unpickler (``utils.safe_pickle``)."""
+# what the score file's reader checks beyond a key's declared kind (``yoco.registry.output_of``; keys of the
+# ``dynamics`` and ``LBPE_top`` families above): counts are integers >= 0, and these keys hold one value per epoch
+COUNT_KEYS = ("targets", "correctness", "forgetting", "last_correctness", "last_correct_count", "correct_num")
+PER_EPOCH_KEYS = ("correct_num", "loss_epoch", "neg_loss_epoch")
+SCORE_FILE_FIX = "recompute it with generate_importance_score.py, or pass another --score_file"
+
+
+def load_score_file(path, n=None):
+    """Read a score pickle (ours or the reference's) with the restricted unpickler (``utils.safe_pickle``), every key
+    checked (``check_score_file``; ``n``: the decoded images it must score, None: not known here)."""
     if not os.path.exists(path):
         raise UserError(f"score file {path!r} not found; run generate_importance_score.py first")
     from utils.safe_pickle import load_pickle
 
-    d = load_pickle(path, "score file")
-    if not isinstance(d, dict):
-        raise UserError(f"{path} is not a score file (expected a pickled dict)")
+    return check_score_file(load_pickle(path, "score file"), path, n)
+
+
+def check_score_file(d, path, n=None):
+    """The one check of a score file's contents (YOCO reference generate_importance_score.py;
+    docs/algorithms.md#score-file), key by key as ``yoco.registry`` declares it: a clustering (``kmeans_{n}``) is a
+    list (or tensor) of integer indices in [0, N); every other key a 1-D numeric tensor, numpy array or list without
+    NaN/Inf, of N entries (one per decoded image; N = ``n``, else the length of ``targets``, else of the first such
+    key) or E (``PER_EPOCH_KEYS``, one per epoch, the same E for all); ``COUNT_KEYS`` hold integers >= 0. A key no
+    score declares is checked as per-image scores (it is read as such). One-line ``UserError`` naming the file, the
+    key and the fix."""
+    from utils.fields import Fields
+    from yoco.dynamics_io import array_field
+
+    rec = Fields(d, path, SCORE_FILE_FIX)
+    if not d:
+        rec.fail("holds no scores (an empty mapping)")
+    bad = [k for k in d if not isinstance(k, str)]
+    if bad:
+        rec.fail(f"has the key {bad[0]!r} ({type(bad[0]).__name__}); the keys of a score file are names")
+    arrays, lists = {}, []
+    for key, v in d.items():
+        out = output_of(key)
+        if out is not None and out.kind == "clustering":
+            lists.append(key)
+            continue
+        if out is None and not (torch.is_tensor(v) or isinstance(v, list) or type(v).__module__ == "numpy"):
+            continue  # an undeclared key that holds no array (a name, a note): not a score
+        ints = key in COUNT_KEYS
+        arrays[key] = array_field(rec, key, ("int",) if ints else ("number",), ndim=1, finite=True,
+                                  lo=0 if ints else None, numpy=True, lists=True)
+    sizes = {}  # "N" / "E" -> (key, length) of the first key that set it
+    if n is not None:
+        sizes["N"] = ("the decoded set", int(n))
+    for key in ("targets", *arrays):
+        if key in arrays:
+            what = "E" if key in PER_EPOCH_KEYS else "N"
+            ref, length = sizes.setdefault(what, (key, arrays[key].numel()))
+            if arrays[key].numel() != length:
+                one = "one per epoch" if what == "E" else "one per decoded image"
+                rec.fail(f"has {arrays[key].numel()} entries, but {ref!r} has {length} ({one})", key)
+    if "correct_num" in arrays and "N" in sizes and arrays["correct_num"].numel() \
+            and int(arrays["correct_num"].max()) > sizes["N"][1]:
+        rec.fail(f"holds {int(arrays['correct_num'].max())} correct predictions in an epoch of {sizes['N'][1]} images",
+                 "correct_num")
+    hi = sizes["N"][1] - 1 if "N" in sizes else None
+    for key in lists:
+        if torch.is_tensor(d[key]) or type(d[key]).__module__ == "numpy":
+            array_field(rec, key, ("int",), ndim=1, lo=0, hi=hi, numpy=True)
+        else:  # a flat list (the reference's), or per-class lists of one level (as released)
+            rec.get(key, list)
+            rec.tree(key, int, 2, lo=0, hi=hi)
     return d
