@@ -43,7 +43,7 @@ def interrupted(partial):
 def main(args):
     # the work modules load torch: imported here so that -h does not need it
     from data.condensed import save_condensed
-    from evaluation.protocol import evaluate_set
+    from evaluation.protocol import evaluate_set, held_out_set
     from evaluation.records import PartialRuns, append_record, default_results_file, make_record
     from evaluation.sources import PRE_NORMALISED, build_train_set, check_outputs, source_path, validate_args
     from utils.config import jsonable, resolve_device, set_seed
@@ -59,6 +59,7 @@ def main(args):
     partial = PartialRuns(results_file, args)
     interrupt_note(lambda: interrupted(partial))  # Ctrl-C, SIGTERM: what the .partial file keeps
     x, y, source = build_train_set(args)
+    held_out = held_out_set(args, device)  # --val_per_class: real training images never trained on (None: off)
     pre_norm = args.slct_type in PRE_NORMALISED and args.condense_key == "idc"
     clean_stale_temps(os.path.dirname(os.path.abspath(results_file)))
     if args.save_subset:
@@ -71,6 +72,9 @@ def main(args):
               f"(--prefix_epochs {args.prefix_epochs})")
     print(f"{args.test_type}: {len(x)} training images of {args.nclass} classes from {source}; "
           f"{args.epochs} epochs x {args.repeat} on {device}")
+    if held_out is not None:
+        print(f"held out for validation: {args.val_per_class} training images per class (--val_seed {args.val_seed}), "
+              "never trained on; best_on_val = the test accuracy at the best held-out epoch")
     # experiment tracking (docs/tracking.md): a new Aim run per invocation, as the reference's test.py
     exp, name = test_names(args)
     folder = os.path.dirname(os.path.abspath(results_file))
@@ -84,7 +88,7 @@ def main(args):
 
     try:
         res = evaluate_set(args, x, y, device, pre_norm, done=partial.done, on_run=partial.save, seed_repeats=True,
-                           on_epoch=on_epoch)
+                           on_epoch=on_epoch, held_out=held_out)
         for net, r in res.items():  # MDC's "best acc"/"std" and YOCO's "last acc"/"std best"/"std last"
             for key, v in (("best acc", r["best"]["mean"]), ("std", r["best"]["std"]), ("last acc", r["last"]["mean"]),
                            ("std best", r["best"]["std"]), ("std last", r["last"]["std"])):

@@ -24,7 +24,6 @@ is 100 × (2). Before timing, every path makes one inner step from one common st
 difference of its images from the default path's is printed, relative to how far that step moved them:
 fp32 paths agree up to float rounding, bf16 does not (and is not meant to).
 """
-import argparse
 import copy
 import json
 import os
@@ -38,7 +37,7 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tests"))
 
-from benchmarks.machine import alternate, describe, summary  # noqa: E402
+from benchmarks.machine import alternate, bench_parser, describe, set_threads, summary  # noqa: E402
 from condensation.loop import Condenser  # noqa: E402
 from condensation.runner import diffaug, finalize_args, load_real, make_model_fn  # noqa: E402
 from condense_reg import get_args_parser  # noqa: E402
@@ -111,15 +110,11 @@ def agreement(cond):
 
 def main(argv=None):
     tune_allocator()  # as every script does through cli.arguments.cli
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--device", default="auto")
-    ap.add_argument("--reps", default=5, type=int, help="alternating repetitions (after one warm-up of each path)")
-    ap.add_argument("--threads", default=0, type=int, help="torch CPU threads (0: torch's default)")
+    ap = bench_parser(__doc__, "alternating repetitions (after one warm-up of each path)")
     ap.add_argument("--mls", default=5, type=int, help="the MLS of the subset term (0: none)")
     ap.add_argument("--paths", default=",".join(PATHS), help="comma-separated subset of the paths")
     ap.add_argument("--width", default=1.0, type=float, help="ConvNet width multiplier (1: the preset's 128)")
     ap.add_argument("--n_data", default=2000, type=int, help="real images per network update (the preset's 2000)")
-    ap.add_argument("--json", default="", help="also write the figures to this JSON file (benchmarks/gpu_suite.sh)")
     ap.add_argument("--dry-run", action="store_true", help="check the arguments and exit")
     a = ap.parse_args(argv)
     unknown = [n for n in a.paths.split(",") if n.strip() not in PATHS]
@@ -127,8 +122,7 @@ def main(argv=None):
         ap.error(f"unknown --paths {unknown}; choose from {', '.join(PATHS)}")
     if a.dry_run:
         return None
-    if a.threads > 0:
-        torch.set_num_threads(a.threads)
+    set_threads(a.threads)
     device = resolve_device(a.device)
     names = [n.strip() for n in a.paths.split(",")]
     with tempfile.TemporaryDirectory() as root:

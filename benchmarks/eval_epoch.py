@@ -15,7 +15,6 @@ path trains its own copy of one initial network; the paths alternate, ``--reps``
 each after one warm-up epoch. GFLOP/s: counted forward FLOPs (conv + linear, 2·MAC) × 3 per image over the
 measured time (a lower bound: DSA, norms and activations are not counted).
 """
-import argparse
 import copy
 import json
 import os
@@ -25,7 +24,7 @@ import sys
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from benchmarks.machine import alternate, describe, summary  # noqa: E402
+from benchmarks.machine import alternate, bench_parser, describe, set_threads, summary  # noqa: E402
 from data.loaders import TensorLoader  # noqa: E402
 from models import create_model  # noqa: E402
 from training.augment import DiffAug, Normalize  # noqa: E402
@@ -37,22 +36,17 @@ from training.epochs import evaluate, train_one_epoch  # noqa: E402
 
 def main(argv=None):
     tune_allocator()  # as every script does through cli.arguments.cli
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--device", default="auto")
-    p.add_argument("--reps", type=int, default=5)
+    p = bench_parser(__doc__)
     p.add_argument("--epochs", type=int, default=3, help="epochs per path and repetition")
     p.add_argument("--n", type=int, default=400, help="decoded training images")
     p.add_argument("--val_n", type=int, default=10000, help="test images of a validation pass (the protocol's 10 000; "
                    "fewer: the estimate scales the time up)")
-    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     p.add_argument("--compile", action="store_true", help="also time torch.compile of the network")
-    p.add_argument("--json", default="", help="also write the figures to this JSON file (benchmarks/gpu_suite.sh)")
     p.add_argument("--dry-run", action="store_true", help="check the arguments and exit")
     a = p.parse_args(argv)
     if a.dry_run:
         return None
-    if a.threads > 0:
-        torch.set_num_threads(a.threads)
+    set_threads(a.threads)
     dev = resolve_device(a.device)
     sync = (lambda: torch.cuda.synchronize(dev)) if dev.type == "cuda" else (lambda: None)
     torch.manual_seed(0)

@@ -1,6 +1,7 @@
 """What every benchmark prints with its figures, and how it times: the machine (CPU model, ISA flags,
 threads, torch) and alternating repetitions summarised as median and range, so that a ratio is always
 measured in one run against a named baseline on the same machine."""
+import argparse
 import os
 import platform
 import statistics
@@ -48,3 +49,19 @@ def alternate(cases, reps=5):
 def summary(values):
     """``median (min–max)``."""
     return f"{statistics.median(values):.3g} ({min(values):.3g}–{max(values):.3g})"
+
+
+def bench_parser(doc, reps_help="alternating repetitions"):
+    """The options every timing benchmark shares (``--device``, ``--reps``, ``--threads``, ``--json``); a
+    benchmark adds its own and calls ``set_threads(a.threads)`` after parsing."""
+    p = argparse.ArgumentParser(description=doc.splitlines()[0])
+    p.add_argument("--device", default="auto")
+    p.add_argument("--reps", type=int, default=5, help=reps_help)
+    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
+    p.add_argument("--json", default="", help="also write the figures to this JSON file (benchmarks/gpu_suite.sh)")
+    return p
+
+
+def set_threads(n):
+    if n > 0:
+        torch.set_num_threads(n)

@@ -177,6 +177,12 @@ def add_reference_args(parser, kind=T):
            "condensation (same images with any number)")
     a("protocol", frozenset((T,)), "--same_compute", default=False, type=str2bool,
       help="divide the epochs by factor² (same compute as the undecoded set)")
+    a("protocol", frozenset((T,)), "--val_per_class", default=0, type=int, valid=">= 0",
+      help="hold out K real training images per class (never trained on), validate on them at the test epochs and "
+           "also report best_on_val, the test accuracy at the best held-out epoch (0: off, the papers' protocol; "
+           "docs/evaluating.md)")
+    a("protocol", frozenset((T,)), "--val_seed", default=0, type=int, valid=">= 0",
+      help="seed of the --val_per_class choice (the same held-out images on every run and resume)")
     # condensed set (test.py)
     a("set", ALL, "-i", "--ipc", default=-1, type=int, valid={C: ">= 1", M: ">= 1", T: "-1 or >= 1"},
       help={C: "images per class to condense", M: "images per class to condense",

@@ -158,16 +158,53 @@ def load_tensors(name, root, train=True, download=False):
     raise UserError(f"unknown dataset {name!r}; choose one of cifar10, cifar100, svhn, mnist, fashion, imagenet")
 
 
-def first_per_class(images, targets, nclass, n, start=0):
-    """The first ``n`` samples of every class in dataset order, class-major (the `random` baseline)."""
+def first_per_class(images, targets, nclass, n, start=0, exclude=None):
+    """The first ``n`` samples of every class in dataset order, class-major (the `random` baseline).
+    ``exclude``: dataset indices never chosen (the held-out images of ``held_out_indices``), skipped before the
+    choice, so a class's later images take their places."""
+    keep = torch.ones(len(targets), dtype=torch.bool)
+    if exclude is not None:
+        keep[exclude] = False
     rows = []
     for c in range(nclass):
-        idx = (targets == c).nonzero().flatten()[start:start + n]
+        idx = ((targets == c) & keep).nonzero().flatten()[start:start + n]
         if len(idx) < n:
+            if exclude is not None:
+                raise too_few_besides_held_out(c, len(idx))
             raise UserError(f"class {c} has only {len(idx)} images after offset {start}; lower --ipc")
         rows.append(idx)
     idx = torch.cat(rows)
     return images[idx], targets[idx]
+
+
+def too_few_besides_held_out(c, n):
+    return UserError(f"class {c} has only {n} images besides those held out by --val_per_class; lower --ipc or "
+                     "--val_per_class")
+
+
+def held_out_indices(targets, nclass, k, seed):
+    """Dataset indices of ``k`` training images per class held out for validation (``test.py --val_per_class``,
+    docs/evaluating.md#held-out-validation), class-major: for each class in turn, the first ``k`` of a permutation
+    of its indices drawn by one local ``torch.Generator`` seeded with ``seed`` (the global RNGs are not touched).
+    They depend only on the labels, ``k`` and ``seed``: the same set on every run and resume. A class with fewer
+    than ``k`` images is a ``UserError``."""
+    g = torch.Generator().manual_seed(seed)
+    rows = []
+    for c in range(nclass):
+        idx = (targets == c).nonzero().flatten()
+        if len(idx) < k:
+            raise UserError(f"--val_per_class {k}: class {c} has only {len(idx)} training images; pass "
+                            f"--val_per_class {len(idx)} or less")
+        rows.append(idx[torch.randperm(len(idx), generator=g)[:k]])
+    return torch.cat(rows)
+
+
+def held_out_of(args, labels):
+    """``held_out_indices`` of ``test.py --val_per_class K --val_seed S`` for the train split whose labels
+    ``labels()`` gives (called only when the option is on); None when it is off (K = 0)."""
+    if args.val_per_class <= 0:
+        return None
+    return held_out_indices(torch.as_tensor(labels()), args.nclass, args.val_per_class, args.val_seed)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -194,8 +231,10 @@ def find_subclasses(train_dir, nclass, phase=0, seed=0):
     return block
 
 
-def imagenet_folder(root, split, nclass, phase=0, seed=0, transform=None, ipc=-1):
-    """A torchvision ``DatasetFolder`` restricted to the subset classes, labels in list order."""
+def imagenet_folder(root, split, nclass, phase=0, seed=0, transform=None, ipc=-1, exclude=None):
+    """A torchvision ``DatasetFolder`` restricted to the subset classes, labels in list order. ``ipc > 0``
+    keeps the first ``ipc`` samples per class, skipping the positions in ``exclude`` (indices of the whole
+    class-major folder: the held-out images of ``held_out_indices``)."""
     import torchvision
 
     split_dir = os.path.join(root, split)
@@ -214,11 +253,14 @@ def imagenet_folder(root, split, nclass, phase=0, seed=0, transform=None, ipc=-1
     ds.samples = ds.imgs = sorted(ds.samples, key=lambda s: s[1])  # class-major, file order within
     ds.targets = [y for _, y in ds.samples]
     if ipc > 0:  # the first ipc samples per class in file order (MDC reference data.py, ImageFolder)
-        keep, count = [], {}
-        for path, y in ds.samples:
-            if count.get(y, 0) < ipc:
+        keep, count, skip = [], {}, set() if exclude is None else set(exclude.tolist())
+        for i, (path, y) in enumerate(ds.samples):
+            if i not in skip and count.get(y, 0) < ipc:
                 keep.append((path, y))
                 count[y] = count.get(y, 0) + 1
+        short = [c for c in range(nclass) if count.get(c, 0) < ipc]
+        if exclude is not None and short:
+            raise too_few_besides_held_out(short[0], count.get(short[0], 0))
         ds.samples = ds.imgs = keep
         ds.targets = [y for _, y in keep]
     return ds
@@ -266,6 +308,10 @@ def test_tensors(args, compact=False):
     the memory, for normalising per batch (``data.loaders.test_loader``); any other dtype is normalised
     as by default, so the caller tells the two apart by the dtype."""
     x, y = load_tensors(args.dataset, args.data_dir, train=False, download=args.download)
-    if compact and x.dtype == torch.uint8:
-        return x, y
-    return normalise(x, args.dataset), y
+    return (compact_or_normalised(x, args.dataset) if compact else normalise(x, args.dataset)), y
+
+
+def compact_or_normalised(x, dataset):
+    """Real images as stored when they are uint8 (normalised per batch by ``data.loaders.ByteNormalize``), else
+    ``normalise``d: the two forms ``test_tensors(compact=True)`` returns, told apart by the dtype."""
+    return x if x.dtype == torch.uint8 else normalise(x, dataset)

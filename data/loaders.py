@@ -6,7 +6,8 @@ normalisation done once per batch on the device instead of per sample (identical
 ImageNet augmentation on the main thread or in ``--workers`` processes. ``ClassSampler`` is ``ClassMemDataLoader``/``ClassDataLoader``: class-wise real batches
 for gradient matching (without replacement within a class epoch), deterministic first-images slices
 with ``start_idx`` for initialisation, and all-class batches for the network updates.
-``test_loader`` gives the real test set of every evaluation (test.py, in-run evaluations, YOCO dynamics).
+``test_loader`` gives the real test set of every evaluation (test.py, in-run evaluations, YOCO dynamics);
+``held_out_loader`` the training images ``test.py --val_per_class`` holds out, prepared the same way.
 """
 import random
 import sys
@@ -14,7 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import torch
 
-from data.datasets import byte_table, imagenet_folder, test_tensors
+from data.datasets import byte_table, compact_or_normalised, held_out_of, imagenet_folder, load_tensors, test_tensors
 from training.augment import imagenet_test_transform
 
 
@@ -252,15 +253,45 @@ def test_loader(args, device, batch_size, *, workers=0, preload_max=0):
     decoded per access by ``workers`` processes, or decoded once and kept when it has at most
     ``preload_max`` images."""
     if args.dataset == "imagenet":
-        ds = imagenet_folder(args.imagenet_dir, "val", args.nclass, getattr(args, "phase", 0),
-                             getattr(args, "dseed", 0), transform=imagenet_test_transform(args.size))
-        dl = torch.utils.data.DataLoader(ds, batch_size=batch_size, num_workers=workers,
-                                         pin_memory=torch.device(device).type == "cuda")
-        if len(ds) <= preload_max:
-            return [(bx.to(device), by.to(device)) for bx, by in dl]
-        return DeviceLoader(dl, device)
+        return _folder_batches(_eval_folder(args, "val"), device, batch_size, workers, preload_max)
     tx, ty = test_tensors(args, compact=True)
-    norm = ByteNormalize(byte_table(args.dataset, tx.shape[1]), device) if tx.dtype == torch.uint8 else None
+    return _memory_batches(tx, ty, args.dataset, device, batch_size)
+
+
+def held_out_loader(args, device, batch_size, *, workers=0):
+    """The held-out training images of ``test.py --val_per_class K`` (``data.datasets.held_out_of`` of the
+    train split, ``--val_seed``; docs/evaluating.md#held-out-validation) as batches on ``device``, prepared
+    exactly as the test set of ``test_loader`` (the same normalisation, no augmentation, in a fixed order). The
+    ImageNet batches come from a DataLoader with a generator of its own: iterating it draws nothing from the
+    global RNG, so the training draws are the same with and without the held-out set."""
+    if args.dataset == "imagenet":
+        ds = _eval_folder(args, "train")
+        idx = held_out_of(args, lambda: ds.targets)
+        return _folder_batches(torch.utils.data.Subset(ds, idx.tolist()), device, batch_size, workers,
+                               generator=torch.Generator())
+    x, y = load_tensors(args.dataset, args.data_dir, train=True, download=args.download)
+    idx = held_out_of(args, lambda: y)
+    return _memory_batches(compact_or_normalised(x[idx], args.dataset), y[idx], args.dataset, device, batch_size)
+
+
+def _eval_folder(args, split):
+    """An ImageNet split of the class subset with the test transform (resize, centre crop, normalise)."""
+    return imagenet_folder(args.imagenet_dir, split, args.nclass, getattr(args, "phase", 0), getattr(args, "dseed", 0),
+                           transform=imagenet_test_transform(args.size))
+
+
+def _folder_batches(ds, device, batch_size, workers, preload_max=0, generator=None):
+    dl = torch.utils.data.DataLoader(ds, batch_size=batch_size, num_workers=workers,
+                                     pin_memory=torch.device(device).type == "cuda", generator=generator)
+    if len(ds) <= preload_max:
+        return [(bx.to(device), by.to(device)) for bx, by in dl]
+    return DeviceLoader(dl, device)
+
+
+def _memory_batches(x, y, dataset, device, batch_size):
+    """Fixed-order batches of in-memory real images: uint8 ones normalised per batch by ``ByteNormalize``, float
+    ones (already normalised) as they are."""
+    norm = ByteNormalize(byte_table(dataset, x.shape[1]), device) if x.dtype == torch.uint8 else None
     if torch.device(device).type == "cpu":
         batch_size = min(batch_size, CPU_TEST_BATCH)
-    return TensorLoader(tx, ty, batch_size, False, device, transform=norm)
+    return TensorLoader(x, y, batch_size, False, device, transform=norm)

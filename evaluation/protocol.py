@@ -7,7 +7,9 @@ the validation batches come from ``data.loaders.test_loader``.
 
 ``train_protocol``: SGD lr / momentum / weight decay (0.01 / 0.9 / 5e-4), E epochs, LR × 0.2 at
 ⌊2E/3⌋ and ⌊5E/6⌋ (stepped per epoch), per-sample DSA then CutMix (p = mix_p, β = 1), validations every
-⌊E/4⌋ epochs (and at the final epoch); it reports the best and the last of them. Without DSA
+⌊E/4⌋ epochs (and at the final epoch); it reports the best and the last of them. With a held-out set
+(``test.py --val_per_class``, ``held_out_set``) it also validates on it at the same epochs and reports the test
+accuracy at the best of those (``best_on_val``; docs/evaluating.md#held-out-validation). Without DSA
 (``--dsa False``, e.g. ``-s dc``) the non-ImageNet sets get the reference's per-sample RandomCrop
 (padding 4) and, for CIFAR, flip instead (``basic_augment``). ``evaluate_set``
 repeats it ``--repeat`` times per evaluation network and reports mean ± std.
@@ -22,7 +24,7 @@ import torchvision.transforms as T
 from tqdm import tqdm
 
 from data.datasets import mean_std
-from data.loaders import TensorLoader, test_loader
+from data.loaders import TensorLoader, held_out_loader, test_loader
 from models import create_model, define_model
 from training.augment import DiffAug, Normalize, imagenet_train_transform
 from utils.config import set_seed
@@ -35,14 +37,18 @@ def milestones(epochs):
     return [2 * epochs // 3, 5 * epochs // 6]
 
 
-def train_protocol(model, train_loader, val_loader, args, desc="eval", progress=True, on_epoch=None):
+def train_protocol(model, train_loader, val_loader, args, desc="eval", progress=True, on_epoch=None, held_out=None):
     """Train a fresh ``model`` on a (condensed) set and validate 4 times (MDC reference test.py, test_data;
     docs/evaluating.md#protocol).
 
     Uses args.epochs, lr, momentum, weight_decay, dsa, dsa_strategy, mixup, mix_p, beta, precision.
-    Returns a dict with best/last top-1, the validation curve and the wall time. ``on_epoch(epoch, values)``
-    sees each epoch's ``train_acc``/``train_loss`` (and ``test_acc``/``test_loss`` at validations): values
-    already read (experiment tracking, tracking/client.py).
+    Returns a dict with best/last top-1, the validation curve ``curve`` ([(epoch, test top-1)]) and the wall time.
+    ``held_out`` (``held_out_set``): also evaluated at every validation epoch, after the test set (eval mode, no
+    random draw: the training and the test numbers are the same with and without it); adds ``val_curve``
+    ([(epoch, held-out top-1)], the epochs of ``curve``) and ``best_on_val`` (``best_on_validation``).
+    ``on_epoch(epoch, values)`` sees each epoch's ``train_acc``/``train_loss`` (and ``test_acc``/``test_loss``,
+    and ``val_acc``/``val_loss`` with ``held_out``, at validations): values already read (experiment tracking,
+    tracking/client.py).
     """
     t0 = time.time()
     amp = amp_for(getattr(args, "precision", "fp32"), next(model.parameters()).device)  # training/precision.py
@@ -50,7 +56,7 @@ def train_protocol(model, train_loader, val_loader, args, desc="eval", progress=
     sched = torch.optim.lr_scheduler.MultiStepLR(opt, milestones=milestones(args.epochs), gamma=0.2)
     aug = DiffAug(args.dsa_strategy, batch=False) if args.dsa else None
     freq = max(1, args.epochs // 4)  # the reference validates every E//4 epochs
-    best, last, curve = 0.0, 0.0, []
+    best, last, curve, val_curve = 0.0, 0.0, [], []
     quiet = {} if progress else {"disable": True}  # otherwise TQDM_DISABLE in the environment decides
     bar = tqdm(range(1, args.epochs + 1), desc=desc, leave=False, dynamic_ncols=True, **quiet)
     for epoch in bar:
@@ -65,16 +71,48 @@ def train_protocol(model, train_loader, val_loader, args, desc="eval", progress=
             curve.append((epoch, acc))
             best, last = max(best, acc), acc
             values.update(test_acc=acc, test_loss=test_loss)
+            if held_out is not None:
+                v_acc, _, v_loss = evaluate(model, held_out, amp=amp)
+                val_curve.append((epoch, v_acc))
+                values.update(val_acc=v_acc, val_loss=v_loss)
             bar.set_postfix(train=f"{top1:.1f}", test=f"{acc:.2f}", best=f"{best:.2f}")
         if on_epoch is not None:
             on_epoch(epoch, values)
-    return {"best": best, "last": last, "curve": curve, "seconds": time.time() - t0}
+    res = {"best": best, "last": last, "curve": curve, "seconds": time.time() - t0}
+    if held_out is not None:
+        res.update(val_curve=val_curve, best_on_val=best_on_validation(curve, val_curve))
+    return res
+
+
+def best_on_validation(curve, val_curve):
+    """The test accuracy at the validation epoch of the highest held-out accuracy: ``curve`` and ``val_curve`` are
+    ``[(epoch, top-1)]`` of the same epochs; of several epochs with the same highest held-out accuracy the
+    earliest counts (docs/evaluating.md#held-out-validation)."""
+    if [e for e, _ in curve] != [e for e, _ in val_curve]:
+        raise ValueError("the test and held-out curves must have the same epochs")
+    k = max(range(len(val_curve)), key=lambda i: val_curve[i][1])  # max keeps the first of equal values
+    return curve[k][1]
 
 
 def summarize(values):
     """Mean and (population, as numpy) std of a list of accuracies."""
     a = np.asarray(values, dtype=float)
     return {"mean": float(a.mean()), "std": float(a.std())}
+
+
+def eval_batch(args):
+    """The batch size of the validation passes (MDC reference test.py, test_data): ImageNet half the training
+    batch, the others 500 (``data.loaders`` caps it on the CPU)."""
+    return max(1, args.batch_size // 2) if args.dataset == "imagenet" else 500
+
+
+def held_out_set(args, device):
+    """The batches of ``test.py --val_per_class``'s held-out training images (``data.loaders.held_out_loader``,
+    the test set's batch size and loader workers; docs/evaluating.md#held-out-validation), or None when the option
+    is off. Built once per evaluation; ``evaluate_set`` validates every repeat on it."""
+    if args.val_per_class <= 0:
+        return None
+    return held_out_loader(args, device, eval_batch(args), workers=args.workers)
 
 
 def loaders(args, x, y, device, pre_normalised):
@@ -84,14 +122,14 @@ def loaders(args, x, y, device, pre_normalised):
     # docs/evaluating.md#protocol)
         tf = imagenet_train_transform(args.size, rrc=args.rrc, from_tensor=True)
         train = TensorLoader(x, y, args.batch_size, True, device, sample_transform=tf, workers=args.workers)
-        return train, test_loader(args, device, max(1, args.batch_size // 2), workers=args.workers)
+        return train, test_loader(args, device, eval_batch(args), workers=args.workers)
     # mtt/dsa/kip under YOCO are normalised a second time, consistently (YOCO reference utils/img_loader.py,
     # load_data_path; docs/algorithms.md#yoco-condensed-inputs)
     norm = Normalize(*mean_std(args.dataset)).to(device)
     per_sample = None if args.dsa else basic_augment(args.dataset, args.size)
     train = TensorLoader(x if args.dsa else x.cpu(), y, args.batch_size, True, device,
                          transform=None if pre_normalised else norm, sample_transform=per_sample)
-    return train, test_loader(args, device, 500)
+    return train, test_loader(args, device, eval_batch(args))
 
 
 def basic_augment(dataset, size):
@@ -161,14 +199,17 @@ def repeat_seed(seed, net_index, repeat):
 
 
 def evaluate_set(args, x, y, device, pre_normalised=False, log=print, done=None, on_run=None, seed_repeats=False,
-                 on_epoch=None):
-    """Train ``args.repeat`` fresh networks per evaluation net; returns the per-net results.
+                 on_epoch=None, held_out=None):
+    """Train ``args.repeat`` fresh networks per evaluation net; returns the per-net results: ``{net: {"runs":
+    [train_protocol's dicts], "best": {"mean", "std"}, "last": {...}}}``, plus ``"best_on_val"`` with ``held_out``.
 
     ``done`` ({net: [finished runs]}) skips repeats finished by an interrupted invocation;
     ``on_run(net, runs)`` is called after every repeat (test.py keeps them in a ``.partial`` file);
     ``seed_repeats`` seeds every repeat with ``repeat_seed`` (test.py; the evaluations inside a
     condensation run keep drawing from the run's random stream). A negative --seed means unseeded.
     ``on_epoch(net, repeat, epoch, values)``: ``train_protocol``'s per-epoch values (test.py's tracker).
+    ``held_out`` (``held_out_set``; test.py ``--val_per_class``): every repeat is also validated on it; the
+    condensation loop's in-run evaluations pass none. Resumed repeats (``done``) keep the curves they were saved with.
     """
     train, val = loaders(args, x, y, device, pre_normalised)
     out = {}
@@ -182,13 +223,17 @@ def evaluate_set(args, x, y, device, pre_normalised=False, log=print, done=None,
                 set_seed(repeat_seed(args.seed, i, r), args.deterministic)
             model = make_model(args, name, device)
             per_epoch = None if on_epoch is None else functools.partial(on_epoch, label, r)
-            res = train_protocol(model, train, val, args, desc=f"{label} {r + 1}/{args.repeat}", on_epoch=per_epoch)
+            res = train_protocol(model, train, val, args, desc=f"{label} {r + 1}/{args.repeat}", on_epoch=per_epoch,
+                                 held_out=held_out)
             runs.append(res)
-            log(f"[{label}] repeat {r + 1}: best {res['best']:.2f}  last {res['last']:.2f}  ({res['seconds']:.0f}s)")
+            on_val = f"  best-on-val {res['best_on_val']:.2f}" if held_out is not None else ""
+            log(f"[{label}] repeat {r + 1}: best {res['best']:.2f}  last {res['last']:.2f}{on_val}  "
+                f"({res['seconds']:.0f}s)")
             if on_run is not None:
                 on_run(label, runs)
-        out[label] = {"runs": runs, "best": summarize([r["best"] for r in runs]),
-                      "last": summarize([r["last"] for r in runs])}
-        log(f"[{label}] best {out[label]['best']['mean']:.2f} ± {out[label]['best']['std']:.2f}   "
-            f"last {out[label]['last']['mean']:.2f} ± {out[label]['last']['std']:.2f}")
+        keys = ("best", "last") + (("best_on_val",) if held_out is not None else ())
+        out[label] = {"runs": runs, **{k: summarize([r[k] for r in runs]) for k in keys}}
+        means = "   ".join(f"{k.replace('_', '-')} {out[label][k]['mean']:.2f} ± {out[label][k]['std']:.2f}"
+                           for k in keys)
+        log(f"[{label}] {means}")
     return out

@@ -18,6 +18,7 @@ Every file written here is strict JSON (``utils.config.to_json``: no NaN/Infinit
 list of records, each an object with ``args`` and ``results`` (what ``evaluation.report`` reads);
 ``load_records`` is the one check of that, for ``test.py`` (before any work) and for the report.
 """
+import functools
 import hashlib
 import json
 import os
@@ -42,9 +43,13 @@ class PartialRuns:
     field by field, as the repeats of a record (``read_record``)."""
 
     IGNORED = ("explicit", "results_file", "save_subset", "device", "pruning")
+    # options added after .partial files existed: left out of the key at their default (off), so an evaluation
+    # interrupted before they existed still finds its finished repeats
+    LATER = {"val_per_class": 0, "val_seed": 0}
 
     def __init__(self, results_file, args):
-        self.key = json.dumps(jsonable({k: v for k, v in sorted(vars(args).items()) if k not in self.IGNORED}))
+        self.key = json.dumps(jsonable({k: v for k, v in sorted(vars(args).items())
+                                        if k not in self.IGNORED and self.LATER.get(k, object()) != v}))
         self.path = partial_path(results_file, self.key)
         self.done, self.run_id, self.prior_seconds = {}, uuid.uuid4().hex, 0.0
         self.started = time.time()
@@ -104,12 +109,16 @@ TEST_TYPES = ("other", "cx_cy", "baseline_b")
 ACCURACY = dict(finite=True, lo=0, hi=100)  # an accuracy in percent
 SPREAD = dict(finite=True, lo=0, hi=100)    # a std of accuracies
 
-Evaluation = namedtuple("Evaluation", "test_type n_train args nets")
+ACCURACIES = ("best", "best_on_val", "last")  # per repeat and summarised: best on test, at the epoch best on
+# validation (--val_per_class), of the final epoch (evaluation.protocol.train_protocol)
+
+Evaluation = namedtuple("Evaluation", "test_type n_train args nets protocol")
 Evaluation.__doc__ = """One record of a results file, checked (``read_record``): ``args`` holds the settings the
-report reads (``REPORTED_ARGS``, defaults filled in); ``nets`` is {network: ``NetResult``} in the record's order."""
-NetResult = namedtuple("NetResult", "runs std")
-NetResult.__doc__ = """The best accuracy of every repeat (or the record's mean when it lists no repeats, then with
-its ``std``; else ``std`` is None)."""
+report reads (``REPORTED_ARGS``, defaults filled in); ``nets`` is {network: ``NetResult``} in the record's order;
+``protocol`` its protocol card (``protocol_card``), None for a record without one (protocol unknown)."""
+NetResult = namedtuple("NetResult", "values std")
+NetResult.__doc__ = """{accuracy (``ACCURACIES``): the value of every repeat}, for the accuracies every repeat holds;
+for a record that lists no repeats, its summaries' means, with their stds in ``std`` ({} otherwise)."""
 
 # the settings of a record's args that the report reads: (key, type, default (None: required), range)
 REPORTED_ARGS = (("dataset", str, None, None), ("nclass", int, None, ">= 1"), ("ipc", int, None, "-1 or >= 1"),
@@ -121,10 +130,11 @@ REPORTED_ARGS = (("dataset", str, None, None), ("nclass", int, None, ">= 1"), ("
 def read_record(doc, source, fix, index):
     """``Evaluation`` of one record of ``make_record``'s layout, every field checked (utils/fields.py): the
     bookkeeping strings, ``test_type``, ``n_train`` >= 1, the reported settings (``REPORTED_ARGS``, their
-    ranges and the test type's rules), and per network the repeats (``best``/``last`` accuracies in 0..100,
-    curve points, seconds) and the ``best``/``last`` summaries (mean in 0..100, std >= 0), all finite. A bad
-    field is a one-line ``UserError`` naming the file, the record (its position in the list), the field and
-    ``fix``."""
+    ranges and the test type's rules), per network the repeats (``best`` and the optional ``best_on_val``/``last``
+    accuracies in 0..100, the test and validation curves' points, seconds) and the ``best``/``best_on_val``/``last``
+    summaries (mean in 0..100, std >= 0), all finite, and the protocol card when the record has one (``_card``; a
+    record without one reads as protocol unknown). A bad field is a one-line ``UserError`` naming the file, the
+    record (its position in the list), the field and ``fix``."""
     r = Fields(doc, source, fix, index=index)
     for key in ("run_id", "time", "device", "device_name", "torch", "source"):
         r.get(key, str, default=None)
@@ -146,26 +156,38 @@ def read_record(doc, source, fix, index):
     res = r.sub("results")
     if not res.doc:
         res.fail("is empty (no evaluation network)")
-    nets = {}
+    nets, listed = {}, {}
     for net in res.doc:
         n = res.sub(net)
         runs = [_run(x) for x in n.each("runs", default=[])]
-        best = _summary(n, "best", required=not runs)
-        _summary(n, "last", required=False)
-        nets[net] = NetResult(runs, None) if runs else NetResult([best["mean"]], best["std"])
-    return Evaluation(test_type, n_train, args, nets)
+        listed[net] = len(runs)
+        summary = {k: _summary(n, k, required=k == "best" and not runs) for k in ACCURACIES}
+        if runs:
+            nets[net] = NetResult({k: [x[k] for x in runs] for k in ACCURACIES if all(x[k] is not None for x in runs)},
+                                  {})
+        else:
+            nets[net] = NetResult({k: [s["mean"]] for k, s in summary.items() if s},
+                                  {k: s["std"] for k, s in summary.items() if s})
+    card = _card(r.sub("protocol"), listed) if r.has("protocol") else None
+    return Evaluation(test_type, n_train, args, nets, card)
 
 
 def _run(run):
-    """One repeat of ``evaluation.protocol.train_protocol``: its best accuracy, the rest checked."""
-    run.get("last", float, default=None, **ACCURACY)
-    for i, point in enumerate(run.items("curve", list, default=[])):
-        if len(point) != 2:
-            run.fail(f"is {json.dumps(point)[:40]}, expected [epoch, accuracy]", ("curve", i))
-        run.check(("curve", i, 0), point[0], int, lo=1)
-        run.check(("curve", i, 1), point[1], float, **ACCURACY)
+    """One repeat of ``evaluation.protocol.train_protocol``, checked: its accuracies ({kind: value or None},
+    ``ACCURACIES``; ``best`` required), the test and held-out validation curves and its seconds."""
+    for key in ("curve", "val_curve"):
+        _curve(run, key)
     run.get("seconds", float, default=None, finite=True, lo=0)
-    return run.get("best", float, **ACCURACY)
+    return {k: run.get(k, float, **({} if k == "best" else {"default": None}), **ACCURACY) for k in ACCURACIES}
+
+
+def _curve(run, key):
+    """``[[epoch, accuracy], ...]`` under ``key`` (when present): epochs >= 1, accuracies in 0..100."""
+    for i, point in enumerate(run.items(key, list, default=[])):
+        if len(point) != 2:
+            run.fail(f"is {json.dumps(point)[:40]}, expected [epoch, accuracy]", (key, i))
+        run.check((key, i, 0), point[0], int, lo=1)
+        run.check((key, i, 1), point[1], float, **ACCURACY)
 
 
 def _summary(net, key, required):
@@ -175,6 +197,94 @@ def _summary(net, key, required):
         return None
     s = net.sub(key)
     return {"mean": s.get("mean", float, **ACCURACY), "std": s.get("std", float, **SPREAD)}
+
+
+# the protocol card of a record (docs/evaluating.md#protocol-card-and-report): (field, type, checks); ``None`` in a
+# type: null, where the setting has no effect (dsa_strategy without DSA, mix_p and beta without CutMix, val_seed
+# without validation) or is unknown (wall_seconds)
+CARD_FIELDS = (("epochs", int, dict(lo=1)), ("lr", float, dict(finite=True, valid="> 0")),
+               ("lr_gamma", float, dict(finite=True, lo=0)), ("lr_milestones", list, {}),
+               ("momentum", float, dict(finite=True, lo=0, hi=1)), ("weight_decay", float, dict(finite=True, lo=0)),
+               ("batch_size", int, dict(lo=1)), ("dsa", bool, {}), ("dsa_strategy", (str, None), {}),
+               ("mixup", str, dict(choices=("vanilla", "cut"))), ("mix_p", (float, None), dict(finite=True, lo=0, hi=1)),
+               ("beta", (float, None), dict(finite=True, valid="> 0")), ("repeats", int, dict(lo=1)),
+               ("val_per_class", int, dict(lo=0)), ("val_seed", (int, None), {}), ("accuracies", list, {}),
+               ("precision", str, dict(nonempty=True)), ("device", str, dict(nonempty=True)), ("device_name", str, {}),
+               ("torch", str, {}), ("wall_seconds", (float, None), dict(finite=True, lo=0)))
+# per evaluation network: the settings its constructor is given (models.create_model; shorthands such as
+# resnet10_bn fix their own) and the seed of every repeat (evaluation.protocol.repeat_seed; null: unseeded)
+NET_FIELDS = (("depth", int, dict(lo=1)), ("width", float, dict(finite=True, valid="> 0")),
+              ("norm_type", str, dict(nonempty=True)), ("seeds", (list, None), {}))
+
+
+def cpu_name():
+    """The CPU model (``/proc/cpuinfo``'s model name on Linux), else what ``platform`` says."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            names = [line.split(":", 1)[1].strip() for line in f if line.startswith(("model name", "Model", "Hardware"))]
+    except OSError:
+        names = []
+    return names[0] if names else platform.processor() or platform.machine()
+
+
+def protocol_card(args, results, machine, wall_seconds):
+    """The protocol card of an evaluation (docs/evaluating.md#protocol-card-and-report): how every network of
+    ``results`` was trained and validated (``evaluation.protocol.train_protocol``), how often, which accuracies the
+    record holds, and where (``machine``: device, device_name, torch)."""
+    from evaluation.protocol import milestones, repeat_seed
+    from models import convnet_depth
+
+    g = functools.partial(getattr, args)
+    epochs, seed, repeats, cut, val = g("epochs", None), g("seed", None), g("repeat", 1), g("mixup", None) == "cut", \
+        g("val_per_class", 0)
+    depth = g("depth", None)
+
+    def net(i, label):
+        seeds = None if seed is None or seed < 0 else [repeat_seed(seed, i, r) for r in range(repeats)]
+        return {"depth": convnet_depth(depth) if label == "convnet" and depth else depth, "width": g("width", None),
+                "norm_type": g("norm_type", None), "seeds": seeds}
+
+    return {
+        "nets": {label: net(i, label) for i, label in enumerate(results)},
+        "epochs": epochs, "lr": g("lr", None), "lr_gamma": 0.2,  # MultiStepLR x0.2 (train_protocol)
+        "lr_milestones": milestones(epochs) if isinstance(epochs, int) else None,
+        "momentum": g("momentum", None), "weight_decay": g("weight_decay", None), "batch_size": g("batch_size", None),
+        "dsa": g("dsa", None), "dsa_strategy": g("dsa_strategy", None) if g("dsa", None) else None,
+        "mixup": g("mixup", None), "mix_p": g("mix_p", None) if cut else None, "beta": g("beta", None) if cut else None,
+        "repeats": repeats, "val_per_class": val, "val_seed": g("val_seed", 0) if val else None,
+        "accuracies": [k for k in ACCURACIES if all(k in r for r in results.values())],
+        "precision": g("precision", "fp32"), **machine, "wall_seconds": wall_seconds,
+    }
+
+
+def _card(c, listed):
+    """The checked protocol card ``c`` (``Fields``) of a record whose networks list ``listed`` {net: repeats}:
+    every field of ``CARD_FIELDS`` and, per network of the record's results, of ``NET_FIELDS``; the repeats and
+    seeds agree with the record's."""
+    card = {k: c.get(k, t, **checks) for k, t, checks in CARD_FIELDS}
+    c.items("lr_milestones", int, lo=0)
+    c.items("accuracies", str, nonempty=True, choices=ACCURACIES)
+    nets = c.sub("nets")
+    if set(nets.doc) != set(listed):
+        nets.fail(f"is for {', '.join(sorted(nets.doc)) or 'no network'}, but the record's results are of "
+                  f"{', '.join(sorted(listed))}")
+    card["nets"] = {}
+    for name, runs in listed.items():
+        n = nets.sub(name)
+        card["nets"][name] = {k: n.get(k, t, **checks) for k, t, checks in NET_FIELDS}
+        seeds = n.items("seeds", int) if card["nets"][name]["seeds"] is not None else []
+        for what, count in (("runs", runs), ("seeds", len(seeds))):
+            if count and count != card["repeats"]:
+                c.fail(f"is {card['repeats']}, but results.{name} lists {count} {what}", "repeats")
+    return card
+
+
+def net_protocol(card, net):
+    """The protocol of one network of a record's card (``net`` and its ``NET_FIELDS`` beside the card's other
+    fields), as the report compares cells; None for a record without a card (protocol unknown)."""
+    if card is None:
+        return None
+    return {**{k: v for k, v in card.items() if k != "nets"}, "net": net, **card["nets"][net]}
 
 
 def _parse(path, fix, found=False):
@@ -267,16 +377,18 @@ def append_record(path, record):
 
 
 def make_record(args, device, source, n_train, results, wall_seconds, run_id=None):
-    """One evaluation as a JSON-able dict (every setting except the bookkeeping ``explicit`` list)."""
+    """One evaluation as a JSON-able dict (every setting except the bookkeeping ``explicit`` list), with its
+    protocol card (``protocol_card``)."""
     import torch
 
+    machine = {"device": str(device), "device_name": torch.cuda.get_device_name(device) if device.type == "cuda"
+               else cpu_name(), "torch": torch.__version__}
     return {
         "run_id": run_id or uuid.uuid4().hex,
-        "time": time.strftime("%Y-%m-%dT%H:%M:%S"), "wall_seconds": wall_seconds,
-        "device": str(device), "device_name": torch.cuda.get_device_name(device) if device.type == "cuda"
-        else platform.processor() or platform.machine(), "torch": torch.__version__,
+        "time": time.strftime("%Y-%m-%dT%H:%M:%S"), "wall_seconds": wall_seconds, **machine,
         "source": source, "test_type": args.test_type, "n_train": n_train, "results": results,
         "args": {k: v for k, v in vars(args).items() if k != "explicit"},
+        "protocol": protocol_card(args, results, machine, wall_seconds),
     }
 
 

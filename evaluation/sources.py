@@ -14,7 +14,8 @@ import sys
 import torch
 
 from data.condensed import class_prefix, load_decoded
-from data.datasets import dataset_folders, first_per_class, imagenet_folder, imagenet_tensors, load_tensors
+from data.datasets import (dataset_folders, first_per_class, held_out_of, imagenet_folder, imagenet_tensors,
+                           load_tensors)
 from data.partitions import describe_parts, resolve_parts
 from cli.arguments import ipc_epoch
 from evaluation.protocol import check_eval_nets
@@ -106,16 +107,8 @@ def baseline_b(args, base):
 
 def build_train_set(args):
     """The (decoded) training images in [0, 1] (or pre-normalised), labels, and where they came from."""
-    if args.slct_type == "random":  # real-data subset baseline: first ipc images per class
-        if args.ipc <= 0:
-            raise UserError("-s random needs --ipc > 0")
-        if args.dataset == "imagenet":
-            ds = imagenet_folder(args.imagenet_dir, "train", args.nclass, args.phase, args.dseed, ipc=args.ipc)
-            x, y = imagenet_tensors(ds, args.size)
-            return x.float() / 255, y, f"{args.imagenet_dir}/train (first {args.ipc} per class)"
-        x, y = load_tensors(args.dataset, args.data_dir, train=True, download=args.download)
-        x, y = first_per_class(x, y, args.nclass, args.ipc)
-        return x.float() / 255, y, f"{args.dataset} train (first {args.ipc} per class)"
+    if args.slct_type == "random":
+        return real_subset(args)
     base = source_path(args)
     if args.test_type == "baseline_b":
         return (*baseline_b(args, base), base)
@@ -142,6 +135,26 @@ def build_train_set(args):
     return x, y, base
 
 
+def real_subset(args):
+    """``-s random``, the real-data subset baseline: the first ``--ipc`` training images per class in dataset order.
+    With ``--val_per_class`` the held-out images (``data.datasets.held_out_of``) are skipped before the choice, so
+    a held-out image among a class's first ``--ipc`` is replaced by the class's next one
+    (docs/evaluating.md#held-out-validation); without it the choice is the reference's."""
+    if args.ipc <= 0:
+        raise UserError("-s random needs --ipc > 0")
+    what = f"first {args.ipc} per class" + (f", {args.val_per_class} held out" if args.val_per_class > 0 else "")
+    if args.dataset == "imagenet":
+        exclude = held_out_of(args, lambda: imagenet_folder(args.imagenet_dir, "train", args.nclass, args.phase,
+                                                            args.dseed).targets)
+        ds = imagenet_folder(args.imagenet_dir, "train", args.nclass, args.phase, args.dseed, ipc=args.ipc,
+                             exclude=exclude)
+        x, y = imagenet_tensors(ds, args.size)
+        return x.float() / 255, y, f"{args.imagenet_dir}/train ({what})"
+    x, y = load_tensors(args.dataset, args.data_dir, train=True, download=args.download)
+    x, y = first_per_class(x, y, args.nclass, args.ipc, exclude=held_out_of(args, lambda: y))
+    return x.float() / 255, y, f"{args.dataset} train ({what})"
+
+
 # options that act only together with another setting: (dests, is it set?, what to add); given explicitly
 # without it they would be ignored, so they are refused
 ONLY_WITH = (
@@ -151,6 +164,7 @@ ONLY_WITH = (
       "strata_random_select", "no_resnet"), lambda a: a.slct_ipc > 0, "add --slct_ipc IPC_T (YOCO pruning)"),
     (("test_data_dir", "custom_data_dir"), lambda a: a.slct_type != "random",
      "-s random evaluates the real images; drop -s random to evaluate a condensed set"),
+    (("val_seed",), lambda a: a.val_per_class > 0, "add --val_per_class K (the held-out validation images)"),
 )
 
 

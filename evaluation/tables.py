@@ -14,6 +14,11 @@ all cells with the same keys are aggregated:
 
 An evaluation run twice (same row, column, reproduce run and network) counts once: the newest record wins.
 Missing cells are shown as missing (``–``), never filled.
+
+Protocols (docs/evaluating.md#protocol-card-and-report): a cell that pools several records (YOCO's reproduce runs)
+whose protocol cards differ in a compared field (``compared_fields``), or where some records have no card, is
+refused unless mixing is allowed (then it is marked); the table's shared protocol is, per field, the value most of
+its cells have (``shared_protocol``), and ``differences`` names, per cell, where it departs from it.
 """
 from dataclasses import dataclass, field
 from typing import Callable
@@ -41,8 +46,10 @@ class Cell:
     runs: list = field(default_factory=list)  # best accuracy of every repeat
     order: float = 0.0   # newer records have larger values
     step: int = 0        # metrics.jsonl: the condensation iteration
-    std: float = None    # metrics.jsonl: the std its in-run evaluation reported (no per-repeat list there)
+    std: float = None    # a summary without per-repeat values (metrics.jsonl, a record listing no repeats): its std
+    n: int = None        # with ``std``: the number of repeats it summarises (None: unknown)
     first_net: bool = True  # the record's first evaluation network (ConvNet for the YOCO tables)
+    protocol: dict = None  # evaluation.records.net_protocol: the record's protocol card for this network (None: unknown)
 
 
 def mean_std(values):
@@ -178,11 +185,14 @@ TABLES["prefix"] = _mdc("Every IPC-x prefix of condensed sets")
 # ---------------------------------------------------------------------------------------------------
 @dataclass
 class Pivot:
-    """The aggregated table: ordered row and column keys, and {(row, col): (mean, std, n_runs)}."""
+    """The aggregated table: ordered row and column keys, {(row, col): (mean, std, n)} (n: the number of values the
+    std is over, None when unknown) and {(row, col): the cells aggregated into it}."""
     table: Table
     rows: list
     cols: list
     values: dict
+    members: dict = field(default_factory=dict)
+    compared: tuple = ()  # the protocol fields compared (``compared_fields``)
 
     def avg(self, row):
         """Mean of the row's cell means; None when a cell of the row is missing."""
@@ -197,8 +207,10 @@ def _newest(cells, identity):
     return list(out.values())
 
 
-def pivot(table, cells):
-    """Aggregate ``cells`` into ``table``'s rows and columns (module docstring)."""
+def pivot(table, cells, allow_mixed=False, compared=None):
+    """Aggregate ``cells`` into ``table``'s rows and columns (module docstring); a cell pooling records that differ in
+    a ``compared`` field (default: ``compared_fields("best")``) is a ``UserError`` unless ``allow_mixed``."""
+    compared = compared or compared_fields("best")
     if table.first_net_only:
         cells = [c for c in cells if c.first_net]
     cells = _newest(cells, lambda c: (table.row(c), table.col(c), c.exp, c.net, c.step))
@@ -212,12 +224,126 @@ def pivot(table, cells):
     cols = sorted(cols, key=table.col_rank)
     values = {}
     for rk, group in groups.items():
+        mixed = pooled_differences(group, compared)
+        if mixed and not allow_mixed:
+            raise UserError(f"the cell {' '.join(map(str, rk[0]))} / {table.col_name(rk[1])} would pool {len(group)} "
+                            f"records of different protocols ({describe(mixed)}); evaluate them alike, or pass "
+                            "--allow_mixed_protocols to pool them anyway (the cell is marked)")
         if table.yoco:  # each reproduce run: the mean of its repeats; the cell: mean ± std over runs
             per_exp = [mean_std(c.runs)[0] for c in group]
             values[rk] = (*mean_std(per_exp), len(per_exp))
         elif len(group) == 1 and group[0].std is not None:
-            values[rk] = (mean_std(group[0].runs[:1])[0], mean_std([group[0].std])[0], 1)
+            values[rk] = (mean_std(group[0].runs[:1])[0], mean_std([group[0].std])[0], group[0].n)
         else:
             runs = [x for c in group for x in c.runs]
             values[rk] = (*mean_std(runs), len(runs))
-    return Pivot(table, rows, cols, values)
+    return Pivot(table, rows, cols, values, groups, compared)
+
+
+# ---------------------------------------------------------------------------------------------------
+# protocols (docs/evaluating.md#protocol-card-and-report)
+# the fields of a protocol card (evaluation/records.py, CARD_FIELDS and NET_FIELDS) that say how a network was
+# trained: a cell pooling records that differ in one is refused, a cell differing from the table's shared value is
+# marked; the validation split's too when the cells show the accuracy it picks (the split is drawn on its own and
+# changes no test accuracy: evaluation/protocol.py, train_protocol). The others (repeats, seeds, which accuracies a
+# record holds, device, device name, torch version, wall time) are shown in the protocol line, never refused or marked.
+NET_KEYS = ("depth", "width", "norm_type")  # per network: shared among the cells of the same network
+TRAINING = ("net",) + NET_KEYS + ("epochs", "lr", "lr_gamma", "lr_milestones", "momentum", "weight_decay", "batch_size",
+                                  "dsa", "dsa_strategy", "mixup", "mix_p", "beta", "precision")
+VALIDATION = ("val_per_class", "val_seed")
+
+
+def compared_fields(accuracy):
+    """The card fields compared between the cells of a table showing ``accuracy`` (``best``, ``val``, ``last``)."""
+    return TRAINING + (VALIDATION if accuracy == "val" else ())
+UNKNOWN = "unknown"  # the protocol of a record without a card
+MIXED = "mixed"      # a field on which the records of a pooled cell differ
+
+
+def show(v):
+    """A card value as the report prints it."""
+    if isinstance(v, list):
+        return "[" + ", ".join(map(show, v)) + "]"
+    if isinstance(v, bool) or v is None:
+        return {True: "true", False: "false", None: "none"}[v]
+    return f"{v:g}" if isinstance(v, float) else str(v)
+
+
+def describe(diffs):
+    """``{field: [values]}`` as ``field v1 vs v2, ...``."""
+    return ", ".join(f"{k} {' vs '.join(map(show, vs))}" for k, vs in diffs.items())
+
+
+def pooled_differences(group, compared):
+    """{field: [its distinct values]} over the protocols of the cells pooled into one (the ``compared`` fields; a mix
+    of cells with and without a card: ``protocol``: unknown vs card)."""
+    known = [c.protocol for c in group if c.protocol is not None]
+    if known and len(known) < len(group):
+        return {"protocol": [UNKNOWN, "card"]}
+    out = {}
+    for f in compared:
+        vs = [p.get(f) for p in known]
+        distinct = [v for i, v in enumerate(vs) if v not in vs[:i]]
+        if len(distinct) > 1:
+            out[f] = distinct
+    return out
+
+
+def cell_protocol(group, compared):
+    """The compared protocol of the cells pooled into one: each ``compared`` field's value, ``MIXED`` where they
+    differ; None when no cell has a card."""
+    known = [c.protocol for c in group if c.protocol is not None]
+    if not known:
+        return None
+    mixed = pooled_differences(group, compared)
+    return {f: MIXED if f in mixed else known[0].get(f) for f in compared}
+
+
+def _slot(p, f):
+    return (p["net"], f) if f in NET_KEYS else f
+
+
+def shared_protocol(p):
+    """The table's shared protocol: {field (per network for ``NET_KEYS``: (net, field)): the value most of its cells
+    with a card have}, ties to the first one read; {} when no cell has a card."""
+    counts = {}
+    for rk in p.values:
+        cp = cell_protocol(p.members[rk], p.compared)
+        for f in p.compared if cp is not None else ():
+            if cp[f] != MIXED and cp["net"] != MIXED:
+                counts.setdefault(_slot(cp, f), []).append(cp[f])
+    return {slot: max(vs, key=lambda v: (vs.count(v), -vs.index(v))) for slot, vs in counts.items()}
+
+
+def differences(p, shared):
+    """{(row, col): how the cell departs from ``shared`` (the fields and values it differs in, the protocols it
+    pools, or protocol unknown)} for the cells that do; {} when no cell has a card."""
+    out = {}
+    for rk in (k for r in p.rows for c in p.cols for k in [(r, c)] if k in p.values):
+        cp, notes = cell_protocol(p.members[rk], p.compared), []
+        if cp is None:
+            notes.append("protocol unknown (records without a protocol card)")
+        else:
+            fields = ", ".join(f"{f} {show(cp[f])}" for f in p.compared if f != "net" and cp[f] != MIXED
+                               and cp["net"] != MIXED and cp[f] != shared.get(_slot(cp, f)))
+            notes += [fields] if fields else []
+        mixed = pooled_differences(p.members[rk], p.compared)
+        if mixed:
+            notes.append(f"pools records of different protocols: {describe(mixed)}")
+        if notes and shared:
+            out[rk] = "; ".join(notes)
+    return out
+
+
+def distinct(p, value):
+    """The distinct ``value(protocol)`` over the records behind the table's cells (each network of a record once),
+    in table order; records without a card left out."""
+    vals = list({(c.order, c.net): value(c.protocol) for rk in p.values for c in p.members[rk]
+                 if c.protocol is not None}.values())
+    return [v for i, v in enumerate(vals) if v not in vals[:i]]
+
+
+def wall_seconds(p):
+    """The wall time of the records behind the table's cells that have a card (each record once)."""
+    return sum({c.order: c.protocol["wall_seconds"] or 0.0 for rk in p.values for c in p.members[rk]
+                if c.protocol is not None}.values())

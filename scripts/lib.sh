@@ -19,6 +19,7 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 #: env DRY_RUN 0|1|jobs         print the commands, run nothing (above)
 #: env INSTALL 0|1              0: no pip install (install_requirements)
 #: env WORKDIR dir              the folder the commands run in (default the project root)
+#: env VAL_PER_CLASS flag:--val_per_class  K: every test.py job holds out K training images per class (below)
 _PRE_CWD=$PWD; _PRE_SCRIPT=$0; _PRE_ARGS=("$@")  # a sourced file sees the script's arguments
 _precheck() {
   (cd "$_PRE_CWD" && PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}" python3 -m sweep.precheck "$@" "$_PRE_SCRIPT" \
@@ -61,6 +62,11 @@ case $BUDGET in
          SCORE_BUDGET=(--stop_epoch 2 --topk 2); EXPS_DEFAULT="reproduce_1 reproduce_2" ;;
   *) echo "error: BUDGET=$BUDGET is not a budget: see its '#: env BUDGET' line above" >&2; exit 2 ;;
 esac
+# VAL_PER_CLASS=K (any budget): every test.py job gets --val_per_class K, so its records also hold the test accuracy
+# at the best epoch on K held-out training images per class (docs/evaluating.md#held-out-validation); unset or 0:
+# the papers' protocol, nothing added. EVAL_VAL alone: for a test.py job built without EVAL_BUDGET
+EVAL_VAL=(${VAL_PER_CLASS:+--val_per_class "$VAL_PER_CLASS"})
+EVAL_BUDGET+=("${EVAL_VAL[@]}")
 
 dry() { [ "${DRY_RUN:-0}" != 0 ]; }
 

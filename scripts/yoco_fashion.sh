@@ -27,14 +27,14 @@ SCORES="$OUT/dynamics/ipc10/data-score-ipc10-ep100.pickle"
 run rm -f "$OUT/results.json" "$OUT/full.json"
 # the unpruned IPC-10 set, for reference
 run python3 "${P}test.py" -d fashion -f 2 --ipc 10 --test_data_dir "$OUT/condensed" --epochs "$EPOCHS" --repeat 1 \
-  --device "$DEVICE" --results_file "$OUT/full.json"
+  "${EVAL_VAL[@]}" --device "$DEVICE" --results_file "$OUT/full.json"
 for T in 1 2 5; do
   case $T in 1) R=0.3 ;; 2) R=0.1 ;; 5) R=0.0 ;; esac
   for KEY in yoco random random_balance el2n forgetting ccs; do
     CUT=(); [ "$KEY" = ccs ] && CUT=(--prune_score_ratio "$R")  # the cut-off is read by ccs only
     run python3 "${P}test.py" -d fashion -f 2 --ipc 10 --slct_ipc "$T" --pruning_key "$KEY" --test_data_dir "$OUT/condensed" \
-      --score_file "$SCORES" "${CUT[@]}" --no_resnet --epochs "$EPOCHS" --repeat 1 --device "$DEVICE" \
-      --results_file "$OUT/results.json"
+      --score_file "$SCORES" "${CUT[@]}" --no_resnet --epochs "$EPOCHS" --repeat 1 "${EVAL_VAL[@]}" \
+      --device "$DEVICE" --results_file "$OUT/results.json"
   done
 done
 run_tee "$OUT/table.md" python3 -m evaluation.report yoco1 "$OUT/results.json" --out "$OUT/report"

@@ -54,12 +54,14 @@ def test_mdc_table1_rows_columns_and_b_column(table1, capsys):
     assert head == "| Network | Method | IPC-1 | IPC-2 | IPC-3 | Avg. |"  # one dataset: named in the title
     assert "Dataset: CIFAR-10" in md
     rows = {tuple(r[:2]): r[2:] for r in rows_of(md).values()}
-    assert rows["ConvNet", "A"] == ["11.00 ± 1.00", "21.00 ± 1.00", "31.00 ± 1.00", "21.00"]
-    # Baseline B: every IPC-y its own column (the old report put all of them under IPC-3)
-    assert rows["ConvNet", "B"] == ["21.00 ± 0.00", "22.00 ± 0.00", "23.00 ± 0.00", "22.00"]
-    assert rows["ConvNet", "C"] == ["31.00 ± 0.00", "32.00 ± 0.00", "33.00 ± 0.00", "32.00"]
-    assert rows["ResNet-10-BN", "C"] == ["32.00 ± 0.00", "33.00 ± 0.00", "34.00 ± 0.00", "33.00"]  # every network
-    assert rows["ConvNet", "MDC"] == ["41.00 ± 0.00", "42.00 ± 0.00", "–", "–"]  # missing, never filled
+    assert rows["ConvNet", "A"] == ["11.00 ± 1.00 (n=2)", "21.00 ± 1.00 (n=2)", "31.00 ± 1.00 (n=2)", "21.00"]
+    # Baseline B: every IPC-y its own column (the old report put all of them under IPC-3); one repeat: no "± 0.00"
+    assert rows["ConvNet", "B"] == ["21.00 (n=1)", "22.00 (n=1)", "23.00 (n=1)", "22.00"]
+    assert rows["ConvNet", "C"] == ["31.00 (n=1)", "32.00 (n=1)", "33.00 (n=1)", "32.00"]
+    assert rows["ResNet-10-BN", "C"] == ["32.00 (n=1)", "33.00 (n=1)", "34.00 (n=1)", "33.00"]  # every network
+    assert rows["ConvNet", "MDC"] == ["41.00 (n=1)", "42.00 (n=1)", "–", "–"]  # missing, never filled
+    # records without a protocol card (made before test.py wrote one): said under the table, never refused
+    assert "\nprotocol unknown (records without a protocol card); accuracy best-on-test" in md
     assert [k for k in rows if k[0] != "Network"] == [("ConvNet", m) for m in ("A", "B", "C", "MDC")] + [
         ("ResNet-10-BN", "C")]  # the paper's row order, grouped by network
 
@@ -69,10 +71,11 @@ def test_labels_newest_wins_and_csv(table1, tmp_path, capsys):
     assert main(["mdc1", f"MDC={table1 / 'MDC.json'}", f"MDC={again}", "--out", str(tmp_path / "rep")]) == 0
     capsys.readouterr()
     md = (tmp_path / "rep" / "mdc1.md").read_text()
-    assert "| MDC | 91.00 ± 1.00 | 42.00 ± 0.00 |" in md  # the newer IPC-1 evaluation replaced the older one
+    assert "| MDC | 91.00 ± 1.00 (n=2) | 42.00 (n=1) |" in md  # the newer IPC-1 evaluation replaced the older one
     rows = list(csv.reader(io.StringIO((tmp_path / "rep" / "mdc1.csv").read_text())))
-    assert rows[0] == ["Dataset", "Network", "Method", "column", "mean", "std", "n"]
-    assert ["CIFAR-10", "ConvNet", "MDC", "IPC-1", "91.0000", "1.0000", "2"] in rows
+    assert rows[0] == ["Dataset", "Network", "Method", "column", "mean", "std", "n", "protocol"]
+    assert ["CIFAR-10", "ConvNet", "MDC", "IPC-1", "91.0000", "1.0000", "2", ""] in rows
+    assert ["CIFAR-10", "ConvNet", "MDC", "IPC-2", "42.0000", "", "1", ""] in rows  # one repeat: no std
     assert (tmp_path / "rep" / "mdc1.png").stat().st_size > 1000
 
 
@@ -80,8 +83,8 @@ def test_datasets_get_their_own_rows(tmp_path):
     write(tmp_path / "C.json", [rec("cx_cy", 2, y, runs=(30.0 + y,)) for y in (1, 2)]
           + [rec("cx_cy", 2, y, runs=(60.0 + y,), dataset="svhn") for y in (1, 2)])
     md = markdown(pivot(TABLES["mdc1"], load_cells(TABLES["mdc1"], [str(tmp_path)])))
-    assert "| CIFAR-10 | C | 31.00 ± 0.00 | 32.00 ± 0.00 | 31.50 |" in md
-    assert "| SVHN | C | 61.00 ± 0.00 | 62.00 ± 0.00 | 61.50 |" in md
+    assert "| CIFAR-10 | C | 31.00 (n=1) | 32.00 (n=1) | 31.50 |" in md
+    assert "| SVHN | C | 61.00 (n=1) | 62.00 (n=1) | 61.50 |" in md
 
 
 def yoco(key, t, exp, acc, ipc=10, ck="idc", nets=("convnet",), tag="yoco_table1"):
@@ -98,9 +101,9 @@ def test_yoco_table1_averages_reproduce_runs(tmp_path, capsys):
     assert main(["yoco1", str(tmp_path)]) == 0
     rows = {k[0]: v for k, v in rows_of(capsys.readouterr().out).items()}
     assert rows["Method"][1:] == ["CIFAR-10 10→1", "CIFAR-10 10→2"]
-    assert rows["LBPE + balanced (YOCO)"][1:] == ["13.00 ± 1.63 (n=3)", "23.00 ± 2.00"]
-    assert rows["Random"][1:] == ["6.00 ± 0.00", "–"]
-    assert rows["Random (DREAM)"][1:] == ["8.00 ± 0.00", "–"]
+    assert rows["LBPE + balanced (YOCO)"][1:] == ["13.00 ± 1.63 (n=3)", "23.00 ± 2.00 (n=2)"]  # n: reproduce runs
+    assert rows["Random"][1:] == ["6.00 ± 0.00 (n=2)", "–"]
+    assert rows["Random (DREAM)"][1:] == ["8.00 ± 0.00 (n=2)", "–"]
     assert list(rows)[1:] == ["Random", "Random (DREAM)", "LBPE + balanced (YOCO)"]
 
 
@@ -112,14 +115,14 @@ def test_yoco_tables_2_to_5(tmp_path):
     path = write(tmp_path / "r.json", recs)
     md2 = markdown(pivot(TABLES["yoco2"], load_cells(TABLES["yoco2"], [path], tag="t2")))
     md1 = markdown(pivot(TABLES["yoco1"], load_cells(TABLES["yoco1"], [path], tag="t3")))
-    assert "| EL2N | 31.00 ± 0.00 |" in md1  # ConvNet-only table: the record's other networks are left out
-    assert "| Method | IDC | DREAM |" in md2 and "| Random | 21.00 ± 0.00 | 21.00 ± 0.00 |" in md2
+    assert "| EL2N | 31.00 (n=1) |" in md1  # ConvNet-only table: the record's other networks are left out
+    assert "| Method | IDC | DREAM |" in md2 and "| Random | 21.00 (n=1) | 21.00 (n=1) |" in md2
     md3 = markdown(pivot(TABLES["yoco3"], load_cells(TABLES["yoco3"], [path], tag="t3")))
     assert "| Method | ConvNet | ResNet-10-BN | DenseNet | Avg. |" in md3
-    assert "| EL2N | 31.00 ± 0.00 | 32.00 ± 0.00 | 33.00 ± 0.00 | 32.00 |" in md3
+    assert "| EL2N | 31.00 (n=1) | 32.00 (n=1) | 33.00 (n=1) | 32.00 |" in md3
     md5 = markdown(pivot(TABLES["yoco5"], load_cells(TABLES["yoco5"], [path], tag="t5")))
     assert "| →1 imbalanced | →1 balanced | →2 imbalanced | →2 balanced |" in md5
-    assert "| EL2N | 42.00 ± 0.00 | 43.00 ± 0.00 | 43.00 ± 0.00 | 44.00 ± 0.00 |" in md5 and "Random" not in md5
+    assert "| EL2N | 42.00 (n=1) | 43.00 (n=1) | 43.00 (n=1) | 44.00 (n=1) |" in md5 and "Random" not in md5
 
 
 def test_mdc_table10_from_metrics(tmp_path, capsys):
@@ -134,7 +137,8 @@ def test_mdc_table10_from_metrics(tmp_path, capsys):
     assert main(["mdc10", str(tmp_path), "--plot", str(tmp_path / "p.png")]) == 0
     out = capsys.readouterr().out
     assert "| Method | Iteration | IPC-1 | IPC-2 | Avg. |" in out
-    assert "| MDC | 200 | 43.00 ± 0.50 | 44.00 ± 0.50 | 43.50 |" in out and "| C | 100 |" in out
+    # the in-run evaluations' mean ± std; their repeats are not recorded (n=?) when args.yaml does not say
+    assert "| MDC | 200 | 43.00 ± 0.50 (n=?) | 44.00 ± 0.50 (n=?) | 43.50 |" in out and "| C | 100 |" in out
     assert (tmp_path / "p.png").exists()
 
 

@@ -33,9 +33,11 @@ def test_mdc_table3_smoke(workdir):
     rep = workdir / "raid" / "mdc_table3" / "cifar10"
     md = (rep / "report" / "mdc3.md").read_text()
     assert "| Method | IPC-1 | IPC-2 | Avg. |" in md and md in out
-    rows = [line.split(" | ")[0].lstrip("| ") for line in md.splitlines()[4:]]
+    body = [line for line in md.splitlines()[4:] if line.startswith("| ")]  # the protocol line and notes follow
+    rows = [line.split(" | ")[0].lstrip("| ") for line in body]
     assert rows == ["C", "random", "distance", "change", "MDC"]
-    assert all(MISSING not in line for line in md.splitlines()[4:])  # every cell filled
+    assert all(MISSING not in line for line in body)  # every cell filled
+    assert "\nprotocol: ConvNet (" in md and "(n=" in body[0]  # every record has its card, every cell its n
     assert sorted(os.listdir(rep)) == ["C.json", "MDC.json", "change", "change.json", "distance", "distance.json",
                                        "random", "random.json", "report"]  # C and MDC: Table 1's runs
     shared = workdir / "raid" / "mdc_table1" / "cifar10"

@@ -25,7 +25,13 @@ def good_record(**args):
     return {"run_id": "r1", "time": "2024-01-01T00:00:00", "wall_seconds": 3.0, "device": "cpu", "device_name": "x86",
             "torch": "2.0", "source": "cond", "test_type": "other", "n_train": 80, "args": a,
             "results": {"convnet": {"runs": [run, dict(run, best=52.0)], "best": {"mean": 51.0, "std": 1.0},
-                                    "last": {"mean": 49.0, "std": 0.0}}}}
+                                    "last": {"mean": 49.0, "std": 0.0}}},
+            "protocol": {"nets": {"convnet": {"depth": 3, "width": 1.0, "norm_type": "instance", "seeds": [0, 1]}},
+                         "epochs": 6, "lr": 0.01, "lr_gamma": 0.2, "lr_milestones": [4, 5], "momentum": 0.9,
+                         "weight_decay": 5e-4, "batch_size": 64, "dsa": True, "dsa_strategy": "color_crop",
+                         "mixup": "cut", "mix_p": 0.5, "beta": 1.0, "repeats": 2, "val_per_class": 0, "val_seed": None,
+                         "accuracies": ["best", "last"], "precision": "fp32", "device": "cpu", "device_name": "x86",
+                         "torch": "2.0", "wall_seconds": 3.0}}
 
 
 def edited(doc, *edits):
@@ -87,6 +93,34 @@ RECORD_CASES = [
     # every accuracy NaN: refused, never printed as "nan ± nan"
     ([(("results", "convnet", "runs"), []), (("results", "convnet", "best"), {"mean": NAN, "std": NAN})],
      "results.convnet.best.mean", "not a finite number"),
+    # held-out validation (test.py --val_per_class): optional, checked as their siblings
+    ([(RUN + ("best_on_val",), NAN)], "results.convnet.runs[0].best_on_val", "not a finite number"),
+    ([(RUN + ("best_on_val",), 101)], "results.convnet.runs[0].best_on_val", "above 100"),
+    ([(RUN + ("val_curve",), [[0, 20.0]])], "results.convnet.runs[0].val_curve[0][0]", "is 0, below 1"),
+    ([(RUN + ("val_curve",), [[1, -1.0]])], "results.convnet.runs[0].val_curve[0][1]", "below 0"),
+    ([(RUN + ("val_curve",), [[1, 2, 3]])], "results.convnet.runs[0].val_curve[0]", "expected [epoch, accuracy]"),
+    ([(("results", "convnet", "best_on_val"), {"mean": 50.0, "std": -1.0})], "results.convnet.best_on_val.std",
+     "below 0"),
+    # the protocol card (docs/evaluating.md#protocol-card-and-report)
+    ([(("protocol",), "x")], "protocol", "expected a mapping"),
+    ([(("protocol", "epochs"), DELETE)], "protocol.epochs", "is missing"),
+    ([(("protocol", "epochs"), 0)], "protocol.epochs", "is 0, below 1"),
+    ([(("protocol", "lr"), -0.1)], "protocol.lr", "not > 0"),
+    ([(("protocol", "lr"), None)], "protocol.lr", "is None, expected a number"),
+    ([(("protocol", "momentum"), 1.5)], "protocol.momentum", "above 1"),
+    ([(("protocol", "dsa"), "yes")], "protocol.dsa", "expected true/false"),
+    ([(("protocol", "mixup"), "mix")], "protocol.mixup", "not one of 'vanilla', 'cut'"),
+    ([(("protocol", "mix_p"), NAN)], "protocol.mix_p", "not a finite number"),
+    ([(("protocol", "val_per_class"), -1)], "protocol.val_per_class", "below 0"),
+    ([(("protocol", "accuracies"), ["best", "top5"])], "protocol.accuracies[1]", "not one of"),
+    ([(("protocol", "accuracies"), [])], "protocol.accuracies", "is empty"),
+    ([(("protocol", "lr_milestones"), [4, "x"])], "protocol.lr_milestones[1]", "expected an integer"),
+    ([(("protocol", "wall_seconds"), -1.0)], "protocol.wall_seconds", "below 0"),
+    ([(("protocol", "nets", "convnet", "depth"), 0)], "protocol.nets.convnet.depth", "is 0, below 1"),
+    ([(("protocol", "nets", "convnet", "seeds"), [0, 1.5])], "protocol.nets.convnet.seeds[1]", "expected an integer"),
+    ([(("protocol", "nets"), {"resnet": {}})], "protocol.nets", "is for resnet, but the record's results are of convnet"),
+    ([(("protocol", "repeats"), 3)], "protocol.repeats", "is 3, but results.convnet lists 2 runs"),
+    ([(("protocol", "nets", "convnet", "seeds"), [7])], "protocol.repeats", "lists 1 seeds"),
 ]
 RECORD_IDS = [f"{c[1]}:{c[2][:24]}" for c in RECORD_CASES]
 
@@ -147,7 +181,11 @@ def test_a_bad_record_in_a_folder_is_named_too(tmp_path):
 def test_good_records_still_report(tmp_path):
     from evaluation.records import read_records
 
-    recs = [good_record(), good_record(ipc=-1), edited(good_record(), (("results", "convnet", "runs"), []))]
+    val = {"best_on_val": 48.0, "val_curve": [[1, 30.0], [2, 35.0]]}
+    recs = [good_record(), good_record(ipc=-1), edited(good_record(), (("results", "convnet", "runs"), [])),
+            edited(good_record(), (("protocol",), DELETE)),  # a record without a card: protocol unknown
+            edited(good_record(), (RUN, dict(good_record()["results"]["convnet"]["runs"][0], **val)),
+                   (("results", "convnet", "best_on_val"), {"mean": 48.0, "std": 0.0}))]
     name = write_records(tmp_path, recs)
     assert read_records(str(tmp_path / name)) == recs
     p = run_main("evaluation.report", "prefix", name, cwd=tmp_path, check=True)
@@ -160,10 +198,13 @@ def test_a_partial_file_of_these_settings_is_checked_too(tmp_path):
     """``test.py``'s ``.partial`` file (finished repeats of an interrupted evaluation): its repeats as a record's."""
     from evaluation.records import PartialRuns
 
-    args = SimpleNamespace(test_type="other", lr=0.01, explicit=[])
+    args = SimpleNamespace(test_type="other", lr=0.01, explicit=[], val_per_class=2, val_seed=0)
     first = PartialRuns(str(tmp_path / "r.json"), args)
-    first.save("convnet", [{"best": 50.0, "last": 49.0, "curve": [[1, 49.0]], "seconds": 1.0}])
+    first.save("convnet", [{"best": 50.0, "last": 49.0, "curve": [[1, 49.0]], "seconds": 1.0, "best_on_val": 48.0,
+                            "val_curve": [[1, 30.0]]}])
     assert PartialRuns(str(tmp_path / "r.json"), args).done == first.done
+    for other in (dict(val_per_class=0), dict(val_seed=1)):  # the validation settings key the file
+        assert PartialRuns(str(tmp_path / "r.json"), SimpleNamespace(**{**vars(args), **other})).path != first.path
     doc = json.loads(open(first.path).read())
     doc["runs"]["convnet"][0]["best"] = NAN
     open(first.path, "w").write(json.dumps(doc))
@@ -285,7 +326,7 @@ def test_good_metrics_still_read(tmp_path):
     run = write_run(tmp_path / "run", good_metrics())
     assert read_metrics(str(run)) == good_metrics()
     p = run_main("evaluation.report", "mdc10", "run", cwd=tmp_path, check=True)
-    assert "| 0 | – | 20.00 ± 0.50 | – |" in p.stdout and "| 2 | 25.00 ± 0.00 | – | – |" in p.stdout
+    assert "| 0 | – | 20.00 ± 0.50 (n=?) | – |" in p.stdout and "| 2 | 25.00 ± 0.00 (n=?) | – | – |" in p.stdout
     p = run_main("evaluation.mls_trace", "run", cwd=tmp_path, check=True)
     assert "| run | 1 (it 1–2) |" in p.stdout
 
