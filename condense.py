@@ -32,12 +32,20 @@ def get_args_parser():
 """)
 
 
+def check_args(args):
+    """The checks ``main`` runs before any work (also the table scripts' pre-check, sweep/precheck.py)."""
+    from condensation.runner import check_args as check_condensation
+
+    if args.adaptive_reg:
+        raise UserError("condense.py is plain IDC; run condense_reg.py for --adaptive_reg True (MDC)")
+    check_condensation(args)
+
+
 def main(args):
     from condensation.run_files import default_save_dir  # the work modules load torch: not needed for -h
     from condensation.runner import finalize_args, run_condensation
 
-    if args.adaptive_reg:
-        raise UserError("condense.py is plain IDC; run condense_reg.py for --adaptive_reg True (MDC)")
+    check_args(args)
     if args.save_dir:
         save_dir = None
     else:

@@ -39,6 +39,14 @@ def get_args_parser():
     return condense_parser("Dataset condensation: IDC gradient matching + MDC (condense_reg.py)")
 
 
+def check_args(args):
+    """The checks ``main`` runs before any work (in ``run_condensation``; also the table scripts' pre-check,
+    sweep/precheck.py)."""
+    from condensation.runner import check_args as check_condensation
+
+    check_condensation(args)
+
+
 def main(args):
     from condensation.runner import run_condensation  # the work modules load torch: not needed for -h
 

@@ -148,6 +148,14 @@ def run_world(args, world):
         world.close()
 
 
+def check_args(args):
+    """The checks ``main`` runs before any work (in ``run_condensation``; also the table scripts' pre-check,
+    sweep/precheck.py)."""
+    from condensation.runner import check_args as check_condensation
+
+    check_condensation(args, mp=True)
+
+
 def main(args):
     from condensation.parallel import World  # the work modules load torch: not needed for -h
 

@@ -66,22 +66,29 @@ def parse_topk(text):
     return ks
 
 
-def main(args):
-    # the work modules load torch: imported here so that -h does not need it
-    import torch
-
-    from utils.config import resolve_device, set_seed
-    from utils.files import check_apart, check_output_file
-    from yoco.dynamics import clean_pass, data_settings, load_condensed_set, load_dynamics_model, resolve_paths
-    from yoco.dynamics_stats import load_score_input
-    from yoco.pruning import default_stop_epoch, default_topk, find_td_file, score_name
-    from yoco.scores import compute_scores, save_score_file
+def check_args(args):
+    """The checks ``main`` runs before any work (also the table scripts' pre-check, sweep/precheck.py)."""
+    from yoco.dynamics import data_settings
 
     if args.score_file:
         raise UserError("--score_file is not used by the generator; choose the output with --custom-out-name")
     if args.random_selection:
         raise UserError("--random_selection is not supported: scores are computed on the full decoded set")
     data_settings(args)
+
+
+def main(args):
+    # the work modules load torch: imported here so that -h does not need it
+    import torch
+
+    from utils.config import resolve_device, set_seed
+    from utils.files import check_apart, check_output_file
+    from yoco.dynamics import clean_pass, load_condensed_set, load_dynamics_model, resolve_paths
+    from yoco.dynamics_stats import load_score_input
+    from yoco.pruning import default_stop_epoch, default_topk, find_td_file, score_name
+    from yoco.scores import compute_scores, save_score_file
+
+    check_args(args)
     resolve_paths(args)
     device = resolve_device(args.device)
     set_seed(args.seed)

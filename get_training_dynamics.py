@@ -102,15 +102,22 @@ def resume_plan(args, out_dir, resume_dir):
     return "fresh"
 
 
+def check_args(args):
+    """The checks ``main`` runs before any work (also the table scripts' pre-check, sweep/precheck.py)."""
+    from yoco.dynamics import resolve_settings
+
+    resolve_settings(args)
+
+
 def main(args):
     # the work modules load torch: imported here so that -h does not need it
     from utils.config import resolve_device, set_seed
     from data.datasets import dataset_folders
     from utils.files import check_apart, check_output_dir
     from utils.runlock import FolderLock
-    from yoco.dynamics import DynamicsTrainer, load_condensed_set, resolve_paths, resolve_settings, test_loader
+    from yoco.dynamics import DynamicsTrainer, load_condensed_set, resolve_paths, test_loader
 
-    resolve_settings(args)
+    check_args(args)
     resolve_paths(args)
     device = resolve_device(args.device)
     set_seed(args.seed)

@@ -40,17 +40,24 @@ def interrupted(partial):
             "after them")
 
 
+def check_args(args):
+    """The checks ``main`` runs before any work (also the table scripts' pre-check, sweep/precheck.py)."""
+    from evaluation.sources import validate_args
+
+    validate_args(args)
+
+
 def main(args):
     # the work modules load torch: imported here so that -h does not need it
     from data.condensed import save_condensed
     from evaluation.protocol import evaluate_set, held_out_set
     from evaluation.records import PartialRuns, append_record, default_results_file, make_record
-    from evaluation.sources import PRE_NORMALISED, build_train_set, check_outputs, source_path, validate_args
+    from evaluation.sources import PRE_NORMALISED, build_train_set, check_outputs, source_path
     from utils.config import jsonable, resolve_device, set_seed
     from utils.files import clean_stale_temps
     from tracking.client import open_tracker, test_names, tracker_of
 
-    validate_args(args)
+    check_args(args)
     device = resolve_device(args.device)
     # every output path is checked before any work (a bad one must not cost a training run)
     results_file = default_results_file(args, None if args.slct_type == "random" else source_path(args))

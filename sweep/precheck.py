@@ -10,7 +10,7 @@
    ``check_together``); a top-level script is loaded from its file (its ``__main__`` block does not run),
    which imports no torch.
 3. ``--deep`` (a real run, ``python -m sweep``): also the report steps' parsers and the argument checks each
-   program's ``main`` runs before any work (``MAIN_CHECKS``); these modules import torch (a few seconds).
+   program's ``main`` runs before any work (its ``check_args``); these modules import torch (a few seconds).
 
 A failure is one line ``error: SCRIPT: <what>; <fix>`` on stderr and exit status 2; nothing is written.
 """
@@ -170,7 +170,7 @@ def program_of(cmd):
         top = os.path.join(ROOT, *name.split("."))
         if not (os.path.isfile(top + ".py") or os.path.isdir(top)):
             return None
-        return name, lambda: importlib.import_module(name).get_args_parser, argv[i + 2:], f"-m {name}"
+        return name, lambda: vars(importlib.import_module(name)), argv[i + 2:], f"-m {name}"
     path = os.path.realpath(os.path.join(cmd.cwd, argv[i]))
     if os.path.dirname(path) != ROOT or not path.endswith(".py") or not os.path.isfile(path):
         return None  # not one of our scripts: never executed here
@@ -179,36 +179,29 @@ def program_of(cmd):
             return None
 
     def load():
-        return runpy.run_path(path, run_name="__precheck__")["get_args_parser"]
+        return runpy.run_path(path, run_name="__precheck__")
     return path, load, argv[i + 1:], os.path.basename(path)
 
 
-def parser_for(key, load):
+def namespace_of(key, load):
+    """The program's names (``get_args_parser``, and ``check_args`` when it has one), loaded once."""
     if key not in _FACTORIES:
         _FACTORIES[key] = load()
-    parser = _FACTORIES[key]()
+    return _FACTORIES[key]
+
+
+def parser_for(key, load):
+    parser = namespace_of(key, load)["get_args_parser"]()
     parser.error, parser.exit = _raise, _exit  # one message instead of usage + exit
     return parser
 
 
-def main_checks(program, args):
-    """The argument checks the program's ``main`` runs before any work (they need no file); torch-importing."""
-    if program == "test.py":
-        from evaluation.sources import validate_args
-        validate_args(args)
-    elif program in ("condense_reg.py", "condense.py", "condense_reg_mp.py"):
-        from condensation.runner import check_args
-        if program == "condense.py" and args.adaptive_reg:
-            raise UserError("condense.py is plain IDC; run condense_reg.py for --adaptive_reg True (MDC)")
-        check_args(args, mp=program == "condense_reg_mp.py")
-    elif program == "get_training_dynamics.py":
-        from yoco.dynamics import resolve_settings
-        resolve_settings(args)
-    elif program == "generate_importance_score.py":
-        from yoco.dynamics import data_settings
-        if args.score_file or args.random_selection:
-            raise UserError("--score_file/--random_selection are not used by generate_importance_score.py; drop them")
-        data_settings(args)
+def main_checks(key, load, args):
+    """The argument checks the program's ``main`` runs before any work (its own ``check_args``, which needs no
+    file); torch-importing."""
+    checks = namespace_of(key, load).get("check_args")
+    if checks is not None:
+        checks(args)
 
 
 def light_checks(program, args):
@@ -235,7 +228,7 @@ def check_job(cmd, deep=False):
             args = parse_args(parser_for(key, load), argv)
             light_checks(cmd.program, args)
             if deep:
-                main_checks(cmd.program, args)
+                main_checks(key, load, args)
     except (ParseFailure, UserError) as e:
         msg = str(e).strip().splitlines()[-1] if str(e).strip() else type(e).__name__
         raise UserError(f"job {cmd.name} ({cmd.program}, {_where(cmd)}): {msg}; fix the argument (python "
